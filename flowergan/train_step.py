@@ -1,0 +1,244 @@
+"""The WGAN-GP training iteration as one jitted, data-parallel function.
+
+One iteration = `n_critic` critic updates (each on a fresh real batch and fresh noise, under
+`lax.scan`) followed by one generator update. The global batch is sharded over a 1-D mesh axis
+'data' and the state is replicated; jit inserts the cross-device reductions, so BatchNorm
+statistics and every mean are over the global batch and the math does not depend on the device
+count. All randomness comes from `fold_in(key, step)`: nothing random lives in the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from flowergan import losses
+from flowergan.models import Critic, Generator, build_models, pre_batchnorm_bias_mask
+
+PyTree = Any
+AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]  # (images, key) -> images
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; a pytree of arrays (saved as is by Orbax)."""
+  step: jax.Array  # completed iterations (= generator updates)
+  g_params: PyTree
+  g_batch_stats: PyTree
+  g_opt_state: PyTree
+  d_params: PyTree
+  d_opt_state: PyTree
+  ema_params: PyTree  # exponential moving average of g_params, used for sampling
+
+
+def ema_decay_at(step, decay: float, warmup: bool):
+  """Decay for the EMA update after `step` updates; with warm-up, min(decay, (1+t)/(10+t))
+  (as tf.train.ExponentialMovingAverage with num_updates) so early averages follow the
+  fast-changing generator instead of staying near its random init."""
+  if not warmup:
+    return jnp.asarray(decay, jnp.float32)
+  t = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+
+
+def ema_update(ema_params, params, step, decay: float, warmup: bool = True):
+  d = ema_decay_at(step, decay, warmup)
+  return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema_params, params)
+
+
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+
+@dataclasses.dataclass(frozen=True)
+class WGANGP:
+  """The model pair, their optimisers and the WGAN-GP hyper-parameters; pure functions only."""
+  generator: Generator
+  critic: Critic
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+  z_dim: int = 64
+  n_critic: int = 5
+  gp_weight: float = 10.0
+  ema_decay: float = 0.999
+  ema_warmup: bool = True
+  augment_fn: AugmentFn | None = None  # DiffAugment on the critic's inputs, or None
+
+  @property
+  def num_classes(self) -> int:
+    return self.generator.num_classes
+
+  def init(self, key: jax.Array) -> TrainState:
+    kg, kd = jax.random.split(key)
+    size = self.generator.image_size
+    labels = jnp.zeros((1,), jnp.int32)
+    g_vars = self.generator.init(kg, jnp.zeros((1, self.z_dim)), labels, train=False)
+    d_vars = self.critic.init(kd, jnp.zeros((1, size, size, 3)), labels)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_vars["params"], g_batch_stats=g_vars["batch_stats"],
+        g_opt_state=self.g_tx.init(g_vars["params"]),
+        d_params=d_vars["params"], d_opt_state=self.d_tx.init(d_vars["params"]),
+        ema_params=g_vars["params"])
+
+  def generate(self, params, batch_stats, z, labels) -> jax.Array:
+    """Images in [-1, 1] with BatchNorm's running statistics (inference mode)."""
+    return self.generator.apply({"params": params, "batch_stats": batch_stats}, z, labels,
+                                train=False)
+
+  def _augment(self, images, key):
+    return images if self.augment_fn is None else self.augment_fn(images, key)
+
+  def _critic_update(self, g_params, carry, xs):
+    d_params, d_opt_state, g_batch_stats = carry
+    real, labels, key = xs
+    k_z, k_gp, k_aug, k_aug_gp = jax.random.split(key, 4)
+    z = jax.random.normal(k_z, (real.shape[0], self.z_dim))
+    fake, g_vars = self.generator.apply(
+        {"params": g_params, "batch_stats": g_batch_stats}, z, labels, train=True,
+        mutable=["batch_stats"])
+    fake = jax.lax.stop_gradient(fake)
+
+    def loss_fn(d_params):
+      critic_fn = lambda x, k: self.critic.apply({"params": d_params}, self._augment(x, k),
+                                                 labels)
+      # One critic call on real ++ fake: one large batch runs faster than two halves.
+      scores = self.critic.apply({"params": d_params},
+                                 self._augment(jnp.concatenate([real, fake]), k_aug),
+                                 jnp.concatenate([labels, labels]))
+      real_scores, fake_scores = jnp.split(scores, 2)
+      gp = losses.gradient_penalty(lambda x: critic_fn(x, k_aug_gp), real, fake, k_gp)
+      loss = losses.critic_loss(real_scores, fake_scores) + self.gp_weight * gp
+      return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp)
+
+    (loss, (w_dist, gp)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+    updates, d_opt_state = self.d_tx.update(grads, d_opt_state, d_params)
+    d_params = optax.apply_updates(d_params, updates)
+    metrics = dict(critic_loss=loss, wasserstein=w_dist, gradient_penalty=gp,
+                   critic_grad_norm=optax.tree.norm(grads))
+    return (d_params, d_opt_state, g_vars["batch_stats"]), metrics
+
+  def iteration(self, state: TrainState, batch: dict, key: jax.Array
+                ) -> tuple[TrainState, dict]:
+    """One training iteration. `batch['image']`: (n_critic, B, S, S, 3) in [-1, 1],
+    `batch['label']`: (n_critic, B) int32. Returns the new state and scalar metrics; when any
+    loss or gradient is non-finite, metrics['finite'] is False and the state is returned
+    unchanged, so the last good state is never overwritten."""
+    images, labels = batch["image"], batch["label"]
+    if images.shape[0] != self.n_critic:
+      raise ValueError(f"batch has {images.shape[0]} critic sub-batches, expected n_critic="
+                       f"{self.n_critic}; build the input with the same n_critic.")
+    key = jax.random.fold_in(key, state.step)
+    k_critic, k_z = jax.random.split(key)
+    critic_keys = jax.random.split(k_critic, self.n_critic)
+    (d_params, d_opt_state, g_batch_stats), d_metrics = jax.lax.scan(
+        lambda carry, xs: self._critic_update(state.g_params, carry, xs),
+        (state.d_params, state.d_opt_state, state.g_batch_stats),
+        (images, labels, critic_keys))
+
+    # The generator's labels follow the class distribution of the data the critic sees.
+    g_labels = labels[-1]
+    k_z, k_aug = jax.random.split(k_z)
+    z = jax.random.normal(k_z, (g_labels.shape[0], self.z_dim))
+
+    def g_loss_fn(g_params):
+      fake, g_vars = self.generator.apply(
+          {"params": g_params, "batch_stats": g_batch_stats}, z, g_labels, train=True,
+          mutable=["batch_stats"])
+      scores = self.critic.apply({"params": d_params}, self._augment(fake, k_aug), g_labels)
+      return losses.generator_loss(scores), g_vars["batch_stats"]
+
+    (g_loss, g_batch_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        state.g_params)
+    updates, g_opt_state = self.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, updates)
+
+    new_state = TrainState(
+        step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats,
+        g_opt_state=g_opt_state, d_params=d_params, d_opt_state=d_opt_state,
+        ema_params=ema_update(state.ema_params, g_params, state.step, self.ema_decay,
+                              self.ema_warmup))
+    metrics = {name: jnp.mean(value) for name, value in d_metrics.items()}
+    metrics.update(generator_loss=g_loss, generator_grad_norm=optax.tree.norm(g_grads))
+    finite = _all_finite(metrics) & _all_finite(new_state)
+    metrics["finite"] = finite
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    return new_state, metrics
+
+
+def make_optimizers(train_config) -> tuple[optax.GradientTransformation,
+                                           optax.GradientTransformation]:
+  """Adam for both nets (WGAN-GP defaults: lr 1e-4, β1 = 0, β2 = 0.9); the generator's
+  biases that feed a BatchNorm stay frozen (see models.pre_batchnorm_bias_mask)."""
+  def adam(lr):
+    return optax.adam(lr, b1=train_config.adam_b1, b2=train_config.adam_b2)
+  g_tx = optax.chain(adam(train_config.generator_lr),
+                     optax.masked(optax.set_to_zero(), pre_batchnorm_bias_mask))
+  return g_tx, adam(train_config.critic_lr)
+
+
+def wgangp_from_config(config, num_classes: int, augment_fn: AugmentFn | None = None
+                       ) -> WGANGP:
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.train.dtype)
+  if dtype is None:
+    raise ValueError(f"config.train.dtype must be 'float32' or 'bfloat16', got "
+                     f"{config.train.dtype!r}.")
+  generator, critic = build_models(config.model, image_size=config.data.image_size,
+                                   num_classes=num_classes, dtype=dtype)
+  g_tx, d_tx = make_optimizers(config.train)
+  return WGANGP(generator=generator, critic=critic, g_tx=g_tx, d_tx=d_tx,
+                z_dim=config.model.z_dim, n_critic=config.train.n_critic,
+                gp_weight=config.train.gp_weight, ema_decay=config.train.ema_decay,
+                ema_warmup=config.train.ema_warmup, augment_fn=augment_fn)
+
+
+# --- data parallelism ----------------------------------------------------------------------
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named 'data' over `devices` (default: every device of every process)."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ("data",))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Shards the per-step batch (n_critic, B, ...) along B."""
+  return NamedSharding(mesh, P(None, "data"))
+
+
+def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
+  if global_batch_size % mesh.size:
+    raise ValueError(
+        f"batch_size {global_batch_size} is not divisible by the {mesh.size} devices; set "
+        f"--config.train.batch_size to a multiple of {mesh.size}.")
+
+
+def shard_batch(batch: dict, mesh: Mesh) -> dict:
+  """Assembles each process's local part of the batch into one global array."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in batch.items()}
+
+
+def make_train_step(gan: WGANGP, mesh: Mesh):
+  """`step(state, batch, key) -> (state, metrics)`, jitted over `mesh`, state donated."""
+  return jax.jit(
+      gan.iteration,
+      in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
+      out_shardings=(replicated(mesh), replicated(mesh)),
+      donate_argnums=(0,))
+
+
+def init_state(gan: WGANGP, key: jax.Array, mesh: Mesh) -> TrainState:
+  """Initial state, created directly replicated on the mesh."""
+  return jax.jit(gan.init, out_shardings=replicated(mesh))(key)

@@ -1,0 +1,111 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flowergan import models
+
+
+def _generator_vars(gen, z_dim=64, batch=2):
+  return gen.init(jax.random.key(0), jnp.zeros((batch, z_dim)), jnp.zeros((batch,), jnp.int32),
+                  train=False)
+
+
+def _expected_generator_params(image_size, z_dim=64, width=64, num_classes=2):
+  """The original's layer list written out by hand: conv(k, cin, cout) + BN(cout) per block."""
+  conv = lambda k, cin, cout: k * k * cin * cout + cout
+  bn = lambda c: 2 * c
+  w = width
+  total = conv(4, z_dim + num_classes, 4 * w) + bn(4 * w)  # 1×1 → 4×4
+  total += conv(3, 4 * w, 2 * w) + bn(2 * w)  # 8²
+  total += 2 * (conv(3, 2 * w, 2 * w) + bn(2 * w))  # 16²
+  total += conv(3, 2 * w, w) + bn(w) + conv(3, w, w) + bn(w)  # 32²
+  stages = int(np.log2(image_size)) - 2
+  total += (stages - 3) * 2 * (conv(3, w, w) + bn(w))  # 64², 128², ...
+  return total + conv(3, w, 3)
+
+
+def test_original_generator_has_1123011_parameters():
+  variables = jax.eval_shape(lambda: _generator_vars(models.Generator(image_size=128)))
+  assert models.count_params(variables) == 1_123_011
+
+
+@pytest.mark.parametrize("image_size", [32, 64, 256])
+def test_parameter_count_follows_layer_rule(image_size):
+  variables = jax.eval_shape(lambda: _generator_vars(models.Generator(image_size=image_size)))
+  assert models.count_params(variables) == _expected_generator_params(image_size)
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "transpose"])
+def test_generator_shapes_and_range(upsample):
+  gen = models.Generator(image_size=32, width=8, upsample=upsample, num_classes=3)
+  variables = _generator_vars(gen, z_dim=16, batch=4)
+  z = 3.0 * jax.random.normal(jax.random.key(1), (4, 16))
+  images, _ = gen.apply(variables, z, jnp.array([0, 1, 2, 0]), train=True,
+                        mutable=["batch_stats"])
+  assert images.shape == (4, 32, 32, 3) and images.dtype == jnp.float32
+  assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
+  assert float(images.std()) > 0
+
+
+def test_transpose_option_uses_transposed_convs():
+  bilinear = _generator_vars(models.Generator(image_size=32, width=8), z_dim=64)
+  transpose = _generator_vars(models.Generator(image_size=32, width=8, upsample="transpose"))
+  assert transpose["params"]["block_1"]["conv"]["kernel"].shape[:2] == (4, 4)
+  assert bilinear["params"]["block_1"]["conv"]["kernel"].shape[:2] == (3, 3)
+
+
+def test_generator_labels_matter():
+  gen = models.Generator(image_size=16, width=8)
+  variables = _generator_vars(gen)
+  z = jax.random.normal(jax.random.key(2), (4, 64))
+  a = gen.apply(variables, z, jnp.zeros(4, jnp.int32), train=False)
+  b = gen.apply(variables, z, jnp.ones(4, jnp.int32), train=False)
+  assert float(jnp.abs(a - b).mean()) > 1e-4
+
+
+@pytest.mark.parametrize("conditioning", ["projection", "concat"])
+def test_critic_labels_matter(conditioning):
+  critic = models.Critic(image_size=16, width=8, conditioning=conditioning)
+  images = jax.random.normal(jax.random.key(3), (4, 16, 16, 3))
+  variables = critic.init(jax.random.key(4), images, jnp.zeros(4, jnp.int32))
+  s0 = critic.apply(variables, images, jnp.zeros(4, jnp.int32))
+  s1 = critic.apply(variables, images, jnp.ones(4, jnp.int32))
+  assert s0.shape == (4,)
+  assert float(jnp.abs(s0 - s1).min()) > 1e-6
+
+
+def test_critic_layernorm_and_channels():
+  assert models.critic_channels(128, 64) == [64, 128, 256, 256, 512]
+  critic = models.Critic(image_size=32, width=8, normalization="layernorm")
+  images = jax.random.normal(jax.random.key(5), (2, 32, 32, 3))
+  variables = critic.init(jax.random.key(6), images, jnp.zeros(2, jnp.int32))
+  assert "LayerNorm_0" in variables["params"]
+  # Per-sample: one image's score does not depend on the rest of the batch (needed for GP).
+  alone = critic.apply(variables, images[:1], jnp.zeros(1, jnp.int32))
+  together = critic.apply(variables, images, jnp.zeros(2, jnp.int32))
+  np.testing.assert_allclose(alone, together[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_bilinear_upsample_matches_align_corners_false():
+  # PyTorch F.interpolate([0, 1, 2, 3], scale_factor=2, mode='linear', align_corners=False).
+  x = jnp.arange(4.0).reshape(1, 1, 4, 1)
+  x = jnp.broadcast_to(x, (1, 4, 4, 1))
+  row = models.upsample2x_bilinear(x)[0, 0, :, 0]
+  np.testing.assert_allclose(row, [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3], atol=1e-6)
+  y = jax.random.normal(jax.random.key(7), (2, 5, 6, 3))
+  np.testing.assert_allclose(models.upsample2x_bilinear(y),
+                             jax.image.resize(y, (2, 10, 12, 3), "bilinear"), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, 12, 100])
+def test_bad_image_size_is_a_clear_error(bad):
+  with pytest.raises(ValueError, match="power of two"):
+    models.num_upsample_stages(bad)
+
+
+def test_truncated_noise_respects_threshold():
+  z = models.truncated_normal_z(jax.random.key(0), (1000, 8), 0.5)
+  assert float(jnp.abs(z).max()) <= 0.5
+  with pytest.raises(ValueError):
+    models.truncated_normal_z(jax.random.key(0), (2, 2), 0.0)
