@@ -1,0 +1,146 @@
+"""Sampling from a trained run: needs only the workdir (the checkpoint carries its config)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from flowergan import checkpointing
+from flowergan import train_step as ts
+from flowergan.models import truncated_normal_z
+
+
+class SamplingError(ValueError):
+  """A bad sampling request; the message is one line that says what to do."""
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  gan: ts.WGANGP
+  state: ts.TrainState
+  class_names: list[str]
+  step: int
+  config: object
+
+  def variables(self, use_ema: bool = True) -> tuple:
+    params = self.state.ema_params if use_ema else self.state.g_params
+    return params, self.state.g_batch_stats
+
+
+def load(workdir: str, step: int | None = None) -> TrainedModel:
+  """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint."""
+  directory = checkpointing.checkpoint_dir(workdir)
+  how_to_train = ("train one with `python train.py --config=configs/cwgan128.py` "
+                  "(or pass --workdir)")
+  if not os.path.isdir(directory):
+    raise SamplingError(f"no checkpoint in {workdir}: {how_to_train}.")
+  manager = checkpointing.make_manager(workdir, create=False)
+  steps = manager.all_steps()
+  if not steps:
+    raise SamplingError(f"no checkpoint in {workdir}: {how_to_train}.")
+  if step is None:
+    step = max(steps)
+  elif step not in steps:
+    raise SamplingError(f"no checkpoint for step {step} in {workdir}; available steps: "
+                        f"{sorted(steps)}.")
+  metadata = checkpointing.restore_metadata(manager, step)
+  config = checkpointing.config_from_metadata(metadata)
+  class_names = metadata["class_names"]
+  gan = ts.wgangp_from_config(config, num_classes=len(class_names))
+  state = checkpointing.restore_state(manager, step, gan, ts.make_mesh())
+  manager.close()
+  return TrainedModel(gan=gan, state=state, class_names=class_names, step=step, config=config)
+
+
+def resolve_labels(label: str, class_names, num: int) -> np.ndarray:
+  """`num` labels of class `label`, or `num` of every class in order for label='all'."""
+  if num < 1:
+    raise SamplingError(f"--num must be at least 1, got {num}.")
+  if label == "all":
+    return np.repeat(np.arange(len(class_names), dtype=np.int32), num)
+  if label not in class_names:
+    raise SamplingError(f"unknown label {label!r}; valid labels: "
+                        f"{', '.join(class_names)} (or 'all').")
+  return np.full((num,), class_names.index(label), np.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("gan",))
+def _generate(gan: ts.WGANGP, params, batch_stats, z, labels):
+  return gan.generate(params, batch_stats, z, labels)
+
+
+def generate(gan: ts.WGANGP, params, batch_stats, labels: np.ndarray, *, seed: int = 0,
+             truncation: float | None = None, batch_size: int = 64) -> np.ndarray:
+  """Images in [0, 1], float32 (N, S, S, 3). The noise depends only on (seed, N, truncation),
+  so the same request gives the same images; batching is padded so one shape compiles."""
+  labels = np.asarray(labels, np.int32)
+  z = truncated_normal_z(jax.random.key(seed), (len(labels), gan.z_dim), truncation)
+  out = []
+  for start in range(0, len(labels), batch_size):
+    zb, lb = z[start:start + batch_size], labels[start:start + batch_size]
+    n = len(lb)
+    if n < batch_size and len(labels) > batch_size:
+      zb = jnp.pad(zb, ((0, batch_size - n), (0, 0)))
+      lb = np.pad(lb, (0, batch_size - n))
+    out.append(np.asarray(_generate(gan, params, batch_stats, zb, jnp.asarray(lb)))[:n])
+  images = np.concatenate(out)
+  return (images + 1.0) / 2.0
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """[0, 1] floats → uint8, rounding to nearest."""
+  return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarray:
+  """(N, H, W, 3) in [0, 1] → one uint8 image of `ncols` columns with a white border."""
+  n, h, w, c = images.shape
+  ncols = ncols or int(np.ceil(np.sqrt(n)))
+  nrows = int(np.ceil(n / ncols))
+  grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, np.uint8)
+  for i, image in enumerate(to_uint8(images)):
+    r, col = divmod(i, ncols)
+    y, x = pad + r * (h + pad), pad + col * (w + pad)
+    grid[y:y + h, x:x + w] = image
+  return grid
+
+
+def save_png(array: np.ndarray, path: str) -> None:
+  """Writes atomically (temp file + rename), so an interrupted write leaves no broken PNG."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+  os.close(fd)
+  try:
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_images(images: np.ndarray, out: str, *, labels=None, class_names=None,
+                 ncols: int | None = None) -> list[str]:
+  """`out` ending in .png: one grid; otherwise a directory of single PNGs. Returns the paths."""
+  try:
+    if out.lower().endswith(".png"):
+      save_png(make_grid(images, ncols), out)
+      return [out]
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for i, image in enumerate(to_uint8(images)):
+      name = f"{i:04d}.png" if labels is None else f"{class_names[labels[i]]}_{i:04d}.png"
+      path = os.path.join(out, name)
+      save_png(image, path)
+      paths.append(path)
+    return paths
+  except OSError as e:
+    raise SamplingError(f"cannot write to {out} ({e.strerror}): choose a writable --out.")

@@ -1,0 +1,39 @@
+r"""Trains flowergan: python train.py --config=configs/cwgan128.py [--workdir=runs/NAME].
+
+The workdir defaults to runs/<config file stem>; an existing checkpoint there is resumed.
+"""
+
+import os
+import pathlib
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/demo.py", "Config file; override fields as --config.train.batch_size=32.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config stem>).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from flowergan import checkpointing, input_pipeline, train  # after flags: keeps --help fast
+  train.initialize_distributed_if_requested()
+  config_path = flags.FLAGS["config"].config_filename
+  workdir = _WORKDIR.value or os.path.join("runs", pathlib.Path(config_path).stem)
+  logging.info("Workdir: %s", workdir)
+  try:
+    train.train_and_evaluate(_CONFIG.value, workdir)
+  except (train.TrainingError, checkpointing.CheckpointError, input_pipeline.DataError) as e:
+    sys.exit(f"error: {e}")
+  print(f"done: checkpoints and samples in {workdir}; sample with "
+        f"`python sample.py --workdir={workdir} --label=all`")
+
+
+if __name__ == "__main__":
+  app.run(main)
