@@ -141,7 +141,11 @@ class WGANGP:
     (d_params, d_opt_state, g_batch_stats), d_metrics = jax.lax.scan(
         lambda carry, xs: self._critic_update(state.g_params, carry, xs),
         (state.d_params, state.d_opt_state, state.g_batch_stats),
-        (images, labels, critic_keys))
+        (images, labels, critic_keys),
+        # Unrolled: as a while loop, XLA:CPU ran this iteration 10× slower (demo config, this
+        # 2-core machine: 9.0 s vs 0.85 s); n_critic is small, so unrolling costs only some
+        # compile time.
+        unroll=True)
 
     # The generator's labels follow the class distribution of the data the critic sees.
     g_labels = labels[-1]
