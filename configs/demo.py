@@ -22,7 +22,7 @@ def get_config():
   config.model.width = 32
   config.model.critic_width = 32
   config.train.batch_size = 32
-  config.train.num_steps = 600
+  config.train.num_steps = 500
   config.log_every = 20
   config.sample_every = 100
   config.checkpoint_every = 200
