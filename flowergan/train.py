@@ -183,6 +183,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
               sampling.save_png(grid, os.path.join(workdir, "samples",
                                                    f"{name}_step{step:07d}.png"))
             writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
+        if jax.process_count() > 1 and manager.reached_preemption(step):
+          stop.signal_name = "preemption notice"  # every host stops at the same step
         if step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name:
           save(state)
         if stop.signal_name:
