@@ -77,5 +77,22 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample_every = 1000
   config.checkpoint_every = 1000
   config.keep_checkpoints = 3
-  config.eval_every = 0  # 0 = only at the end
+  # Evaluation (flowergan/evaluate.py) every eval_every steps and at the end; 0 = only at the
+  # end, < 0 = never. Also: python -m flowergan.evaluate --workdir=runs/NAME
+  config.eval_every = 0
+
+  config.eval = ev = ml_collections.ConfigDict()
+  ev.num_per_class = 500  # generated images per class
+  ev.batch_size = 100  # generator and classifier inference batch
+  ev.seed = 0  # noise seed of the generated images
+  # The small CNN whose accuracy and features the metrics use, trained on the run's real images
+  # (cached in workdir/eval/ with the data fingerprint).
+  ev.classifier_steps = 1000
+  ev.classifier_batch_size = 64
+  ev.classifier_learning_rate = 1e-3
+  ev.classifier_holdout = 0.2  # share of each class's real images held out for its accuracy
+  ev.classifier_seed = 0
+  ev.kid_subsets = 100
+  ev.kid_subset_size = 1000
+  ev.swd_nhoods_per_image = 128
   return config

@@ -146,6 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   num_steps = config.train.num_steps
   last_saved = start_step
   window, window_start, window_step = [], time.perf_counter(), start_step
+  eval_cache = {}  # the real images, loaded at the first evaluation
 
   def save(state):
     nonlocal last_saved
@@ -187,6 +188,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
           stop.signal_name = "preemption notice"  # every host stops at the same step
         if step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name:
           save(state)
+        if is_main and _evaluation_due(config, step, num_steps) and not stop.signal_name:
+          _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
         if stop.signal_name:
           logging.warning("%s received: saved step %d to %s; rerun the same command to resume.",
                           stop.signal_name, step, checkpointing.checkpoint_dir(workdir))
@@ -198,6 +201,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     manager.close()
     writer.flush()
   return state
+
+
+def _evaluation_due(config, step: int, num_steps: int) -> bool:
+  every = config.get("eval_every", 0)
+  return every >= 0 and (step == num_steps or (every > 0 and step % every == 0))
+
+
+def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> None:
+  """flowergan.evaluate on the current state (process 0 only): metrics.jsonl, TensorBoard
+  scalars `eval/...` and the table on stdout."""
+  from flowergan import evaluate, input_pipeline
+  if "real" not in cache:
+    cache["real"] = input_pipeline.load_images(config.data)[:2]
+  model = sampling.TrainedModel(gan=gan, state=state, class_names=list(class_names), step=step,
+                                config=config)
+  results = evaluate.evaluate(model, *cache["real"], class_names,
+                              eval_config=evaluate.eval_config_of(config), workdir=workdir)
+  writer.write_scalars(step, evaluate.scalars(results))
+  print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names),
+        flush=True)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
