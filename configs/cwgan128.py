@@ -50,9 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
   model.upsample = "bilinear"  # 'bilinear' (paper) | 'transpose' (checkerboard comparison)
   model.critic_width = 64  # critic channels 64 → 128 → 256 → 256 → 512 at 128×128
   # 'projection' (Miyato & Koyama 2018) | 'concat' (one-hot channels on the input image).
-  # Projection is the default: it conditions the score directly, is the standard for
-  # conditional GAN critics, and costs nothing per pixel; concat adds K input channels at
-  # full resolution.
+  # Projection is the default, by measurement: configs/demo.py for 300 steps, seed 0, each mode
+  # (2-core CPU): both give the requested class (synthetic.classify_by_hue agrees on 99.8% vs
+  # 100% of 256 samples/class), but projection's samples are closer to the data (SWD mean 82.4
+  # and 81.6 vs 89.6 and 88.6 over two SWD seeds, 200 samples/class) and look cleaner.
   model.conditioning = "projection"
   model.critic_normalization = "none"  # 'none' | 'layernorm' (never BatchNorm under GP)
 
