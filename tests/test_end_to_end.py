@@ -25,6 +25,7 @@ TINY_FLAGS = [
     "--config.model.z_dim=8", "--config.model.width=8", "--config.model.critic_width=8",
     "--config.train.batch_size=8", "--config.train.n_critic=2", "--config.log_every=1",
     "--config.sample_every=2", "--config.checkpoint_every=2",
+    "--config.eval_every=-1",  # evaluation has its own tests (test_quality.py)
 ]
 
 
