@@ -158,6 +158,58 @@ class Generator(nn.Module):
     return jnp.tanh(x.astype(jnp.float32))
 
 
+def im2col_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                                rhs_dilation=None, dimension_numbers=None,
+                                feature_group_count=1, batch_group_count=1, precision=None,
+                                preferred_element_type=None):
+  """`lax.conv_general_dilated` for NHWC inputs and HWIO kernels as im2col + one matmul.
+
+  The same sum as the convolution: the kh·kw strided windows of the padded input are
+  concatenated along channels in (row, column, channel) order, which is the order of the
+  kernel's reshape to (kh·kw·C_in, C_out), and multiplied by it. Only the order of the
+  additions differs (float rounding, ~1e-7 relative).
+
+  Why: XLA:CPU runs the derivatives of the critic's stride-2 convolutions badly. The gradient
+  penalty differentiates the critic twice, and its second derivative contains transposed
+  (input-dilated, `lhs_dilate=2x2`) convolutions and kernel-gradient convolutions with a
+  stride-dilated, reversed window over the whole image and non-NHWC dimension labels
+  (`rhs_dilate=2x2 rhs_reversal=1x1, dim_labels=01fb_o01i->f01b`); the latter fall back to
+  XLA's generic loop emitter. Written as slices + a dot, every derivative of every order is
+  again slices/pads (cheap, fused) and dots, which XLA:CPU runs as tuned matmuls.
+
+  Anything else than NHWC/HWIO, one group, no dilation goes to `lax.conv_general_dilated`.
+  """
+  nd = lhs.ndim - 2
+  plain = (lhs.ndim == 4 and feature_group_count == 1 and batch_group_count == 1
+           and all(d == 1 for d in (lhs_dilation or (1,) * nd))
+           and all(d == 1 for d in (rhs_dilation or (1,) * nd))
+           and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+           == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC")))
+  if not plain:
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+        precision=precision, preferred_element_type=preferred_element_type)
+  n, h, w, c = lhs.shape
+  kh, kw, _, features = rhs.shape
+  sh, sw = window_strides
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads((h, w), (kh, kw), window_strides, padding)
+  (pt, pb), (pl, pr) = padding
+  x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  oh = (h + pt + pb - kh) // sh + 1
+  ow = (w + pl + pr - kw) // sw + 1
+  windows = [
+      jax.lax.slice(x, (0, i, j, 0), (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, c),
+                    (1, sh, sw, 1))
+      for i in range(kh) for j in range(kw)]
+  patches = windows[0] if len(windows) == 1 else jnp.concatenate(windows, axis=-1)
+  return jax.lax.dot_general(patches, rhs.reshape(kh * kw * c, features),
+                             (((3,), (0,)), ((), ())), precision=precision,
+                             preferred_element_type=preferred_element_type)
+
+
 def critic_channels(image_size: int, width: int) -> list[int]:
   """Channels of the stride-2 blocks from `image_size` down to 4×4: w, 2w, 4w, 4w, 8w, 8w, …"""
   multipliers = [1, 2, 4, 4, 8]
@@ -175,12 +227,17 @@ class Critic(nn.Module):
     conditioning: 'projection' (Miyato & Koyama 2018: score = ⟨w + embed(y), φ(x)⟩ + b) or
       'concat' (one-hot label channels appended to the input image).
     normalization: 'none' or 'layernorm' (per sample over H, W, C, after every conv but the first).
+    conv_impl: how the convolutions are computed, the same parameters and the same function
+      either way: 'im2col' (strided slices + one matmul, `im2col_conv_general_dilated`; the
+      fast one under the gradient penalty's double backward on XLA:CPU) or 'lax' (plain
+      `lax.conv_general_dilated`).
   """
   image_size: int = 128
   num_classes: int = 2
   width: int = 64
   conditioning: str = "projection"
   normalization: str = "none"
+  conv_impl: str = "im2col"
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -191,6 +248,9 @@ class Critic(nn.Module):
     if self.normalization not in ("none", "layernorm"):
       raise ValueError(
           f"normalization must be 'none' or 'layernorm', got {self.normalization!r}.")
+    if self.conv_impl not in ("im2col", "lax"):
+      raise ValueError(f"conv_impl must be 'im2col' or 'lax', got {self.conv_impl!r}.")
+    conv_fn = im2col_conv_general_dilated if self.conv_impl == "im2col" else None
     x = images.astype(self.dtype)
     if self.conditioning == "concat":
       onehot = jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)
@@ -199,7 +259,7 @@ class Critic(nn.Module):
           axis=-1)
     for i, features in enumerate(critic_channels(self.image_size, self.width)):
       x = nn.Conv(features, (4, 4), strides=(2, 2), padding=1, kernel_init=torch_default_init,
-                  dtype=self.dtype)(x)
+                  dtype=self.dtype, conv_general_dilated=conv_fn)(x)
       if i > 0 and self.normalization == "layernorm":
         x = nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=(-3, -2, -1),
                          epsilon=1e-5, dtype=self.dtype)(x)

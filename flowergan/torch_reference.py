@@ -1,0 +1,435 @@
+"""PyTorch versions of flowergan's generator, critic and WGAN-GP iteration, for benchmarks.
+
+The same networks as `flowergan.models` (NCHW instead of NHWC) and the same iteration as
+`flowergan.train_step.WGANGP.iteration`: `n_critic` critic updates, each on a fresh real batch,
+fresh noise and a fresh generator forward (train mode, batch statistics), with the gradient
+penalty from `torch.autograd.grad(create_graph=True)`; then one generator update; Adam with the
+same hyper-parameters, the generator's pre-BatchNorm conv biases frozen, and the generator EMA.
+
+`load_flax_params` copies flowergan's parameters into the torch modules (HWIO → OIHW kernels,
+NHWC-ordered flatten kept by permuting back to NHWC before the critic's head), so
+`compare_with_flax` can check that both compute the same losses, penalty, images and gradients
+on the same weights and inputs before anything is timed.
+
+Only this module (and the benchmark, through it) imports torch; it is an optional dependency
+(`pip install torch`), imported lazily by `flowergan.bench`.
+
+Known deliberate differences (none affects the timed computation):
+  * BatchNorm running variance: PyTorch updates it with the unbiased batch variance, Flax with
+    the biased one; training-mode outputs (what the iteration computes) are identical, and
+    `load_flax_params` copies the running statistics so inference-mode outputs agree too.
+  * Random numbers: torch draws its own z / ε; the comparison feeds both the same arrays.
+  * Rounding: PyTorch's default CPU kernels (oneDNN) are markedly less accurate in float32 on
+    some generator layers than its native kernels or XLA (see `compare_with_flax`), so the
+    math check runs torch's native kernels and reports the oneDNN error separately.
+
+Memory format: NCHW (PyTorch's default, as the original code) unless channels_last=True.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from flowergan import models as flax_models
+from flowergan.losses import GRAD_NORM_EPS
+
+
+def default_num_threads() -> int:
+  """The CPU cores XLA:CPU uses for its intra-op pool (the process's CPU affinity)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+class TorchGenerator(nn.Module):
+  """`flowergan.models.Generator` (upsample='bilinear') in NCHW; output (N, 3, S, S)."""
+
+  def __init__(self, image_size=128, num_classes=2, width=64, z_dim=64):
+    super().__init__()
+    self.num_classes = num_classes
+    self.z_dim = z_dim
+    self.blocks = nn.ModuleList()
+    self.upsample_before = []  # one flag per block: ×2 bilinear upsample before its conv
+    cin = z_dim + num_classes
+    self.blocks.append(self._block(cin, 4 * width, 4, 3))
+    self.upsample_before.append(False)
+    cin = 4 * width
+    for stage in flax_models.generator_stage_channels(image_size, width):
+      for j, features in enumerate(stage):
+        self.blocks.append(self._block(cin, features, 3, 1))
+        self.upsample_before.append(j == 0)
+        cin = features
+    self.to_rgb = nn.Conv2d(cin, 3, 3, padding=1)
+
+  @staticmethod
+  def _block(cin, cout, k, pad):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=pad),
+                         nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1), nn.ReLU())
+
+  def forward(self, z, labels):
+    onehot = F.one_hot(labels, self.num_classes).to(z.dtype)
+    x = torch.cat([z, onehot], dim=1)[:, :, None, None]
+    for up, block in zip(self.upsample_before, self.blocks):
+      if up:
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+      x = block(x)
+    return torch.tanh(self.to_rgb(x).float())
+
+  def pre_batchnorm_biases(self):
+    return [block[0].bias for block in self.blocks]
+
+
+class TorchCritic(nn.Module):
+  """`flowergan.models.Critic` in NCHW: Conv 4×4 stride 2 (padding 1) + LeakyReLU(0.2) blocks,
+  optional LayerNorm, a linear score of the 4×4 features (flattened in NHWC order, as Flax
+  does) plus the projection ⟨embed(y), φ(x)⟩, or one-hot label channels ('concat')."""
+
+  def __init__(self, image_size=128, num_classes=2, width=64, conditioning="projection",
+               normalization="none"):
+    super().__init__()
+    self.num_classes = num_classes
+    self.conditioning = conditioning
+    channels = flax_models.critic_channels(image_size, width)
+    cin = 3 + (num_classes if conditioning == "concat" else 0)
+    self.convs = nn.ModuleList()
+    self.norms = nn.ModuleList()
+    size = image_size
+    for i, features in enumerate(channels):
+      self.convs.append(nn.Conv2d(cin, features, 4, stride=2, padding=1))
+      size //= 2
+      self.norms.append(nn.LayerNorm([features, size, size], eps=1e-5)
+                        if i > 0 and normalization == "layernorm" else nn.Identity())
+      cin = features
+    num_features = cin * size * size
+    self.dense = nn.Linear(num_features, 1)
+    self.embed = (nn.Embedding(num_classes, num_features) if conditioning == "projection"
+                  else None)
+
+  def forward(self, images, labels):
+    x = images
+    if self.conditioning == "concat":
+      onehot = F.one_hot(labels, self.num_classes).to(x.dtype)
+      x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
+    for conv, norm in zip(self.convs, self.norms):
+      x = F.leaky_relu(norm(conv(x)), 0.2)
+    features = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # NHWC order, like Flax
+    score = self.dense(features)[:, 0]
+    if self.embed is not None:
+      score = score + torch.sum(self.embed(labels) * features, dim=1)
+    return score.float()
+
+
+# --- parameters ------------------------------------------------------------------------------
+
+def _t(x) -> torch.Tensor:
+  return torch.from_numpy(np.array(x, dtype=np.float32))
+
+
+def _conv_from_flax(conv: nn.Conv2d, p) -> None:
+  conv.weight.copy_(_t(p["kernel"]).permute(3, 2, 0, 1))  # HWIO → OIHW
+  conv.bias.copy_(_t(p["bias"]))
+
+
+@torch.no_grad()
+def load_flax_params(generator: TorchGenerator | None, critic: TorchCritic | None, *,
+                     g_params=None, g_batch_stats=None, d_params=None) -> None:
+  """Copies flowergan's Flax parameters (and BatchNorm running statistics) into the modules."""
+  if generator is not None:
+    for i, block in enumerate(generator.blocks):
+      p = g_params[f"block_{i}"]
+      _conv_from_flax(block[0], p["conv"])
+      block[1].weight.copy_(_t(p["bn"]["scale"]))
+      block[1].bias.copy_(_t(p["bn"]["bias"]))
+      if g_batch_stats is not None:
+        block[1].running_mean.copy_(_t(g_batch_stats[f"block_{i}"]["bn"]["mean"]))
+        block[1].running_var.copy_(_t(g_batch_stats[f"block_{i}"]["bn"]["var"]))
+    _conv_from_flax(generator.to_rgb, g_params["to_rgb"])
+  if critic is not None:
+    for i, conv in enumerate(critic.convs):
+      _conv_from_flax(conv, d_params[f"Conv_{i}"])
+    ln = 0
+    for norm in critic.norms:
+      if isinstance(norm, nn.LayerNorm):
+        p = d_params[f"LayerNorm_{ln}"]
+        norm.weight.copy_(_t(p["scale"]).permute(2, 0, 1))  # (H, W, C) → (C, H, W)
+        norm.bias.copy_(_t(p["bias"]).permute(2, 0, 1))
+        ln += 1
+    critic.dense.weight.copy_(_t(d_params["Dense_0"]["kernel"]).T)
+    critic.dense.bias.copy_(_t(d_params["Dense_0"]["bias"]))
+    if critic.embed is not None:
+      critic.embed.weight.copy_(_t(d_params["Embed_0"]["embedding"]))
+
+
+def critic_grads_to_flax_layout(critic: TorchCritic) -> dict:
+  """The critic's .grad tensors as numpy arrays keyed and shaped like Flax's params."""
+  out = {}
+  for i, conv in enumerate(critic.convs):
+    out[f"Conv_{i}"] = {"kernel": conv.weight.grad.permute(2, 3, 1, 0).numpy(),
+                        "bias": conv.bias.grad.numpy()}
+  out["Dense_0"] = {"kernel": critic.dense.weight.grad.T.numpy(),
+                    "bias": critic.dense.bias.grad.numpy()}
+  if critic.embed is not None:
+    out["Embed_0"] = {"embedding": critic.embed.weight.grad.numpy()}
+  return out
+
+
+# --- the WGAN-GP iteration -----------------------------------------------------------------
+
+def gradient_penalty(critic: TorchCritic, real, fake, labels, eps) -> torch.Tensor:
+  """mean((‖∇D(x̂)‖₂ − 1)²) at x̂ = ε·real + (1−ε)·fake, double-backward-able."""
+  x_hat = (eps * real + (1.0 - eps) * fake).requires_grad_(True)
+  scores = critic(x_hat, labels)
+  (grads,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+  norms = torch.sqrt(grads.float().flatten(1).square().sum(1) + GRAD_NORM_EPS)
+  return torch.mean((norms - 1.0) ** 2)
+
+
+def critic_losses(critic, real, fake, labels, eps, gp_weight):
+  """(loss, wasserstein estimate, penalty) of one critic step, as WGANGP._critic_update."""
+  scores = critic(torch.cat([real, fake]), torch.cat([labels, labels]))
+  real_scores, fake_scores = scores.chunk(2)
+  gp = gradient_penalty(critic, real, fake, labels, eps)
+  loss = fake_scores.mean() - real_scores.mean() + gp_weight * gp
+  return loss, real_scores.mean() - fake_scores.mean(), gp
+
+
+class TorchWGANGP:
+  """The same iteration as `flowergan.train_step.WGANGP.iteration`, in eager PyTorch."""
+
+  def __init__(self, generator: TorchGenerator, critic: TorchCritic, *, z_dim=64, n_critic=5,
+               gp_weight=10.0, generator_lr=1e-4, critic_lr=1e-4, adam_b1=0.0, adam_b2=0.9,
+               ema_decay=0.999, ema_warmup=True, device="cpu", compile_generator=False,
+               autocast_dtype=None, channels_last=False):
+    self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    self.generator = generator.to(device, memory_format=self.memory_format)
+    self.critic = critic.to(device, memory_format=self.memory_format)
+    self.device = torch.device(device)
+    self.z_dim, self.n_critic, self.gp_weight = z_dim, n_critic, gp_weight
+    self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
+    frozen = {id(p) for p in generator.pre_batchnorm_biases()}
+    g_trainable = [p for p in generator.parameters() if id(p) not in frozen]
+    for p in generator.pre_batchnorm_biases():
+      p.requires_grad_(False)  # as the Flax optimiser's mask: zero gradient under BatchNorm
+    self.g_opt = torch.optim.Adam(g_trainable, lr=generator_lr, betas=(adam_b1, adam_b2))
+    self.d_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr, betas=(adam_b1, adam_b2))
+    self.ema = [p.detach().clone() for p in generator.parameters()]
+    self.step = 0
+    # Mixed precision as flowergan's dtype='bfloat16': activations in bf16, parameters, the
+    # optimiser and the penalty's norms in float32.
+    self.autocast_dtype = autocast_dtype
+    # torch.compile cannot double-backward, so only the generator (no penalty through it).
+    self.g_forward = torch.compile(generator) if compile_generator else generator
+
+  def _set_critic_grad(self, on: bool):
+    for p in self.critic.parameters():
+      p.requires_grad_(on)
+
+  def _autocast(self):
+    if self.autocast_dtype is None:
+      return contextlib.nullcontext()
+    return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+  def iteration(self, images, labels) -> dict:
+    """images: (n_critic, B, 3, S, S) float32 in [-1, 1]; labels: (n_critic, B) int64."""
+    with self._autocast():
+      return self._iteration(images, labels)
+
+  def _iteration(self, images, labels) -> dict:
+    b = images.shape[1]
+    images = [images[i].contiguous(memory_format=self.memory_format)
+              for i in range(self.n_critic)]
+    metrics = []
+    self.generator.train()
+    self._set_critic_grad(True)
+    for i in range(self.n_critic):
+      real, lab = images[i], labels[i]
+      with torch.no_grad():
+        fake = self.g_forward(torch.randn(b, self.z_dim, device=self.device), lab)
+      eps = torch.rand(b, 1, 1, 1, device=self.device)
+      loss, w, gp = critic_losses(self.critic, real, fake, lab, eps, self.gp_weight)
+      self.d_opt.zero_grad(set_to_none=True)
+      loss.backward()
+      self.d_opt.step()
+      metrics.append((loss.detach(), w.detach(), gp.detach()))
+    self._set_critic_grad(False)
+    g_labels = labels[-1]
+    fake = self.g_forward(torch.randn(b, self.z_dim, device=self.device), g_labels)
+    g_loss = -self.critic(fake, g_labels).mean()
+    self.g_opt.zero_grad(set_to_none=True)
+    g_loss.backward()
+    self.g_opt.step()
+    with torch.no_grad():
+      d = self.ema_decay
+      if self.ema_warmup:
+        d = min(d, (1.0 + self.step) / (10.0 + self.step))
+      torch._foreach_lerp_(self.ema, [p.detach() for p in self.generator.parameters()], 1 - d)
+    self.step += 1
+    loss, w, gp = (torch.stack(m).mean() for m in zip(*metrics))
+    return {"critic_loss": loss, "wasserstein": w, "gradient_penalty": gp,
+            "generator_loss": g_loss.detach()}
+
+
+def from_flax(gan, train_config, state=None, *, device="cpu", compile_generator=False,
+              autocast_dtype=None, channels_last=False) -> TorchWGANGP:
+  """A `TorchWGANGP` with the architecture of a flowergan `train_step.WGANGP`, the optimiser
+  hyper-parameters of `train_config` (config.train) and, when `state` (a TrainState) is given,
+  its weights."""
+  g, d = gan.generator, gan.critic
+  if g.upsample != "bilinear":
+    raise NotImplementedError("The PyTorch reference implements upsample='bilinear' only.")
+  generator = TorchGenerator(g.image_size, g.num_classes, g.width, gan.z_dim)
+  critic = TorchCritic(d.image_size, d.num_classes, d.width, d.conditioning, d.normalization)
+  if state is not None:
+    load_flax_params(generator, critic, g_params=state.g_params,
+                     g_batch_stats=state.g_batch_stats, d_params=state.d_params)
+  return TorchWGANGP(generator, critic, z_dim=gan.z_dim, n_critic=gan.n_critic,
+                     gp_weight=gan.gp_weight, generator_lr=train_config.generator_lr,
+                     critic_lr=train_config.critic_lr, adam_b1=train_config.adam_b1,
+                     adam_b2=train_config.adam_b2, ema_decay=gan.ema_decay,
+                     ema_warmup=gan.ema_warmup, device=device,
+                     compile_generator=compile_generator, autocast_dtype=autocast_dtype,
+                     channels_last=channels_last)
+
+
+# --- numerical agreement with flowergan -------------------------------------------------------
+
+def _rel_err(a, b) -> float:
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))
+
+
+def _generator_grads_to_flax_layout(generator: TorchGenerator) -> dict:
+  out = {}
+  for i, block in enumerate(generator.blocks):
+    conv, bn = block[0], block[1]
+    out[f"block_{i}"] = {
+        "conv": {"kernel": conv.weight.grad.permute(2, 3, 1, 0).numpy()},
+        "bn": {"scale": bn.weight.grad.numpy(), "bias": bn.bias.grad.numpy()}}
+  out["to_rgb"] = {"kernel": generator.to_rgb.weight.grad.permute(2, 3, 1, 0).numpy(),
+                   "bias": generator.to_rgb.bias.grad.numpy()}
+  return out
+
+
+def _leaf_errors(torch_tree, flax_tree, prefix="") -> dict[str, float]:
+  errors = {}
+  for name, sub in torch_tree.items():
+    if isinstance(sub, dict):
+      errors.update(_leaf_errors(sub, flax_tree[name], f"{prefix}{name}/"))
+    else:
+      errors[prefix + name] = _rel_err(sub, flax_tree[name])
+  return errors
+
+
+def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict:
+  """Runs flowergan and the PyTorch reference on the same weights and inputs (float32).
+
+  Compares: generated images in training mode (batch statistics) and inference mode (running
+  statistics), the critic loss, Wasserstein estimate and gradient penalty of one critic step
+  (as `WGANGP._critic_update`, same real/fake images, labels and interpolation weights ε), the
+  generator loss, and the gradients of both losses w.r.t. every parameter. Returns relative
+  errors (max |flax − torch| / max |flax|) with PyTorch's native kernels; `max_error` is the
+  largest of them, `max_error_default_kernels` the same with PyTorch's default (oneDNN)
+  kernels, which round differently (see below).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flowergan import losses  # pylint: disable=g-import-not-at-top
+
+  # The check is about the math, so it runs in float32 whatever the benchmark's dtype.
+  gan = dataclasses.replace(gan, generator=gan.generator.clone(dtype=jnp.float32),
+                            critic=gan.critic.clone(dtype=jnp.float32))
+  g, d = gan.generator, gan.critic
+  s, k, b = g.image_size, g.num_classes, batch_size
+  rng = np.random.default_rng(seed)
+  real = rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)
+  labels = (np.arange(b) % k).astype(np.int32)
+  z = rng.standard_normal((b, gan.z_dim)).astype(np.float32)
+  key = jax.random.key(seed)
+  g_params, g_stats, d_params = jax.device_get((state.g_params, state.g_batch_stats,
+                                                 state.d_params))
+
+  # flowergan.
+  fake, _ = jax.jit(g.apply, static_argnames=("train", "mutable"))(
+      {"params": g_params, "batch_stats": g_stats}, z, labels, train=True,
+      mutable=("batch_stats",))
+  fake_eval = jax.jit(gan.generate)(g_params, g_stats, z, labels)
+  # ε of the penalty's interpolates, as losses.interpolate draws them from `key`.
+  eps = np.asarray(losses.interpolate(jnp.ones((b, 1, 1, 1)), jnp.zeros((b, 1, 1, 1)), key))
+
+  def d_loss_fn(params):
+    scores = d.apply({"params": params}, jnp.concatenate([real, fake]),
+                     jnp.concatenate([labels, labels]))
+    real_scores, fake_scores = jnp.split(scores, 2)
+    gp = losses.gradient_penalty(lambda x: d.apply({"params": params}, x, labels), real, fake,
+                                 key)
+    loss = losses.critic_loss(real_scores, fake_scores) + gan.gp_weight * gp
+    return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp)
+
+  def g_loss_fn(params):
+    images, _ = g.apply({"params": params, "batch_stats": g_stats}, z, labels, train=True,
+                        mutable=["batch_stats"])
+    return losses.generator_loss(d.apply({"params": d_params}, images, labels))
+
+  (d_loss, (w, gp)), d_grads = jax.jit(jax.value_and_grad(d_loss_fn, has_aux=True))(d_params)
+  g_loss, g_grads = jax.jit(jax.value_and_grad(g_loss_fn))(g_params)
+
+  def torch_errors() -> dict[str, float]:
+    # PyTorch, fresh modules with the same weights.
+    tg = TorchGenerator(s, k, g.width, gan.z_dim)
+    tc = TorchCritic(s, k, d.width, d.conditioning, d.normalization)
+    load_flax_params(tg, tc, g_params=g_params, g_batch_stats=g_stats, d_params=d_params)
+    nchw = lambda x: torch.from_numpy(np.array(x, np.float32)).permute(0, 3, 1, 2).contiguous()
+    nhwc = lambda x: x.detach().permute(0, 2, 3, 1).numpy()
+    t_labels = torch.from_numpy(labels.astype(np.int64))
+    t_z = torch.from_numpy(z.copy())
+    tg.eval()  # first: a training-mode forward updates the running statistics
+    with torch.no_grad():
+      t_fake_eval = tg(t_z, t_labels)
+    tg.train()
+    t_fake = tg(t_z, t_labels)
+    t_loss, t_w, t_gp = critic_losses(tc, nchw(real), nchw(fake), t_labels,
+                                      torch.from_numpy(np.array(eps)), gan.gp_weight)
+    t_loss.backward()
+    t_d_grads = critic_grads_to_flax_layout(tc)
+    tc.zero_grad(set_to_none=True)
+    t_g_loss = -tc(tg(t_z, t_labels), t_labels).mean()
+    t_g_loss.backward()
+    t_g_grads = _generator_grads_to_flax_layout(tg)
+    errors = {
+        "images_train": _rel_err(nhwc(t_fake), fake),
+        "images_eval": _rel_err(nhwc(t_fake_eval), fake_eval),
+        "critic_loss": _rel_err(t_loss.item(), d_loss),
+        "wasserstein": _rel_err(t_w.item(), w),
+        "gradient_penalty": _rel_err(t_gp.item(), gp),
+        "generator_loss": _rel_err(t_g_loss.item(), g_loss),
+    }
+    errors.update({f"critic_grad/{n}": e for n, e in _leaf_errors(t_d_grads, d_grads).items()})
+    # Pre-BatchNorm conv biases: zero gradient in exact arithmetic (rounding noise both
+    # sides), frozen in training; not compared.
+    errors.update({f"generator_grad/{n}": e
+                   for n, e in _leaf_errors(t_g_grads, g_grads).items()})
+    return errors
+
+  # The math check runs PyTorch's native CPU kernels: its default oneDNN (mkldnn) kernels are
+  # less accurate in float32 on some layers (measured: up to 3% relative error on generator
+  # conv-kernel gradients at width 8, 4e-3 at the paper's width, against float64 of either
+  # framework, where flowergan's float32 stays within 2e-6). The oneDNN figure, from the
+  # configuration that is timed, is reported as `max_error_default_kernels`.
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # "TF32 acceleration on top of oneDNN ... Intel GPUs"
+    with torch.backends.mkldnn.flags(enabled=False):
+      errors = torch_errors()
+  default_errors = torch_errors()
+  return {"errors": errors, "max_error": max(errors.values()),
+          "max_error_default_kernels": max(default_errors.values()),
+          "values": {"critic_loss": float(d_loss), "gradient_penalty": float(gp),
+                     "wasserstein": float(w), "generator_loss": float(g_loss)}}

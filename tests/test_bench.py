@@ -1,0 +1,160 @@
+"""The benchmark runs end to end; the PyTorch reference computes what flowergan computes; the
+critic's im2col convolutions compute what plain convolutions compute (no timing assertions)."""
+
+import importlib.util
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flowergan import bench, losses, models
+from flowergan import train_step as ts
+from tests import tiny_config
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_benchmark_end_to_end_on_tiny_config(tmp_path):
+  config = tiny_config.get_config(image_size=16, cache_dir=tmp_path / "cache")
+  result = bench.run_benchmark(config, batch_sizes=[8], repeats=2, warmup=1,
+                               with_torch=HAVE_TORCH, components=True, sample_batch=8,
+                               peak_size=256, input_pipeline=False, log=lambda _: None)
+  text = json.dumps(result, default=str)  # JSON-able
+  assert json.loads(text)["results"][0]["batch_size"] == 8
+  assert result["peak_flops_per_s"] > 0
+  assert result["machine"]["device_count"] == jax.device_count()
+  entry = result["results"][0]
+  fg = entry["flowergan"]
+  for field in ("compile_s", "iteration_s", "images_per_s", "flops_per_iteration",
+                "achieved_flops_per_s", "fraction_of_peak", "floor_s", "time_over_floor",
+                "peak_memory_bytes", "sampling_images_per_s", "components"):
+    assert field in fg, field
+  assert len(fg["iteration_s"]["all"]) == 2
+  assert fg["iteration_s"]["min"] <= fg["iteration_s"]["median"] <= fg["iteration_s"]["max"]
+  assert fg["flops_per_iteration"] > 0 and fg["compile_s"] > 0
+  assert fg["images_per_s"] == pytest.approx(
+      config.train.n_critic * 8 / fg["iteration_s"]["median"])
+  assert set(fg["components"]) == {"critic_step", "generator_step"}
+  if HAVE_TORCH:
+    assert entry["torch_check"]["max_error"] < 1e-3
+    assert entry["flowergan_over_torch"] > 0
+    assert len(entry["torch"]["iteration_s"]["all"]) == 2
+  assert result["input_pipeline_images_per_s"].startswith("n/a")
+  table = bench.format_table(result)
+  assert "flowergan s/iter" in table and "compile s" in table
+
+
+def test_input_pipeline_rate_or_na(tmp_path):
+  config = tiny_config.get_config(image_size=16, cache_dir=tmp_path / "cache")
+  rate = bench.input_pipeline_images_per_s(config, 8, seconds=0.2, min_items=2)
+  if importlib.util.find_spec("tensorflow") is None:
+    assert rate.startswith("n/a")
+  else:
+    assert rate > 0
+
+
+@pytest.mark.parametrize("image_size", [16, 32])
+def test_torch_reference_matches_flowergan(image_size):
+  pytest.importorskip("torch", reason="the PyTorch reference needs torch (optional; "
+                      "pip install torch)")
+  from flowergan import torch_reference  # pylint: disable=g-import-not-at-top
+  config = tiny_config.get_config(image_size=image_size)
+  gan = ts.wgangp_from_config(config, num_classes=2)
+  state = gan.init(jax.random.key(0))
+  check = torch_reference.compare_with_flax(gan, state, batch_size=4)
+  errors = check["errors"]
+  assert {"images_train", "images_eval", "critic_loss", "gradient_penalty",
+          "generator_loss", "critic_grad/Conv_0/kernel",
+          "generator_grad/to_rgb/kernel"} <= set(errors)
+  assert check["max_error"] < 1e-4, sorted(errors.items(), key=lambda kv: -kv[1])[:5]
+  assert check["values"]["gradient_penalty"] > 0
+
+
+def test_torch_iteration_runs_and_trains():
+  pytest.importorskip("torch", reason="the PyTorch reference needs torch (optional)")
+  import torch  # pylint: disable=g-import-not-at-top
+  from flowergan import torch_reference  # pylint: disable=g-import-not-at-top
+  config = tiny_config.get_config(image_size=16)
+  gan = ts.wgangp_from_config(config, num_classes=2)
+  state = gan.init(jax.random.key(0))
+  ref = torch_reference.from_flax(gan, config.train, state)
+  frozen = [p.detach().clone() for p in ref.generator.pre_batchnorm_biases()]
+  before = ref.critic.convs[0].weight.detach().clone()
+  images = torch.rand(config.train.n_critic, 8, 3, 16, 16) * 2 - 1
+  labels = torch.randint(0, 2, (config.train.n_critic, 8))
+  metrics = ref.iteration(images, labels)
+  assert all(bool(torch.isfinite(v)) for v in metrics.values())
+  assert not torch.equal(before, ref.critic.convs[0].weight)
+  for a, b in zip(frozen, ref.generator.pre_batchnorm_biases()):
+    assert torch.equal(a, b)  # frozen like the Flax optimiser's mask
+
+
+def _critic_pair(**kwargs):
+  fast = models.Critic(image_size=32, width=8, **kwargs)
+  assert fast.conv_impl == "im2col"  # the default
+  return fast, fast.clone(conv_impl="lax")
+
+
+@pytest.mark.parametrize("conditioning,normalization",
+                         [("projection", "none"), ("concat", "layernorm")])
+def test_im2col_critic_equals_plain_conv_critic(conditioning, normalization):
+  fast, plain = _critic_pair(conditioning=conditioning, normalization=normalization)
+  real = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3), minval=-1, maxval=1)
+  fake = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
+  labels = jnp.array([0, 1, 1, 0])
+  variables = fast.init(jax.random.key(2), real, labels)
+  # Same parameters, same names: either module takes the other's variables.
+  assert (jax.tree.structure(variables)
+          == jax.tree.structure(plain.init(jax.random.key(2), real, labels)))
+  np.testing.assert_allclose(fast.apply(variables, real, labels),
+                             plain.apply(variables, real, labels), rtol=1e-5, atol=1e-6)
+  fn = lambda critic, params: (lambda x: critic.apply(params, x, labels))
+  np.testing.assert_allclose(
+      losses.per_image_gradient_norm(fn(fast, variables), real),
+      losses.per_image_gradient_norm(fn(plain, variables), real), rtol=1e-5)
+
+  def penalty(critic):
+    return lambda params: losses.gradient_penalty(fn(critic, params), real, fake,
+                                                  jax.random.key(3))
+
+  gp_fast, grads_fast = jax.value_and_grad(penalty(fast))(variables)
+  gp_plain, grads_plain = jax.value_and_grad(penalty(plain))(variables)
+  np.testing.assert_allclose(gp_fast, gp_plain, rtol=1e-5)
+  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(grads_fast),
+                        jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain)):
+    scale = float(jnp.max(jnp.abs(b))) + 1e-12
+    assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-4, path[0]
+
+
+@pytest.mark.parametrize("strides,padding,kernel", [((2, 2), ((1, 1), (1, 1)), (4, 4)),
+                                                    ((1, 1), "SAME", (3, 3)),
+                                                    ((2, 1), ((0, 2), (1, 0)), (3, 2))])
+def test_im2col_conv_equals_lax_conv(strides, padding, kernel):
+  x = jax.random.normal(jax.random.key(0), (2, 9, 8, 5))
+  k = jax.random.normal(jax.random.key(1), kernel + (5, 7))
+  dn = ("NHWC", "HWIO", "NHWC")
+  want = jax.lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=dn)
+  got = models.im2col_conv_general_dilated(x, k, strides, padding, dimension_numbers=dn)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_critic_penalty_is_float32():
+  """dtype='bfloat16': the critic's activations are bf16, its parameters, the input-gradient
+  norms and the penalty float32, and the penalty agrees with the float32 one to bf16 accuracy."""
+  f32 = models.Critic(image_size=16, width=8)
+  bf16 = f32.clone(dtype=jnp.bfloat16)
+  real = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3), minval=-1, maxval=1)
+  fake = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3), minval=-1, maxval=1)
+  labels = jnp.array([0, 1, 0, 1])
+  params = bf16.init(jax.random.key(2), real, labels)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  jaxpr = str(jax.make_jaxpr(lambda x: bf16.apply(params, x, labels))(real))
+  assert "bf16" in jaxpr  # the convolutions run in bfloat16
+  norms = losses.per_image_gradient_norm(lambda x: bf16.apply(params, x, labels), real)
+  assert norms.dtype == jnp.float32
+  gps = [losses.gradient_penalty(lambda x, c=c: c.apply(params, x, labels), real, fake,
+                                 jax.random.key(3)) for c in (bf16, f32)]
+  assert gps[0].dtype == jnp.float32
+  np.testing.assert_allclose(gps[0], gps[1], rtol=3e-2)
