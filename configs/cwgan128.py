@@ -83,7 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 0
 
   config.eval = ev = ml_collections.ConfigDict()
-  ev.num_per_class = 500  # generated images per class
+  ev.num_per_class = 1000  # generated images per class (500: ~5x the KID seed-to-seed spread)
   ev.batch_size = 100  # generator and classifier inference batch
   ev.seed = 0  # noise seed of the generated images
   # The small CNN whose accuracy and features the metrics use, trained on the run's real images

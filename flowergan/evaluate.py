@@ -47,7 +47,7 @@ CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
 def default_eval_config() -> ml_collections.ConfigDict:
   """The defaults of `config.eval` (configs/cwgan128.py), for checkpoints saved without one."""
   c = ml_collections.ConfigDict()
-  c.num_per_class = 500  # generated images per class
+  c.num_per_class = 1000  # generated images per class
   c.batch_size = 100  # generator and classifier inference batch
   c.seed = 0  # noise seed of the generated images (same seed, same images)
   c.classifier_steps = 1000
