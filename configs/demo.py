@@ -26,4 +26,8 @@ def get_config():
   config.log_every = 20
   config.sample_every = 100
   config.checkpoint_every = 200
+  # The evaluation that ends the run, lighter than cwgan128's so the demo stays within minutes.
+  config.eval.num_per_class = 200
+  config.eval.classifier_steps = 300
+  config.eval.kid_subset_size = 200
   return config
