@@ -158,3 +158,36 @@ def test_bf16_critic_penalty_is_float32():
                                  jax.random.key(3)) for c in (bf16, f32)]
   assert gps[0].dtype == jnp.float32
   np.testing.assert_allclose(gps[0], gps[1], rtol=3e-2)
+
+
+def test_bf16_matmul_f32_accumulate_matches_default_rule():
+  """The custom bf16 product gives what JAX's own rule gives for a f32-accumulated bf16 dot,
+  in value, gradient and gradient of a gradient (the penalty's double backward)."""
+  a = jax.random.normal(jax.random.key(0), (32, 24)).astype(jnp.bfloat16)
+  b = jax.random.normal(jax.random.key(1), (24, 16)).astype(jnp.bfloat16)
+  plain = lambda a, b: jax.lax.dot_general(
+      a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32).astype(jnp.bfloat16)
+  results = []
+  for matmul in (plain, models.matmul_f32_accumulate):
+    def penalty(b, a, matmul=matmul):
+      g = jax.grad(lambda a: jnp.sum(jnp.sin(matmul(a, b).astype(jnp.float32))))(a)
+      return jnp.sum(g.astype(jnp.float32) ** 2)
+    value, grad = jax.value_and_grad(penalty)(b, a)
+    assert matmul(a, b).dtype == jnp.bfloat16 and grad.dtype == jnp.bfloat16
+    results.append((value, grad.astype(jnp.float32)))
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+  np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-2, atol=1e-2)
+
+
+def test_bf16_im2col_critic_penalty_gradient_close_to_plain_conv():
+  fast, plain = _critic_pair()
+  fast, plain = fast.clone(dtype=jnp.bfloat16), plain.clone(dtype=jnp.bfloat16)
+  real = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3), minval=-1, maxval=1)
+  labels = jnp.array([0, 1, 1, 0])
+  variables = fast.init(jax.random.key(2), real, labels)
+  grads = [jax.grad(lambda p, c=c: losses.gradient_penalty(
+      lambda x: c.apply(p, x, labels), real, -real, jax.random.key(3)))(variables)
+           for c in (fast, plain)]
+  for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    scale = float(jnp.max(jnp.abs(b))) + 1e-12
+    assert float(jnp.max(jnp.abs(a - b))) / scale < 5e-2  # bf16 rounding, different order
