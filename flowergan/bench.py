@@ -26,7 +26,9 @@ when `flowergan.input_pipeline` imports). For each batch size it reports:
     and gradients on the same weights; timed interleaved with flowergan (one flowergan
     iteration, one torch iteration, ...) so that both see the same machine load; ratio =
     flowergan time / torch time;
-  * --components: the critic step and the generator step timed separately (both frameworks).
+  * --components: the critic step and the generator step timed separately (both frameworks);
+  * --also_dtype=bfloat16: flowergan's step in that dtype too, timed in the same interleaved
+    loop, with its compile time, FLOPs, the matmul peak in that dtype and the speed-up.
 
 Results are printed as a table and written as JSON (--json).
 """
@@ -71,6 +73,10 @@ _CRITIC_CONV = flags.DEFINE_enum(
     "critic_conv", None, ["im2col", "lax"],
     "The critic's convolutions (same math): default the model's ('im2col'); 'lax' = plain "
     "lax.conv_general_dilated, for comparison (e.g. on GPUs).")
+_ALSO_DTYPE = flags.DEFINE_enum(
+    "also_dtype", None, ["float32", "bfloat16"],
+    "Also time flowergan's step with this train.dtype, interleaved with the config's dtype "
+    "in the same run, and report the speed-up (e.g. --also_dtype=bfloat16).")
 _INPUT_PIPELINE = flags.DEFINE_boolean(
     "input_pipeline", True, "Measure the input pipeline (synthetic source) if it imports.")
 
@@ -360,7 +366,7 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
                   torch_compile: bool = False, check: bool = True, components: bool = False,
                   sample_batch: int = 0, peak_size: int = 0, input_pipeline: bool = True,
                   critic_conv_impl: str | None = None, torch_channels_last: bool = False,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+                  also_dtype: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs everything described in the module docstring; returns the JSON-able results."""
   import jax  # pylint: disable=g-import-not-at-top
   on_cpu = jax.devices()[0].platform == "cpu"
@@ -377,6 +383,15 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
   log(f"measuring the {dtype} matmul peak ({peak_size}²)...")
   peaks = measure_peak_flops(dtype, peak_size)
   peak = peaks["peak"]
+  if also_dtype == dtype:
+    also_dtype = None
+  other_config = None
+  if also_dtype:
+    other_config = config.copy_and_resolve_references()
+    with other_config.unlocked():
+      other_config.train.dtype = also_dtype
+    log(f"measuring the {also_dtype} matmul peak ({peak_size}²)...")
+    other_peak = measure_peak_flops(also_dtype, peak_size)["peak"]
   result = {"machine": machine_info(with_torch), "dtype": dtype,
             "image_size": config.data.image_size, "n_critic": config.train.n_critic,
             "critic_conv_impl": critic_conv_impl, "repeats": repeats,
@@ -385,6 +400,8 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
             "torch_device": torch_device if with_torch else None,
             "torch_compile": torch_compile if with_torch else None,
             "torch_channels_last": torch_channels_last if with_torch else None,
+            "also_dtype": also_dtype,
+            "also_dtype_peak_flops_per_s": other_peak if also_dtype else None,
             "results": []}
 
   for batch_size in batch_sizes:
@@ -393,6 +410,12 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
     entry = {"batch_size": batch_size, "flowergan": {
         "compile_s": flax_runner.compile_s, "trace_lower_s": flax_runner.trace_s,
         "flops_per_iteration": flax_runner.flops}}
+    other_runner = None
+    if also_dtype:
+      log(f"batch {batch_size}: compiling the flowergan step in {also_dtype}...")
+      other_runner = FlaxRunner(other_config, batch_size, critic_conv_impl=critic_conv_impl)
+      entry[f"flowergan_{also_dtype}"] = {
+          "compile_s": other_runner.compile_s, "flops_per_iteration": other_runner.flops}
     torch_runner = None
     if with_torch:
       if check:
@@ -406,15 +429,22 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
                                  channels_last=torch_channels_last)
     for _ in range(warmup):
       flax_runner.iteration()
+      if other_runner is not None:
+        other_runner.iteration()
       if torch_runner is not None:
         torch_runner.iteration()
-    flax_times, torch_times, flax_cpu, torch_cpu = [], [], [], []
+    flax_times, torch_times, flax_cpu, torch_cpu, other_times = [], [], [], [], []
     for r in range(repeats):  # interleaved: both see the same load on a shared machine
       t, c = time.perf_counter(), time.process_time()
       flax_runner.iteration()
       flax_times.append(time.perf_counter() - t)
       flax_cpu.append(time.process_time() - c)
       msg = f"  repeat {r + 1}/{repeats}: flowergan {flax_times[-1]:.3f} s"
+      if other_runner is not None:
+        t = time.perf_counter()
+        other_runner.iteration()
+        other_times.append(time.perf_counter() - t)
+        msg += f", flowergan {also_dtype} {other_times[-1]:.3f} s"
       if torch_runner is not None:
         t, c = time.perf_counter(), time.process_time()
         torch_runner.iteration()
@@ -435,6 +465,18 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
       fg["floor_s"] = flax_runner.flops / peak
       fg["time_over_floor"] = fg["iteration_s"]["median"] / fg["floor_s"]
     fg["peak_memory_bytes"] = peak_memory_bytes(jax.devices()[0])
+    if other_runner is not None:
+      other = entry[f"flowergan_{also_dtype}"]
+      other["iteration_s"] = _summary(other_times)
+      other["images_per_s"] = images_per_iteration / other["iteration_s"]["median"]
+      if other_runner.flops:
+        other["fraction_of_peak"] = other_runner.flops / other["iteration_s"]["median"] / (
+            other_peak)
+      # < 1: the other dtype is faster. Pairwise: each pair ran back to back.
+      entry[f"{also_dtype}_over_{dtype}"] = other["iteration_s"]["median"] / (
+          fg["iteration_s"]["median"])
+      entry[f"{also_dtype}_over_{dtype}_pairwise_median"] = statistics.median(
+          o / f for o, f in zip(other_times, flax_times))
     if torch_runner is not None:
       entry["torch"] = {"iteration_s": _summary(torch_times),
                         "iteration_cpu_s": _summary(torch_cpu),
@@ -471,7 +513,7 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
     fg["sampling_batch"] = sb
     fg["sampling_images_per_s"] = flax_runner.sampling_images_per_s(sb)
     result["results"].append(entry)
-    del flax_runner, torch_runner
+    del flax_runner, torch_runner, other_runner
 
   # The peak again at the end (a shared machine may have been busier at the start); the best.
   peaks_end = measure_peak_flops(dtype, peak_size)
@@ -540,6 +582,15 @@ def format_table(result: dict) -> str:
     lines.append(f"      process CPU s/iter (median): flowergan "
                  f"{fg['iteration_cpu_s']['median']:.3f}"
                  + (f", torch {t['iteration_cpu_s']['median']:.3f}" if t else ""))
+    also = result.get("also_dtype")
+    if also and f"flowergan_{also}" in e:
+      o = e[f"flowergan_{also}"]
+      lines.append(f"      flowergan {also}: {it_fmt(o['iteration_s'])} s/iter, "
+                   f"{also}/{result['dtype']} time {e[f'{also}_over_' + result['dtype']]:.3f} "
+                   f"(pairwise median {e[f'{also}_over_' + result['dtype'] + '_pairwise_median']:.3f}), "
+                   f"compile {o['compile_s']:.1f} s"
+                   + (f", {100 * o['fraction_of_peak']:.3g}% of the {also} matmul peak"
+                      if "fraction_of_peak" in o else ""))
     if "torch_check" in e:
       lines.append(f"      torch vs flowergan on the same weights (losses, penalty, images, "
                    f"gradients): max relative error {e['torch_check']['max_error']:.1e}, "
@@ -567,7 +618,7 @@ def main(argv):
       torch_compile=_TORCH_COMPILE.value, check=_CHECK.value, components=_COMPONENTS.value,
       sample_batch=_SAMPLE_BATCH.value, peak_size=_PEAK_SIZE.value,
       input_pipeline=_INPUT_PIPELINE.value, critic_conv_impl=_CRITIC_CONV.value,
-      torch_channels_last=_TORCH_CHANNELS_LAST.value,
+      torch_channels_last=_TORCH_CHANNELS_LAST.value, also_dtype=_ALSO_DTYPE.value,
       log=lambda msg: print(msg, file=sys.stderr, flush=True))
   result["command"] = " ".join(sys.argv)
   print(format_table(result))

@@ -20,7 +20,8 @@ def test_benchmark_end_to_end_on_tiny_config(tmp_path):
   config = tiny_config.get_config(image_size=16, cache_dir=tmp_path / "cache")
   result = bench.run_benchmark(config, batch_sizes=[8], repeats=2, warmup=1,
                                with_torch=HAVE_TORCH, components=True, sample_batch=8,
-                               peak_size=256, input_pipeline=False, log=lambda _: None)
+                               peak_size=256, input_pipeline=False, also_dtype="bfloat16",
+                               log=lambda _: None)
   text = json.dumps(result, default=str)  # JSON-able
   assert json.loads(text)["results"][0]["batch_size"] == 8
   assert result["peak_flops_per_s"] > 0
@@ -37,6 +38,11 @@ def test_benchmark_end_to_end_on_tiny_config(tmp_path):
   assert fg["images_per_s"] == pytest.approx(
       config.train.n_critic * 8 / fg["iteration_s"]["median"])
   assert set(fg["components"]) == {"critic_step", "generator_step"}
+  bf16 = entry["flowergan_bfloat16"]  # --also_dtype: timed in the same loop
+  assert len(bf16["iteration_s"]["all"]) == 2 and bf16["compile_s"] > 0
+  assert entry["bfloat16_over_float32"] == pytest.approx(
+      bf16["iteration_s"]["median"] / fg["iteration_s"]["median"])
+  assert result["also_dtype_peak_flops_per_s"] > 0
   if HAVE_TORCH:
     assert entry["torch_check"]["max_error"] < 1e-3
     assert entry["flowergan_over_torch"] > 0
@@ -44,6 +50,7 @@ def test_benchmark_end_to_end_on_tiny_config(tmp_path):
   assert result["input_pipeline_images_per_s"].startswith("n/a")
   table = bench.format_table(result)
   assert "flowergan s/iter" in table and "compile s" in table
+  assert "bfloat16/float32 time" in table
 
 
 def test_input_pipeline_rate_or_na(tmp_path):
