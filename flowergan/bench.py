@@ -70,9 +70,13 @@ _SAMPLE_BATCH = flags.DEFINE_integer("sample_batch", 0,
 _PEAK_SIZE = flags.DEFINE_integer("peak_size", 0,
                                   "Matmul size for the peak (0: 4096 on CPU, 8192 otherwise).")
 _CRITIC_CONV = flags.DEFINE_enum(
-    "critic_conv", None, ["im2col", "lax"],
-    "The critic's convolutions (same math): default the model's ('im2col'); 'lax' = plain "
-    "lax.conv_general_dilated, for comparison (e.g. on GPUs).")
+    "critic_conv", None, ["auto", "im2col", "lax"],
+    "The critic's convolutions (same math): default the model's ('auto': im2col on CPU, lax "
+    "elsewhere); 'lax' = plain lax.conv_general_dilated, for comparison.")
+_GENERATOR_CONV = flags.DEFINE_enum(
+    "generator_conv", None, ["auto", "matmul_kernel_grad", "lax"],
+    "The generator's kernel gradients (same math): default the model's ('auto': "
+    "matmul_kernel_grad on CPU, lax elsewhere).")
 _ALSO_DTYPE = flags.DEFINE_enum(
     "also_dtype", None, ["float32", "bfloat16"],
     "Also time flowergan's step with this train.dtype, interleaved with the config's dtype "
@@ -143,6 +147,7 @@ class FlaxRunner:
   batch_size: int
   seed: int = 0
   critic_conv_impl: str | None = None  # None: the model's default
+  generator_conv_impl: str | None = None
 
   def __post_init__(self):
     import jax  # pylint: disable=g-import-not-at-top
@@ -153,6 +158,9 @@ class FlaxRunner:
     if self.critic_conv_impl is not None:
       self.gan = dataclasses.replace(
           self.gan, critic=self.gan.critic.clone(conv_impl=self.critic_conv_impl))
+    if self.generator_conv_impl is not None:
+      self.gan = dataclasses.replace(
+          self.gan, generator=self.gan.generator.clone(conv_impl=self.generator_conv_impl))
     self.mesh = ts.make_mesh()
     ts.check_batch_size(self.batch_size, self.mesh)
     self.state = ts.init_state(self.gan, jax.random.key(self.seed), self.mesh)
@@ -365,7 +373,8 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
                   with_torch: bool = True, torch_device: str = "auto",
                   torch_compile: bool = False, check: bool = True, components: bool = False,
                   sample_batch: int = 0, peak_size: int = 0, input_pipeline: bool = True,
-                  critic_conv_impl: str | None = None, torch_channels_last: bool = False,
+                  critic_conv_impl: str | None = None,
+                  generator_conv_impl: str | None = None, torch_channels_last: bool = False,
                   also_dtype: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs everything described in the module docstring; returns the JSON-able results."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -394,7 +403,8 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
     other_peak = measure_peak_flops(also_dtype, peak_size)["peak"]
   result = {"machine": machine_info(with_torch), "dtype": dtype,
             "image_size": config.data.image_size, "n_critic": config.train.n_critic,
-            "critic_conv_impl": critic_conv_impl, "repeats": repeats,
+            "critic_conv_impl": critic_conv_impl, "generator_conv_impl": generator_conv_impl,
+            "repeats": repeats,
             "peak_flops_per_s": peak, "peak_matmul_flops_per_s": peaks,
             "peak_matmul_size": peak_size,
             "torch_device": torch_device if with_torch else None,
@@ -406,14 +416,16 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
 
   for batch_size in batch_sizes:
     log(f"batch {batch_size}: compiling the flowergan step...")
-    flax_runner = FlaxRunner(config, batch_size, critic_conv_impl=critic_conv_impl)
+    flax_runner = FlaxRunner(config, batch_size, critic_conv_impl=critic_conv_impl,
+                             generator_conv_impl=generator_conv_impl)
     entry = {"batch_size": batch_size, "flowergan": {
         "compile_s": flax_runner.compile_s, "trace_lower_s": flax_runner.trace_s,
         "flops_per_iteration": flax_runner.flops}}
     other_runner = None
     if also_dtype:
       log(f"batch {batch_size}: compiling the flowergan step in {also_dtype}...")
-      other_runner = FlaxRunner(other_config, batch_size, critic_conv_impl=critic_conv_impl)
+      other_runner = FlaxRunner(other_config, batch_size, critic_conv_impl=critic_conv_impl,
+                                generator_conv_impl=generator_conv_impl)
       entry[f"flowergan_{also_dtype}"] = {
           "compile_s": other_runner.compile_s, "flops_per_iteration": other_runner.flops}
     torch_runner = None
@@ -557,7 +569,8 @@ def format_table(result: dict) -> str:
               f"{', generator under torch.compile' if result.get('torch_compile') else ''})"
               if "torch" in m else ""),
            f"dtype {result['dtype']}, {result['image_size']}², n_critic {result['n_critic']}, "
-           f"critic convs {result['critic_conv_impl'] or 'default'}; "
+           f"critic convs {result['critic_conv_impl'] or 'default'}, generator convs "
+           f"{result.get('generator_conv_impl') or 'default'}; "
            f"measured {result['dtype']} matmul peak "
            f"{_fmt(result['peak_flops_per_s'] / 1e9)} GFLOP/s"]
   header = (f"{'batch':>5} | {'flowergan s/iter (min-max)':>27} | {'img/s':>6} | "
@@ -618,6 +631,7 @@ def main(argv):
       torch_compile=_TORCH_COMPILE.value, check=_CHECK.value, components=_COMPONENTS.value,
       sample_batch=_SAMPLE_BATCH.value, peak_size=_PEAK_SIZE.value,
       input_pipeline=_INPUT_PIPELINE.value, critic_conv_impl=_CRITIC_CONV.value,
+      generator_conv_impl=_GENERATOR_CONV.value,
       torch_channels_last=_TORCH_CHANNELS_LAST.value, also_dtype=_ALSO_DTYPE.value,
       log=lambda msg: print(msg, file=sys.stderr, flush=True))
   result["command"] = " ".join(sys.argv)
