@@ -74,9 +74,9 @@ _CRITIC_CONV = flags.DEFINE_enum(
     "The critic's convolutions (same math): default the model's ('auto': im2col on CPU, lax "
     "elsewhere); 'lax' = plain lax.conv_general_dilated, for comparison.")
 _GENERATOR_CONV = flags.DEFINE_enum(
-    "generator_conv", None, ["auto", "matmul_kernel_grad", "lax"],
+    "generator_conv", None, ["auto", "dots", "lax"],
     "The generator's kernel gradients (same math): default the model's ('auto': "
-    "matmul_kernel_grad on CPU, lax elsewhere).")
+    "dots on CPU, lax elsewhere).")
 _ALSO_DTYPE = flags.DEFINE_enum(
     "also_dtype", None, ["float32", "bfloat16"],
     "Also time flowergan's step with this train.dtype, interleaved with the config's dtype "

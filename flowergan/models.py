@@ -140,10 +140,10 @@ class Generator(nn.Module):
       place of upsample + first conv of a stage; the design the paper replaced because of
       checkerboard artefacts).
     dtype: computation dtype (parameters stay float32).
-    conv_impl: how the kernel gradients of the convolutions are computed (same parameters,
-      same function): 'matmul_kernel_grad' (one dot for large layers,
-      `matmul_kernel_grad_conv_general_dilated`; faster on XLA:CPU), 'lax' (XLA's own), or
-      'auto' (the first on CPU, the second on GPU/TPU).
+    conv_impl: how the convolutions are computed (same parameters, same function): 'dots'
+      (`dots_conv_general_dilated`: large layers' kernel gradients and the thin output layer
+      as dots; faster on XLA:CPU), 'lax' (XLA's own convolutions), or 'auto' (the first on
+      CPU, the second on GPU/TPU).
   """
   image_size: int = 128
   num_classes: int = 2
@@ -156,9 +156,8 @@ class Generator(nn.Module):
   def __call__(self, z, labels, train: bool = True):
     if self.upsample not in ("bilinear", "transpose"):
       raise ValueError(f"upsample must be 'bilinear' or 'transpose', got {self.upsample!r}.")
-    conv_impl = resolve_conv_impl(self.conv_impl, ("lax", "matmul_kernel_grad"),
-                                  on_cpu="matmul_kernel_grad")
-    conv_fn = matmul_kernel_grad_conv_general_dilated if conv_impl != "lax" else None
+    conv_impl = resolve_conv_impl(self.conv_impl, ("lax", "dots"), on_cpu="dots")
+    conv_fn = dots_conv_general_dilated if conv_impl == "dots" else None
     onehot = jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)
     x = jnp.concatenate([z, onehot], axis=-1)[:, None, None, :]
     # 1×1 → 4×4: PyTorch Conv2d(k=4, padding=3) on a 1×1 input.
@@ -318,20 +317,50 @@ def _conv_matmul_kernel_grad_bwd(padding, precision, preferred_element_type, min
 _conv_matmul_kernel_grad.defvjp(_conv_matmul_kernel_grad_fwd, _conv_matmul_kernel_grad_bwd)
 
 
-def matmul_kernel_grad_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                                            rhs_dilation=None, dimension_numbers=None,
-                                            feature_group_count=1, batch_group_count=1,
-                                            precision=None, preferred_element_type=None, *,
-                                            min_pixels=MATMUL_KERNEL_GRAD_MIN_PIXELS,
-                                            min_features=MATMUL_KERNEL_GRAD_MIN_FEATURES):
-  """`lax.conv_general_dilated` whose kernel gradient is computed with one dot on large images.
+def thin_conv_by_taps(x, kernel, padding, precision=None, preferred_element_type=None):
+  """A stride-1 NHWC/HWIO convolution with few outputs (kh·kw·C_out small, e.g. to_rgb) as one
+  dot and a shifted sum: z = x @ [W_00 … W_ij …] gives every tap's contribution at once, and
+  y[h, w] = Σ_ij z_ij[h + i - pt, w + j - pl]. Differentiated by JAX (dots, pads, slices).
+  XLA:CPU, 128×128 64→3 batch 16: forward 0.034 s vs 0.069 s, with both gradients 0.051 s vs
+  0.093 s."""
+  kh, kw, c, d = kernel.shape
+  n, h, w, _ = x.shape
+  (pt, pb), (pl, pr) = padding
+  taps = kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * d)  # columns in (i, j, d) order
+  z = jnp.einsum("nhwc,ct->nhwt", x, taps, precision=precision,
+                 preferred_element_type=preferred_element_type)
+  z = jnp.pad(z, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+  oh, ow = h + pt + pb - kh + 1, w + pl + pr - kw + 1
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      t = (i * kw + j) * d
+      tap = z[:, i:i + oh, j:j + ow, t:t + d]
+      out = tap if out is None else out + tap
+  return out
 
-  The forward pass and the input gradient are XLA's own convolutions; only the kernel
-  cotangent of layers with at least `min_pixels` output pixels and `min_features` output
-  channels differs: XLA:CPU computes it as a convolution whose window is the whole image, about 2×
-  slower than the same sums as one dot (`conv_kernel_grad_by_matmul`). Used for the
-  generator, whose convolutions are differentiated once. Anything but a stride-1 NHWC/HWIO
-  convolution goes to `lax.conv_general_dilated`.
+
+# Outputs per input pixel (kh·kw·C_out) up to which thin_conv_by_taps is used.
+THIN_CONV_MAX_TAPS = 32
+
+
+def dots_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                              rhs_dilation=None, dimension_numbers=None,
+                              feature_group_count=1, batch_group_count=1,
+                              precision=None, preferred_element_type=None, *,
+                              min_pixels=MATMUL_KERNEL_GRAD_MIN_PIXELS,
+                              min_features=MATMUL_KERNEL_GRAD_MIN_FEATURES,
+                              max_thin_taps=THIN_CONV_MAX_TAPS):
+  """`lax.conv_general_dilated` with the parts XLA:CPU runs slowly done as dots; the same sums.
+
+  * Thin convolutions (kh·kw·C_out ≤ `max_thin_taps`, e.g. the 3-channel output layer):
+    `thin_conv_by_taps`.
+  * Otherwise the forward pass and the input gradient are XLA's own convolutions, and the
+    kernel cotangent of layers with at least `min_pixels` output pixels and `min_features`
+    output channels is one dot (`conv_kernel_grad_by_matmul`): XLA:CPU computes it as a
+    convolution whose window is the whole image, about 2× slower.
+  Used for the generator, whose convolutions are differentiated once. Anything but a stride-1
+  NHWC/HWIO convolution goes to `lax.conv_general_dilated`.
   """
   if not _is_plain_nhwc_conv(lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
                              dimension_numbers, feature_group_count, batch_group_count):
@@ -343,6 +372,9 @@ def matmul_kernel_grad_conv_general_dilated(lhs, rhs, window_strides, padding, l
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   padding = tuple(tuple(int(p) for p in pad) for pad in padding)
+  kh, kw, _, features = rhs.shape
+  if kh * kw * features <= max_thin_taps:
+    return thin_conv_by_taps(lhs, rhs, padding, precision, preferred_element_type)
   return _conv_matmul_kernel_grad(lhs, rhs, padding, precision, preferred_element_type,
                                   (min_pixels, min_features))
 

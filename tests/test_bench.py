@@ -199,27 +199,34 @@ def test_bf16_im2col_critic_penalty_gradient_close_to_plain_conv():
     assert float(jnp.max(jnp.abs(a - b))) / scale < 5e-2  # bf16 rounding, different order
 
 
+@pytest.mark.parametrize("path", ["kernel_grad_dot", "thin_taps"])
 @pytest.mark.parametrize("channels,kernel,padding", [
-    ((8, 8), (3, 3), ((1, 1), (1, 1))),   # shifts x: kw·C_in ≤ kh·kw·C_out
-    ((16, 2), (3, 3), ((1, 1), (1, 1))),  # shifts the cotangent (e.g. the 3-channel to_rgb)
+    ((8, 8), (3, 3), ((1, 1), (1, 1))),
+    ((16, 2), (3, 3), ((1, 1), (1, 1))),  # few outputs, as the 3-channel to_rgb
     ((6, 5), (4, 4), ((3, 3), (3, 3))),   # the generator's 1×1 → 4×4 seed conv
     ((16, 1), (3, 2), ((0, 2), (1, 0))),
     ((4, 20), (2, 3), "SAME")])
-def test_matmul_kernel_grad_conv_equals_lax_conv(channels, kernel, padding):
+def test_dots_conv_equals_lax_conv(channels, kernel, padding, path):
   c_in, c_out = channels
   size = 1 if kernel == (4, 4) else 9
   x = jax.random.normal(jax.random.key(0), (3, size, size, c_in))
   k = jax.random.normal(jax.random.key(1), kernel + (c_in, c_out))
   dn = ("NHWC", "HWIO", "NHWC")
   plain = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=dn)
-  fast = lambda x, k: models.matmul_kernel_grad_conv_general_dilated(
-      x, k, (1, 1), padding, dimension_numbers=dn, min_pixels=0, min_features=0)
+  thresholds = (dict(min_pixels=0, min_features=0, max_thin_taps=0) if path == "kernel_grad_dot"
+                else dict(max_thin_taps=10**6))
+  fast = lambda x, k: models.dots_conv_general_dilated(x, k, (1, 1), padding,
+                                                       dimension_numbers=dn, **thresholds)
   want = plain(x, k)
-  np.testing.assert_array_equal(fast(x, k), want)  # the same XLA convolution
   cotangent = jax.random.normal(jax.random.key(2), want.shape)
   grads = [jax.grad(lambda x, k, f=f: jnp.sum(f(x, k) * cotangent), argnums=(0, 1))(x, k)
            for f in (fast, plain)]
-  np.testing.assert_array_equal(grads[0][0], grads[1][0])  # input gradient: XLA's own
+  if path == "kernel_grad_dot":  # forward and input gradient are XLA's own convolutions
+    np.testing.assert_array_equal(fast(x, k), want)
+    np.testing.assert_array_equal(grads[0][0], grads[1][0])
+  else:
+    np.testing.assert_allclose(fast(x, k), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-5, atol=1e-5)
 
 
@@ -227,7 +234,7 @@ def test_generator_conv_impls_agree():
   """The generator's conv_impl changes how its kernel gradients are computed, not its function
   (128×128 with 16 channels: its last block takes the dot path)."""
   fast = models.Generator(image_size=128, num_classes=2, width=16,
-                          conv_impl="matmul_kernel_grad")
+                          conv_impl="dots")
   plain = fast.clone(conv_impl="lax")
   z = jax.random.normal(jax.random.key(0), (4, 64))
   labels = jnp.array([0, 1, 1, 0])
@@ -242,10 +249,13 @@ def test_generator_conv_impls_agree():
     return jax.value_and_grad(fn)(variables["params"])
 
   (value_fast, grads_fast), (value_plain, grads_plain) = loss(fast), loss(plain)
-  np.testing.assert_array_equal(value_fast, value_plain)
-  for a, b in zip(jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain)):
-    scale = float(jnp.max(jnp.abs(b))) + 1e-12
-    assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-4
+  np.testing.assert_allclose(value_fast, value_plain, rtol=1e-5)
+  frozen = models.pre_batchnorm_bias_mask(grads_plain)  # true gradient 0: rounding noise only
+  for is_frozen, a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(grads_fast),
+                             jax.tree.leaves(grads_plain)):
+    if not is_frozen:
+      scale = float(jnp.max(jnp.abs(b))) + 1e-12
+      assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-4
 
 
 def test_conv_impl_auto_and_typos():
