@@ -1,13 +1,14 @@
 r"""Benchmark of the training iteration, side by side with a PyTorch reference and the FLOP floor.
 
-  python -m flowergan.bench --config=configs/cwgan128.py --batch_sizes=16
-  python -m flowergan.bench --config=configs/cwgan128.py --batch_sizes=16 \
-      --config.train.dtype=bfloat16 --json=bench_bf16.json
+  python -m flowergan.bench --config=configs/cwgan128.py --batch_sizes=16 --components \
+      --also_dtype=bfloat16 --json=bench_cpu.json      # float32 and bfloat16 side by side
 
-On a GPU (the same code; torch eager, then the generator under torch.compile):
+On a GPU (the same code; torch eager, then the generator under torch.compile; the models'
+conv_impl='auto' uses XLA's own convolutions there, --critic_conv=im2col --generator_conv=dots
+times the CPU formulations instead):
 
   python -m flowergan.bench --config=configs/cwgan128.py --batch_sizes=64 \
-      --config.train.dtype=bfloat16 --json=bench_gpu.json
+      --also_dtype=bfloat16 --json=bench_gpu.json
   python -m flowergan.bench --config=configs/cwgan128.py --batch_sizes=64 \
       --config.train.dtype=bfloat16 --torch_compile --json=bench_gpu_compile.json
 
@@ -27,6 +28,8 @@ when `flowergan.input_pipeline` imports). For each batch size it reports:
     iteration, one torch iteration, ...) so that both see the same machine load; ratio =
     flowergan time / torch time;
   * --components: the critic step and the generator step timed separately (both frameworks);
+  * --conv_layers: each distinct 3×3 conv of the generator alone (forward, kernel gradient,
+    input gradient) with XLA's convolution, flowergan's 'dots' formulation and torch;
   * --also_dtype=bfloat16: flowergan's step in that dtype too, timed in the same interleaved
     loop, with its compile time, FLOPs, the matmul peak in that dtype and the speed-up.
 
@@ -36,6 +39,7 @@ Results are printed as a table and written as JSON (--json).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -81,6 +85,9 @@ _ALSO_DTYPE = flags.DEFINE_enum(
     "also_dtype", None, ["float32", "bfloat16"],
     "Also time flowergan's step with this train.dtype, interleaved with the config's dtype "
     "in the same run, and report the speed-up (e.g. --also_dtype=bfloat16).")
+_CONV_LAYERS = flags.DEFINE_boolean(
+    "conv_layers", False, "Also time each distinct 3×3 generator conv layer alone: forward, "
+    "kernel gradient and input gradient for XLA's conv, the 'dots' formulation and torch.")
 _INPUT_PIPELINE = flags.DEFINE_boolean(
     "input_pipeline", True, "Measure the input pipeline (synthetic source) if it imports.")
 
@@ -244,6 +251,86 @@ class FlaxRunner:
     return batch / best
 
 
+def generator_conv_shapes(config) -> list[tuple[int, int, int]]:
+  """(resolution, C_in, C_out) of each distinct 3×3 conv of the generator, output layer last."""
+  from flowergan import models  # pylint: disable=g-import-not-at-top
+  width, shapes, channels, size = config.model.width, [], 4 * config.model.width, 4
+  for stage in models.generator_stage_channels(config.data.image_size, width):
+    size *= 2
+    for features in stage:
+      if (size, channels, features) not in shapes:
+        shapes.append((size, channels, features))
+      channels = features
+  return shapes + [(size, channels, 3)]
+
+
+def conv_layer_timings(config, batch_size: int, *, repeats: int = 5, with_torch: bool = True,
+                       torch_device: str = "cpu") -> list[dict[str, Any]]:
+  """Median seconds of one 3×3 'same' conv layer (forward, kernel gradient, input gradient),
+  per distinct generator layer: XLA's convolution ('lax'), flowergan's generator formulation
+  ('dots') and torch's (NCHW, interleaved with the others; its gradient times include the
+  forward pass that autograd needs, JAX's are the backward alone)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from flowergan import models  # pylint: disable=g-import-not-at-top
+  dn, pad = ("NHWC", "HWIO", "NHWC"), ((1, 1), (1, 1))
+  convs = {"lax": lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), pad,
+                                                            dimension_numbers=dn),
+           "dots": lambda x, k: models.dots_conv_general_dilated(x, k, (1, 1), pad,
+                                                                 dimension_numbers=dn)}
+  rows = []
+  for size, c_in, c_out in generator_conv_shapes(config):
+    x = jax.random.normal(jax.random.key(0), (batch_size, size, size, c_in))
+    k = jax.random.normal(jax.random.key(1), (3, 3, c_in, c_out)) * 0.05
+    g = jax.random.normal(jax.random.key(2), (batch_size, size, size, c_out))
+    fns = {}
+    for name, conv in convs.items():
+      fns[name] = {
+          "forward": functools.partial(jax.jit(conv), x, k),
+          "kernel_grad": functools.partial(
+              jax.jit(lambda x, k, g, conv=conv: jax.vjp(lambda k: conv(x, k), k)[1](g)[0]),
+              x, k, g),
+          "input_grad": functools.partial(
+              jax.jit(lambda x, k, g, conv=conv: jax.vjp(lambda x: conv(x, k), x)[1](g)[0]),
+              x, k, g)}
+    if with_torch:
+      import numpy as np  # pylint: disable=g-import-not-at-top
+      import torch  # pylint: disable=g-import-not-at-top
+      tx = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous().to(torch_device)
+      tk = torch.from_numpy(np.array(k)).permute(3, 2, 0, 1).contiguous().to(torch_device)
+      tg = torch.from_numpy(np.array(g)).permute(0, 3, 1, 2).contiguous().to(torch_device)
+      sync = torch.cuda.synchronize if tx.is_cuda else (lambda: None)
+
+      def torch_grad(wrt, tx=tx, tk=tk, tg=tg, sync=sync):
+        tx, tk = tx.detach().requires_grad_(wrt == "x"), tk.detach().requires_grad_(wrt == "k")
+        out = torch.nn.functional.conv2d(tx, tk, padding=1)
+        torch.autograd.grad(out, tx if wrt == "x" else tk, tg)
+        sync()
+
+      def torch_forward(tx=tx, tk=tk, sync=sync):
+        with torch.no_grad():
+          torch.nn.functional.conv2d(tx, tk, padding=1)
+        sync()
+
+      fns["torch"] = {"forward": torch_forward,
+                      "kernel_grad": functools.partial(torch_grad, "k"),
+                      "input_grad": functools.partial(torch_grad, "x")}
+    row = {"size": size, "c_in": c_in, "c_out": c_out}
+    for part in ("forward", "kernel_grad", "input_grad"):
+      times = {name: [] for name in fns}
+      for name in fns:
+        jax.block_until_ready(fns[name][part]())
+      for _ in range(repeats):
+        for name in fns:
+          t = time.perf_counter()
+          jax.block_until_ready(fns[name][part]())
+          times[name].append(time.perf_counter() - t)
+      for name in fns:
+        row[f"{name}_{part}_s"] = statistics.median(times[name])
+    rows.append(row)
+  return rows
+
+
 # --- PyTorch ---------------------------------------------------------------------------------
 
 class TorchRunner:
@@ -375,7 +462,7 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
                   sample_batch: int = 0, peak_size: int = 0, input_pipeline: bool = True,
                   critic_conv_impl: str | None = None,
                   generator_conv_impl: str | None = None, torch_channels_last: bool = False,
-                  also_dtype: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+                  also_dtype: str | None = None, conv_layers: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs everything described in the module docstring; returns the JSON-able results."""
   import jax  # pylint: disable=g-import-not-at-top
   on_cpu = jax.devices()[0].platform == "cpu"
@@ -542,6 +629,11 @@ def run_benchmark(config, *, batch_sizes, repeats: int = 5, warmup: int = 1,
     result["load_average_end"] = os.getloadavg()
   except OSError:
     pass
+  if conv_layers:
+    log("generator conv layers alone...")
+    result["conv_layers"] = conv_layer_timings(
+        config, batch_sizes[0], repeats=max(repeats, 3), with_torch=with_torch,
+        torch_device=torch_device if with_torch else "cpu")
   if input_pipeline:
     log("input pipeline (synthetic source)...")
     result["input_pipeline_images_per_s"] = input_pipeline_images_per_s(config,
@@ -613,6 +705,17 @@ def format_table(result: dict) -> str:
       lines.append(f"      {name}: flowergan {c['s']['median']:.3f} s "
                    f"({_fmt((c['flops'] or 0) / 1e9)} GFLOP)"
                    + (f", torch {tc['s']['median']:.3f} s" if tc else ""))
+  if result.get("conv_layers"):
+    lines.append(f"generator 3×3 conv layers alone, batch {result['results'][0]['batch_size']}, "
+                 "median s (XLA conv / flowergan 'dots' / torch; torch's gradients include "
+                 "its forward pass, autograd needs it):")
+    for r in result["conv_layers"]:
+      cells = []
+      for part in ("forward", "kernel_grad", "input_grad"):
+        cells.append(f"{part} " + " / ".join(
+            f"{r[f'{name}_{part}_s']:.4f}" for name in ("lax", "dots", "torch")
+            if f"{name}_{part}_s" in r))
+      lines.append(f"  {r['size']:>4}² {r['c_in']:>3}→{r['c_out']:<3} " + "; ".join(cells))
   ip = result.get("input_pipeline_images_per_s")
   lines.append(f"input pipeline: {_fmt(ip, ' img/s') if not isinstance(ip, str) else ip}")
   return "\n".join(lines)
@@ -631,7 +734,7 @@ def main(argv):
       torch_compile=_TORCH_COMPILE.value, check=_CHECK.value, components=_COMPONENTS.value,
       sample_batch=_SAMPLE_BATCH.value, peak_size=_PEAK_SIZE.value,
       input_pipeline=_INPUT_PIPELINE.value, critic_conv_impl=_CRITIC_CONV.value,
-      generator_conv_impl=_GENERATOR_CONV.value,
+      generator_conv_impl=_GENERATOR_CONV.value, conv_layers=_CONV_LAYERS.value,
       torch_channels_last=_TORCH_CHANNELS_LAST.value, also_dtype=_ALSO_DTYPE.value,
       log=lambda msg: print(msg, file=sys.stderr, flush=True))
   result["command"] = " ".join(sys.argv)

@@ -280,9 +280,10 @@ def conv_kernel_grad_by_matmul(x, g, kernel_shape, padding):
   return out.sum(0).reshape(kw, c, kh, d).transpose(2, 0, 1, 3)
 
 
-# Where conv_kernel_grad_by_matmul beats XLA:CPU's kernel-gradient convolution (batch 16,
-# 2 cores; `python -m flowergan.bench`): 128×128 64→64 0.36 s vs 0.65 s; at 64×64 even; at 32×32
-# and below, or with a 3-channel output, XLA's own is 2-7× faster.
+# Where conv_kernel_grad_by_matmul beats XLA:CPU's kernel-gradient convolution (batch 16, 2
+# cores; `python -m flowergan.bench --conv_layers`): 128×128 64→64 0.44 s vs 0.87 s; at 64×64
+# about even; at 32×32 and below, or with a 3-channel output, XLA's own was 2-7× faster when
+# measured alone.
 MATMUL_KERNEL_GRAD_MIN_PIXELS = 128 * 128
 MATMUL_KERNEL_GRAD_MIN_FEATURES = 16
 
@@ -321,8 +322,8 @@ def thin_conv_by_taps(x, kernel, padding, precision=None, preferred_element_type
   """A stride-1 NHWC/HWIO convolution with few outputs (kh·kw·C_out small, e.g. to_rgb) as one
   dot and a shifted sum: z = x @ [W_00 … W_ij …] gives every tap's contribution at once, and
   y[h, w] = Σ_ij z_ij[h + i - pt, w + j - pl]. Differentiated by JAX (dots, pads, slices).
-  XLA:CPU, 128×128 64→3 batch 16: forward 0.034 s vs 0.069 s, with both gradients 0.051 s vs
-  0.093 s."""
+  XLA:CPU, 128×128 64→3 batch 16 (`python -m flowergan.bench --conv_layers`): forward 0.033 s
+  vs 0.069 s, kernel gradient 0.057 s vs 0.087 s, input gradient 0.039 s vs 0.054 s."""
   kh, kw, c, d = kernel.shape
   n, h, w, _ = x.shape
   (pt, pb), (pl, pr) = padding
@@ -358,7 +359,7 @@ def dots_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
   * Otherwise the forward pass and the input gradient are XLA's own convolutions, and the
     kernel cotangent of layers with at least `min_pixels` output pixels and `min_features`
     output channels is one dot (`conv_kernel_grad_by_matmul`): XLA:CPU computes it as a
-    convolution whose window is the whole image, about 2× slower.
+    convolution whose window is the whole image, about 2× slower at 128×128.
   Used for the generator, whose convolutions are differentiated once. Anything but a stride-1
   NHWC/HWIO convolution goes to `lax.conv_general_dilated`.
   """

@@ -21,7 +21,7 @@ def test_benchmark_end_to_end_on_tiny_config(tmp_path):
   result = bench.run_benchmark(config, batch_sizes=[8], repeats=2, warmup=1,
                                with_torch=HAVE_TORCH, components=True, sample_batch=8,
                                peak_size=256, input_pipeline=False, also_dtype="bfloat16",
-                               log=lambda _: None)
+                               conv_layers=True, log=lambda _: None)
   text = json.dumps(result, default=str)  # JSON-able
   assert json.loads(text)["results"][0]["batch_size"] == 8
   assert result["peak_flops_per_s"] > 0
@@ -43,6 +43,14 @@ def test_benchmark_end_to_end_on_tiny_config(tmp_path):
   assert entry["bfloat16_over_float32"] == pytest.approx(
       bf16["iteration_s"]["median"] / fg["iteration_s"]["median"])
   assert result["also_dtype_peak_flops_per_s"] > 0
+  layers = result["conv_layers"]  # --conv_layers: every distinct 3×3 generator conv
+  assert [(r["size"], r["c_in"], r["c_out"]) for r in layers] == bench.generator_conv_shapes(
+      config)
+  assert layers[-1]["c_out"] == 3 and layers[-1]["size"] == 16
+  for r in layers:
+    for impl in ("lax", "dots") + (("torch",) if HAVE_TORCH else ()):
+      for part in ("forward", "kernel_grad", "input_grad"):
+        assert r[f"{impl}_{part}_s"] > 0
   if HAVE_TORCH:
     assert entry["torch_check"]["max_error"] < 1e-3
     assert entry["flowergan_over_torch"] > 0
@@ -50,7 +58,7 @@ def test_benchmark_end_to_end_on_tiny_config(tmp_path):
   assert result["input_pipeline_images_per_s"].startswith("n/a")
   table = bench.format_table(result)
   assert "flowergan s/iter" in table and "compile s" in table
-  assert "bfloat16/float32 time" in table
+  assert "bfloat16/float32 time" in table and "conv layers alone" in table
 
 
 def test_input_pipeline_rate_or_na(tmp_path):
@@ -256,6 +264,15 @@ def test_generator_conv_impls_agree():
     if not is_frozen:
       scale = float(jnp.max(jnp.abs(b))) + 1e-12
       assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-4
+
+
+def test_generator_conv_shapes_of_the_original():
+  config = tiny_config.get_config(image_size=128)
+  with config.unlocked():
+    config.model.width = 64
+  assert bench.generator_conv_shapes(config) == [
+      (8, 256, 128), (16, 128, 128), (32, 128, 64), (32, 64, 64), (64, 64, 64), (128, 64, 64),
+      (128, 64, 3)]
 
 
 def test_conv_impl_auto_and_typos():
