@@ -199,13 +199,8 @@ def im2col_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=
 
   Anything else than NHWC/HWIO, one group, no dilation goes to `lax.conv_general_dilated`.
   """
-  nd = lhs.ndim - 2
-  plain = (lhs.ndim == 4 and feature_group_count == 1 and batch_group_count == 1
-           and all(d == 1 for d in (lhs_dilation or (1,) * nd))
-           and all(d == 1 for d in (rhs_dilation or (1,) * nd))
-           and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-           == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC")))
-  if not plain:
+  if not _is_plain_nhwc_conv(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+                             feature_group_count, batch_group_count):
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
@@ -239,11 +234,11 @@ def im2col_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=
                              preferred_element_type=preferred_element_type)
 
 
-def _is_plain_nhwc_conv(lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
-                        dimension_numbers, feature_group_count, batch_group_count) -> bool:
+def _is_plain_nhwc_conv(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+                        feature_group_count, batch_group_count) -> bool:
+  """NHWC input, HWIO kernel, NHWC output, one group, no dilation."""
   nd = lhs.ndim - 2
   return (lhs.ndim == 4 and feature_group_count == 1 and batch_group_count == 1
-          and all(s == 1 for s in window_strides)
           and all(d == 1 for d in (lhs_dilation or (1,) * nd))
           and all(d == 1 for d in (rhs_dilation or (1,) * nd))
           and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
@@ -288,31 +283,21 @@ MATMUL_KERNEL_GRAD_MIN_PIXELS = 128 * 128
 MATMUL_KERNEL_GRAD_MIN_FEATURES = 16
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_matmul_kernel_grad(x, kernel, padding, precision, preferred_element_type,
-                             min_size):
-  del min_size
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_matmul_kernel_grad(x, kernel, padding, precision, preferred_element_type):
   return _nhwc_conv(x, kernel, padding, precision, preferred_element_type)
 
 
-def _conv_matmul_kernel_grad_fwd(x, kernel, padding, precision, preferred_element_type,
-                                 min_size):
-  del min_size
+def _conv_matmul_kernel_grad_fwd(x, kernel, padding, precision, preferred_element_type):
   return _nhwc_conv(x, kernel, padding, precision, preferred_element_type), (x, kernel)
 
 
-def _conv_matmul_kernel_grad_bwd(padding, precision, preferred_element_type, min_size, res, g):
+def _conv_matmul_kernel_grad_bwd(padding, precision, preferred_element_type, res, g):
   x, kernel = res
-  conv = lambda x, kernel: _nhwc_conv(x, kernel, padding, precision, preferred_element_type)
-  min_pixels, min_features = min_size
-  if g.shape[1] * g.shape[2] >= min_pixels and kernel.shape[-1] >= min_features:
-    _, input_vjp = jax.vjp(lambda x: conv(x, kernel), x)
-    (dx,) = input_vjp(g)
-    dk = conv_kernel_grad_by_matmul(x, g, kernel.shape, padding).astype(kernel.dtype)
-  else:  # small layers: XLA's own kernel gradient is faster
-    _, vjp = jax.vjp(conv, x, kernel)
-    dx, dk = vjp(g)
-  return dx, dk
+  _, input_vjp = jax.vjp(
+      lambda x: _nhwc_conv(x, kernel, padding, precision, preferred_element_type), x)
+  (dx,) = input_vjp(g)
+  return dx, conv_kernel_grad_by_matmul(x, g, kernel.shape, padding).astype(kernel.dtype)
 
 
 _conv_matmul_kernel_grad.defvjp(_conv_matmul_kernel_grad_fwd, _conv_matmul_kernel_grad_bwd)
@@ -363,8 +348,9 @@ def dots_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
   Used for the generator, whose convolutions are differentiated once. Anything but a stride-1
   NHWC/HWIO convolution goes to `lax.conv_general_dilated`.
   """
-  if not _is_plain_nhwc_conv(lhs, rhs, window_strides, lhs_dilation, rhs_dilation,
-                             dimension_numbers, feature_group_count, batch_group_count):
+  if (any(s != 1 for s in window_strides)
+      or not _is_plain_nhwc_conv(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
+                                 feature_group_count, batch_group_count)):
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
@@ -376,8 +362,12 @@ def dots_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
   kh, kw, _, features = rhs.shape
   if kh * kw * features <= max_thin_taps:
     return thin_conv_by_taps(lhs, rhs, padding, precision, preferred_element_type)
-  return _conv_matmul_kernel_grad(lhs, rhs, padding, precision, preferred_element_type,
-                                  (min_pixels, min_features))
+  (pt, pb), (pl, pr) = padding
+  out_pixels = (lhs.shape[1] + pt + pb - kh + 1) * (lhs.shape[2] + pl + pr - kw + 1)
+  if out_pixels >= min_pixels and features >= min_features:
+    return _conv_matmul_kernel_grad(lhs, rhs, padding, precision, preferred_element_type)
+  # Small layers: XLA's own kernel gradient is faster.
+  return _nhwc_conv(lhs, rhs, padding, precision, preferred_element_type)
 
 
 # Contracting dimensions of a 2-D product: "nn" = a @ b, "nt" = a @ b.T, "tn" = a.T @ b.
