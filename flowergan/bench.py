@@ -198,9 +198,6 @@ class FlaxRunner:
   def component_fns(self) -> dict[str, Callable[[], None]]:
     """One critic step and one generator step, jitted separately (same code as the step)."""
     import jax  # pylint: disable=g-import-not-at-top
-    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    import optax  # pylint: disable=g-import-not-at-top
-    from flowergan import losses  # pylint: disable=g-import-not-at-top
     gan, state = self.gan, self.state
     images, labels = self.batch["image"][0], self.batch["label"][0]
 
@@ -211,18 +208,8 @@ class FlaxRunner:
 
     @jax.jit
     def generator_step(state, labels, key):
-      z = jax.random.normal(key, (labels.shape[0], gan.z_dim))
-
-      def g_loss_fn(g_params):
-        fake, g_vars = gan.generator.apply(
-            {"params": g_params, "batch_stats": state.g_batch_stats}, z, labels, train=True,
-            mutable=["batch_stats"])
-        scores = gan.critic.apply({"params": state.d_params}, fake, labels)
-        return losses.generator_loss(scores), g_vars["batch_stats"]
-
-      (loss, stats), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
-      updates, opt_state = gan.g_tx.update(grads, state.g_opt_state, state.g_params)
-      return optax.apply_updates(state.g_params, updates), opt_state, stats, loss
+      return gan._generator_update(  # pylint: disable=protected-access
+          state.g_params, state.g_opt_state, state.g_batch_stats, state.d_params, labels, key)
 
     key = jax.random.key(3)
     return {

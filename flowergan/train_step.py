@@ -125,6 +125,24 @@ class WGANGP:
                    critic_grad_norm=optax.tree.norm(grads))
     return (d_params, d_opt_state, g_vars["batch_stats"]), metrics
 
+  def _generator_update(self, g_params, g_opt_state, g_batch_stats, d_params, labels, key):
+    """One generator step against the critic `d_params`: (params, opt state, batch stats,
+    loss, gradients)."""
+    k_z, k_aug = jax.random.split(key)
+    z = jax.random.normal(k_z, (labels.shape[0], self.z_dim))
+
+    def g_loss_fn(g_params):
+      fake, g_vars = self.generator.apply(
+          {"params": g_params, "batch_stats": g_batch_stats}, z, labels, train=True,
+          mutable=["batch_stats"])
+      scores = self.critic.apply({"params": d_params}, self._augment(fake, k_aug), labels)
+      return losses.generator_loss(scores), g_vars["batch_stats"]
+
+    (g_loss, g_batch_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
+    updates, g_opt_state = self.g_tx.update(g_grads, g_opt_state, g_params)
+    return (optax.apply_updates(g_params, updates), g_opt_state, g_batch_stats, g_loss,
+            g_grads)
+
   def iteration(self, state: TrainState, batch: dict, key: jax.Array
                 ) -> tuple[TrainState, dict]:
     """One training iteration. `batch['image']`: (n_critic, B, S, S, 3) in [-1, 1],
@@ -148,21 +166,8 @@ class WGANGP:
         unroll=True)
 
     # The generator's labels follow the class distribution of the data the critic sees.
-    g_labels = labels[-1]
-    k_z, k_aug = jax.random.split(k_z)
-    z = jax.random.normal(k_z, (g_labels.shape[0], self.z_dim))
-
-    def g_loss_fn(g_params):
-      fake, g_vars = self.generator.apply(
-          {"params": g_params, "batch_stats": g_batch_stats}, z, g_labels, train=True,
-          mutable=["batch_stats"])
-      scores = self.critic.apply({"params": d_params}, self._augment(fake, k_aug), g_labels)
-      return losses.generator_loss(scores), g_vars["batch_stats"]
-
-    (g_loss, g_batch_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        state.g_params)
-    updates, g_opt_state = self.g_tx.update(g_grads, state.g_opt_state, state.g_params)
-    g_params = optax.apply_updates(state.g_params, updates)
+    g_params, g_opt_state, g_batch_stats, g_loss, g_grads = self._generator_update(
+        state.g_params, state.g_opt_state, g_batch_stats, d_params, labels[-1], k_z)
 
     new_state = TrainState(
         step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats,
