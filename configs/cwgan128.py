@@ -18,6 +18,8 @@ misspelt field is an error (lock_config). Measured speeds are in the README's pe
 
 import ml_collections
 
+from flowergan import eval_config
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -82,18 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
   # end, < 0 = never. Also: python -m flowergan.evaluate --workdir=runs/NAME
   config.eval_every = 0
 
-  config.eval = ev = ml_collections.ConfigDict()
-  ev.num_per_class = 1000  # generated images per class (500: ~5x the KID seed-to-seed spread)
-  ev.batch_size = 100  # generator and classifier inference batch
-  ev.seed = 0  # noise seed of the generated images
-  # The small CNN whose accuracy and features the metrics use, trained on the run's real images
-  # (cached in workdir/eval/ with the data fingerprint).
-  ev.classifier_steps = 1000
-  ev.classifier_batch_size = 64
-  ev.classifier_learning_rate = 1e-3
-  ev.classifier_holdout = 0.2  # share of each class's real images held out for its accuracy
-  ev.classifier_seed = 0
-  ev.kid_subsets = 100
-  ev.kid_subset_size = 1000
-  ev.swd_nhoods_per_image = 128
+  # What the evaluation measures and with how many samples: see flowergan/eval_config.py,
+  # override as --config.eval.num_per_class=500.
+  config.eval = eval_config.default_eval_config()
   return config

@@ -39,26 +39,10 @@ import numpy as np
 
 from flowergan import classifier as clf
 from flowergan import metrics, sampling
+from flowergan.eval_config import default_eval_config
 
 METRICS_FILE = "metrics.jsonl"
 CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
-
-
-def default_eval_config() -> ml_collections.ConfigDict:
-  """The defaults of `config.eval` (configs/cwgan128.py), for checkpoints saved without one."""
-  c = ml_collections.ConfigDict()
-  c.num_per_class = 1000  # generated images per class
-  c.batch_size = 100  # generator and classifier inference batch
-  c.seed = 0  # noise seed of the generated images (same seed, same images)
-  c.classifier_steps = 1000
-  c.classifier_batch_size = 64
-  c.classifier_learning_rate = 1e-3
-  c.classifier_holdout = 0.2  # share of each class's real images held out for its accuracy
-  c.classifier_seed = 0
-  c.kid_subsets = 100
-  c.kid_subset_size = 1000
-  c.swd_nhoods_per_image = 128
-  return c
 
 
 def eval_config_of(config) -> ml_collections.ConfigDict:
