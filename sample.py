@@ -12,10 +12,17 @@ _LABEL = flags.DEFINE_string("label", "all", "A class name, or 'all' for --num o
 _NUM = flags.DEFINE_integer("num", 16, "Images per class.")
 _SEED = flags.DEFINE_integer("seed", 0, "Noise seed: same seed, same images.")
 _TRUNCATION = flags.DEFINE_float(
-    "truncation", None, "Truncated-normal noise at ±this (the original demo: 0.01-3.0, "
-    "default 1.5); unset = plain normal.")
-_OUT = flags.DEFINE_string("out", None, "A .png path for one grid, or a directory for single "
-                           "PNGs (default: <workdir>/samples/sample_<label>_seed<seed>.png).")
+    "truncation",
+    None,
+    "Truncated-normal noise at ±this (the original demo: 0.01-3.0, "
+    "default 1.5); unset = plain normal.",
+)
+_OUT = flags.DEFINE_string(
+    "out",
+    None,
+    "A .png path for one grid, or a directory for single "
+    "PNGs (default: <workdir>/samples/sample_<label>_seed<seed>.png).",
+)
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _NO_EMA = flags.DEFINE_bool("no_ema", False, "Use the raw generator weights, not their EMA.")
 
@@ -26,22 +33,31 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
   from flowergan import sampling  # after flag parsing: keeps --help fast
+
   try:
     if _NUM.value < 1:
       raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
     model = sampling.load(_WORKDIR.value, _STEP.value)
     labels = sampling.resolve_labels(_LABEL.value, model.class_names, _NUM.value)
     params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
-    images = sampling.generate(model.gan, params, batch_stats, labels, seed=_SEED.value,
-                               truncation=_TRUNCATION.value)
+    images = sampling.generate(
+        model.gan, params, batch_stats, labels, seed=_SEED.value, truncation=_TRUNCATION.value
+    )
     out = _OUT.value or f"{_WORKDIR.value}/samples/sample_{_LABEL.value}_seed{_SEED.value}.png"
-    paths = sampling.write_images(images, out, labels=labels, class_names=model.class_names,
-                                  ncols=_NUM.value if _LABEL.value == "all" else None)
+    paths = sampling.write_images(
+        images,
+        out,
+        labels=labels,
+        class_names=model.class_names,
+        ncols=_NUM.value if _LABEL.value == "all" else None,
+    )
   except (sampling.SamplingError, ValueError) as e:
     sys.exit(f"error: {e}")
   what = "a grid of" if len(paths) == 1 else f"{len(paths)} files with"
-  print(f"wrote {what} {len(labels)} images ({_LABEL.value}, step {model.step}, seed "
-        f"{_SEED.value}) to {out}")
+  print(
+      f"wrote {what} {len(labels)} images ({_LABEL.value}, step {model.step}, seed "
+      f"{_SEED.value}) to {out}"
+  )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/demo.py", "Config file; override fields as --config.train.batch_size=32.",
-    lock_config=True)
+    "config",
+    "configs/demo.py",
+    "Config file; override fields as --config.train.batch_size=32.",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config stem>).")
 
 
@@ -23,6 +26,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from flowergan import checkpointing, input_pipeline, train  # after flags: keeps --help fast
+
   train.initialize_distributed_if_requested()
   config_path = flags.FLAGS["config"].config_filename
   workdir = _WORKDIR.value or os.path.join("runs", pathlib.Path(config_path).stem)
@@ -31,8 +35,10 @@ def main(argv):
     train.train_and_evaluate(_CONFIG.value, workdir)
   except (train.TrainingError, checkpointing.CheckpointError, input_pipeline.DataError) as e:
     sys.exit(f"error: {e}")
-  print(f"done: checkpoints and samples in {workdir}; sample with "
-        f"`python sample.py --workdir={workdir} --label=all`")
+  print(
+      f"done: checkpoints and samples in {workdir}; sample with "
+      f"`python sample.py --workdir={workdir} --label=all`"
+  )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.classes = ("dandelion", "marigold")  # label order; the original demo: 0 = dandelion
   # Our class name → the TFDS dataset's own label name.
   data.tfds_label_names = ml_collections.ConfigDict(
-      {"dandelion": "common dandelion", "marigold": "english marigold"})
+      {"dandelion": "common dandelion", "marigold": "english marigold"}
+  )
   data.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)
   data.tfds_splits = "all"  # the flower sets are tiny: train on every split
   data.image_size = 128

@@ -40,8 +40,7 @@ def _titled(image: np.ndarray, title: str) -> np.ndarray:
 
 def _hstack(images, gap=8) -> np.ndarray:
   h = max(i.shape[0] for i in images)
-  padded = [np.pad(i, ((0, h - i.shape[0]), (0, gap), (0, 0)), constant_values=255)
-            for i in images]
+  padded = [np.pad(i, ((0, h - i.shape[0]), (0, gap), (0, 0)), constant_values=255) for i in images]
   return np.concatenate(padded, axis=1)[:, :-gap]
 
 
@@ -53,8 +52,7 @@ def _samples(model, use_ema, num, seed=0):
 
 def _vstack(images, gap=8) -> np.ndarray:
   w = max(i.shape[1] for i in images)
-  padded = [np.pad(i, ((0, gap), (0, w - i.shape[1]), (0, 0)), constant_values=255)
-            for i in images]
+  padded = [np.pad(i, ((0, gap), (0, w - i.shape[1]), (0, 0)), constant_values=255) for i in images]
   return np.concatenate(padded, axis=0)[:-gap]
 
 
@@ -82,7 +80,7 @@ def upsampling(scale=4, num=3):
     images = _samples(model, True, 1000)
     score = metrics.checkerboard_score(images * 2 - 1)
     k = len(model.class_names)
-    pick = np.concatenate([images[i * 1000:i * 1000 + num] for i in range(k)])
+    pick = np.concatenate([images[i * 1000 : i * 1000 + num] for i in range(k)])
     grid = sampling.make_grid(_enlarge(pick, scale), ncols=num)
     panels.append(_titled(grid, f"{name}: checkerboard {score:.4f}"))
   return _hstack(panels, gap=16)

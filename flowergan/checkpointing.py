@@ -28,34 +28,46 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
 
 
-def make_manager(workdir: str, *, max_to_keep: int = 3, create: bool = True
-                 ) -> ocp.CheckpointManager:
+def make_manager(
+    workdir: str, *, max_to_keep: int = 3, create: bool = True
+) -> ocp.CheckpointManager:
   """Async-saving manager keeping the last `max_to_keep` checkpoints."""
   return ocp.CheckpointManager(
       checkpoint_dir(workdir),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
-                                           enable_async_checkpointing=True),
-      item_names=("state", "metadata"))
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=max_to_keep, create=create, enable_async_checkpointing=True
+      ),
+      item_names=("state", "metadata"),
+  )
 
 
 def make_metadata(config: ml_collections.ConfigDict, class_names) -> dict:
-  return {"format_version": FORMAT_VERSION, "class_names": list(class_names),
-          "image_size": int(config.data.image_size), "config": json.loads(config.to_json())}
+  return {
+      "format_version": FORMAT_VERSION,
+      "class_names": list(class_names),
+      "image_size": int(config.data.image_size),
+      "config": json.loads(config.to_json()),
+  }
 
 
 def config_from_metadata(metadata: dict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(metadata["config"])
 
 
-def save(manager: ocp.CheckpointManager, state: ts.TrainState, metadata: dict,
-         *, force: bool = False) -> bool:
+def save(
+    manager: ocp.CheckpointManager, state: ts.TrainState, metadata: dict, *, force: bool = False
+) -> bool:
   """Starts an async save of `state` at its step (returns at once; `wait_until_finished`)."""
   step = int(jax.device_get(state.step))
   if step in manager.all_steps():
     return False
-  return manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                    metadata=ocp.args.JsonSave(metadata)),
-                      force=force)
+  return manager.save(
+      step,
+      args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)
+      ),
+      force=force,
+  )
 
 
 def latest_step(manager: ocp.CheckpointManager) -> int | None:
@@ -71,19 +83,19 @@ def abstract_state(gan: ts.WGANGP, mesh) -> Any:
   """Shapes, dtypes and (replicated, current-mesh) shardings of the state, without computing it."""
   shapes = jax.eval_shape(gan.init, jax.random.key(0))
   sharding = ts.replicated(mesh)
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                      shapes)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
-def restore_state(manager: ocp.CheckpointManager, step: int, gan: ts.WGANGP, mesh
-                  ) -> ts.TrainState:
+def restore_state(manager: ocp.CheckpointManager, step: int, gan: ts.WGANGP, mesh) -> ts.TrainState:
   restored = manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state(gan, mesh))))
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state(gan, mesh)))
+  )
   return restored["state"]
 
 
-def check_compatible(metadata: dict, config: ml_collections.ConfigDict, class_names,
-                     workdir: str) -> None:
+def check_compatible(
+    metadata: dict, config: ml_collections.ConfigDict, class_names, workdir: str
+) -> None:
   """Refuses to resume a run whose image size, classes or architecture differ from `config`."""
   saved = config_from_metadata(metadata)
   problems = []
@@ -91,11 +103,19 @@ def check_compatible(metadata: dict, config: ml_collections.ConfigDict, class_na
     problems.append(f"classes {metadata['class_names']} vs {list(class_names)}")
   if metadata["image_size"] != config.data.image_size:
     problems.append(f"image_size {metadata['image_size']} vs {config.data.image_size}")
-  for field in ("z_dim", "width", "upsample", "critic_width", "conditioning",
-                "critic_normalization"):
+  for field in (
+      "z_dim",
+      "width",
+      "upsample",
+      "critic_width",
+      "conditioning",
+      "critic_normalization",
+  ):
     if saved.model[field] != config.model[field]:
       problems.append(f"model.{field} {saved.model[field]!r} vs {config.model[field]!r}")
   if problems:
     raise CheckpointError(
         f"the checkpoint in {workdir} was trained with a different setup ("
-        + "; ".join(problems) + "): pass a new --workdir, or restore the old config.")
+        + "; ".join(problems)
+        + "): pass a new --workdir, or restore the old config."
+    )

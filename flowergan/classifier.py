@@ -11,7 +11,8 @@ import functools
 import hashlib
 import os
 import tempfile
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any
+from collections.abc import Sequence
 
 import flax.linen as nn
 import flax.serialization
@@ -29,119 +30,119 @@ __all__ = [
     "data_fingerprint",
 ]
 
-DEFAULT_WIDTHS: Tuple[int, ...] = (32, 64, 128)
+DEFAULT_WIDTHS: tuple[int, ...] = (32, 64, 128)
 
 
 class Classifier(nn.Module):
-    """Conv(3x3, s1) stem, then per width a stride-2 3x3 conv + GroupNorm + ReLU,
-    global average pool -> features (widths[-1]-d) -> Dense(num_classes)."""
+  """Conv(3x3, s1) stem, then per width a stride-2 3x3 conv + GroupNorm + ReLU,
+  global average pool -> features (widths[-1]-d) -> Dense(num_classes)."""
 
-    num_classes: int
-    widths: Sequence[int] = DEFAULT_WIDTHS
-    groups: int = 8
+  num_classes: int
+  widths: Sequence[int] = DEFAULT_WIDTHS
+  groups: int = 8
 
-    @nn.compact
-    def __call__(self, x, *, return_features: bool = False):
-        x = x.astype(jnp.float32)
-        x = nn.Conv(self.widths[0], (3, 3), name="stem")(x)
-        x = nn.relu(nn.GroupNorm(num_groups=min(self.groups, self.widths[0]), name="stem_norm")(x))
-        for i, w in enumerate(self.widths):
-            x = nn.Conv(w, (3, 3), strides=(2, 2), name=f"conv_{i}")(x)
-            x = nn.GroupNorm(num_groups=min(self.groups, w), name=f"norm_{i}")(x)
-            x = nn.relu(x)
-        feats = jnp.mean(x, axis=(1, 2))
-        logits = nn.Dense(self.num_classes, name="head")(feats)
-        if return_features:
-            return logits, feats
-        return logits
+  @nn.compact
+  def __call__(self, x, *, return_features: bool = False):
+    x = x.astype(jnp.float32)
+    x = nn.Conv(self.widths[0], (3, 3), name="stem")(x)
+    x = nn.relu(nn.GroupNorm(num_groups=min(self.groups, self.widths[0]), name="stem_norm")(x))
+    for i, w in enumerate(self.widths):
+      x = nn.Conv(w, (3, 3), strides=(2, 2), name=f"conv_{i}")(x)
+      x = nn.GroupNorm(num_groups=min(self.groups, w), name=f"norm_{i}")(x)
+      x = nn.relu(x)
+    feats = jnp.mean(x, axis=(1, 2))
+    logits = nn.Dense(self.num_classes, name="head")(feats)
+    if return_features:
+      return logits, feats
+    return logits
 
 
-def _config_from_params(params) -> Tuple[int, Tuple[int, ...]]:
-    p = params["params"] if "params" in params else params
-    num_classes = int(p["head"]["kernel"].shape[-1])
-    n = sum(1 for k in p if k.startswith("conv_"))
-    widths = tuple(int(p[f"conv_{i}"]["kernel"].shape[-1]) for i in range(n))
-    return num_classes, widths
+def _config_from_params(params) -> tuple[int, tuple[int, ...]]:
+  p = params["params"] if "params" in params else params
+  num_classes = int(p["head"]["kernel"].shape[-1])
+  n = sum(1 for k in p if k.startswith("conv_"))
+  widths = tuple(int(p[f"conv_{i}"]["kernel"].shape[-1]) for i in range(n))
+  return num_classes, widths
 
 
 def _unwrap(params):
-    return params["params"] if "params" in params else params
+  return params["params"] if "params" in params else params
 
 
-@functools.lru_cache(maxsize=None)
-def _jitted_apply(num_classes: int, widths: Tuple[int, ...]):
-    model = Classifier(num_classes=num_classes, widths=widths)
+@functools.cache
+def _jitted_apply(num_classes: int, widths: tuple[int, ...]):
+  model = Classifier(num_classes=num_classes, widths=widths)
 
-    @jax.jit
-    def apply(params, x):
-        return model.apply({"params": params}, x, return_features=True)
+  @jax.jit
+  def apply(params, x):
+    return model.apply({"params": params}, x, return_features=True)
 
-    return apply
-
-
-def predict(params, images, batch_size: int = 256) -> Tuple[np.ndarray, np.ndarray]:
-    """Batched, jitted inference. Returns (logits (N, K), features (N, F)) as numpy float32.
-
-    The last batch is zero-padded to ``batch_size`` so only one shape is compiled.
-    """
-    images = np.asarray(images, dtype=np.float32)
-    num_classes, widths = _config_from_params(params)
-    apply = _jitted_apply(num_classes, widths)
-    p = _unwrap(params)
-    n = images.shape[0]
-    bs = max(1, min(batch_size, n))
-    logits, feats = [], []
-    for i in range(0, n, bs):
-        xb = images[i : i + bs]
-        m = xb.shape[0]
-        if m < bs:
-            xb = np.concatenate([xb, np.zeros((bs - m,) + xb.shape[1:], xb.dtype)], axis=0)
-        lo, fe = apply(p, xb)
-        logits.append(np.asarray(lo)[:m])
-        feats.append(np.asarray(fe)[:m])
-    return np.concatenate(logits, axis=0), np.concatenate(feats, axis=0)
+  return apply
 
 
-@functools.lru_cache(maxsize=None)
-def _make_step(num_classes: int, widths: Tuple[int, ...], learning_rate: float, augment: bool):
-    """(model, optimizer, jitted init, jitted train step), cached so repeated trainings don't recompile."""
-    model = Classifier(num_classes=num_classes, widths=widths)
-    tx = optax.adam(learning_rate)
+def predict(params, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+  """Batched, jitted inference. Returns (logits (N, K), features (N, F)) as numpy float32.
 
-    @jax.jit
-    def step(params, opt_state, xb, yb, k):
-        if augment:
-            flip = jax.random.bernoulli(k, 0.5, (xb.shape[0], 1, 1, 1))
-            xb = jnp.where(flip, xb[:, :, ::-1, :], xb)
+  The last batch is zero-padded to ``batch_size`` so only one shape is compiled.
+  """
+  images = np.asarray(images, dtype=np.float32)
+  num_classes, widths = _config_from_params(params)
+  apply = _jitted_apply(num_classes, widths)
+  p = _unwrap(params)
+  n = images.shape[0]
+  bs = max(1, min(batch_size, n))
+  logits, feats = [], []
+  for i in range(0, n, bs):
+    xb = images[i : i + bs]
+    m = xb.shape[0]
+    if m < bs:
+      xb = np.concatenate([xb, np.zeros((bs - m,) + xb.shape[1:], xb.dtype)], axis=0)
+    lo, fe = apply(p, xb)
+    logits.append(np.asarray(lo)[:m])
+    feats.append(np.asarray(fe)[:m])
+  return np.concatenate(logits, axis=0), np.concatenate(feats, axis=0)
 
-        def loss_fn(p):
-            logits = model.apply({"params": p}, xb)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+@functools.cache
+def _make_step(num_classes: int, widths: tuple[int, ...], learning_rate: float, augment: bool):
+  """(model, optimizer, jitted init, jitted train step), cached so repeated trainings don't recompile."""
+  model = Classifier(num_classes=num_classes, widths=widths)
+  tx = optax.adam(learning_rate)
 
-    return model, tx, jax.jit(model.init), step
+  @jax.jit
+  def step(params, opt_state, xb, yb, k):
+    if augment:
+      flip = jax.random.bernoulli(k, 0.5, (xb.shape[0], 1, 1, 1))
+      xb = jnp.where(flip, xb[:, :, ::-1, :], xb)
+
+    def loss_fn(p):
+      logits = model.apply({"params": p}, xb)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  return model, tx, jax.jit(model.init), step
 
 
 def _split(labels: np.ndarray, holdout_fraction: float, rng: np.random.Generator):
-    """Stratified split: per class, round(fraction * count) examples go to the holdout set."""
-    train_idx, hold_idx = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(holdout_fraction * idx.size))
-        k = min(k, idx.size - 1) if idx.size > 1 else 0
-        hold_idx.append(idx[:k])
-        train_idx.append(idx[k:])
-    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(hold_idx))
+  """Stratified split: per class, round(fraction * count) examples go to the holdout set."""
+  train_idx, hold_idx = [], []
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    k = int(round(holdout_fraction * idx.size))
+    k = min(k, idx.size - 1) if idx.size > 1 else 0
+    hold_idx.append(idx[:k])
+    train_idx.append(idx[k:])
+  return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(hold_idx))
 
 
 def _accuracy(params, images, labels, batch_size) -> float:
-    if len(labels) == 0:
-        return float("nan")
-    logits, _ = predict(params, images, batch_size)
-    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+  if len(labels) == 0:
+    return float("nan")
+  logits, _ = predict(params, images, batch_size)
+  return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
 def train_classifier(
@@ -156,95 +157,98 @@ def train_classifier(
     holdout_fraction: float = 0.2,
     augment: bool = True,
     widths: Sequence[int] = DEFAULT_WIDTHS,
-) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Train :class:`Classifier` on real images (NHWC in [-1, 1]) with Adam.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Train :class:`Classifier` on real images (NHWC in [-1, 1]) with Adam.
 
-    A stratified ``holdout_fraction`` of each class is held out (seeded). Augmentation:
-    random horizontal flips (per image, inside the jitted step). Deterministic per ``seed``
-    on a given backend. Returns ``(params, info)`` with ``params = {'params': ...}`` and
-    info keys: train_accuracy, holdout_accuracy (nan if no holdout), final_loss, num_train,
-    num_holdout, steps, widths, num_classes.
-    """
-    images = np.asarray(images, dtype=np.float32)
-    labels = np.asarray(labels).astype(np.int32).reshape(-1)
-    if images.ndim != 4 or images.shape[0] != labels.shape[0]:
-        raise ValueError(f"images must be NHWC matching labels, got {images.shape}, {labels.shape}")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
-    rng = np.random.default_rng(seed)
-    tr, ho = _split(labels, holdout_fraction, rng)
-    x_tr, y_tr = images[tr], labels[tr]
-    widths = tuple(int(w) for w in widths)
-    model, tx, init, step = _make_step(int(num_classes), widths, float(learning_rate), bool(augment))
-    key = jax.random.PRNGKey(seed)
-    key, init_key = jax.random.split(key)
-    params = init(init_key, jnp.zeros((1,) + images.shape[1:], jnp.float32))["params"]
-    opt_state = tx.init(params)
-    bs = int(min(batch_size, len(tr)))
+  A stratified ``holdout_fraction`` of each class is held out (seeded). Augmentation:
+  random horizontal flips (per image, inside the jitted step). Deterministic per ``seed``
+  on a given backend. Returns ``(params, info)`` with ``params = {'params': ...}`` and
+  info keys: train_accuracy, holdout_accuracy (nan if no holdout), final_loss, num_train,
+  num_holdout, steps, widths, num_classes.
+  """
+  images = np.asarray(images, dtype=np.float32)
+  labels = np.asarray(labels).astype(np.int32).reshape(-1)
+  if images.ndim != 4 or images.shape[0] != labels.shape[0]:
+    raise ValueError(f"images must be NHWC matching labels, got {images.shape}, {labels.shape}")
+  if labels.min() < 0 or labels.max() >= num_classes:
+    raise ValueError(f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
+  rng = np.random.default_rng(seed)
+  tr, ho = _split(labels, holdout_fraction, rng)
+  x_tr, y_tr = images[tr], labels[tr]
+  widths = tuple(int(w) for w in widths)
+  model, tx, init, step = _make_step(int(num_classes), widths, float(learning_rate), bool(augment))
+  key = jax.random.PRNGKey(seed)
+  key, init_key = jax.random.split(key)
+  params = init(init_key, jnp.zeros((1,) + images.shape[1:], jnp.float32))["params"]
+  opt_state = tx.init(params)
+  bs = int(min(batch_size, len(tr)))
 
-    loss = jnp.nan
-    order = rng.permutation(len(tr))
-    pos = 0
-    for _ in range(steps):
-        if pos + bs > len(order):
-            order, pos = rng.permutation(len(tr)), 0
-        idx = order[pos : pos + bs]
-        pos += bs
-        key, k = jax.random.split(key)
-        params, opt_state, loss = step(params, opt_state, x_tr[idx], y_tr[idx], k)
+  loss = jnp.nan
+  order = rng.permutation(len(tr))
+  pos = 0
+  for _ in range(steps):
+    if pos + bs > len(order):
+      order, pos = rng.permutation(len(tr)), 0
+    idx = order[pos : pos + bs]
+    pos += bs
+    key, k = jax.random.split(key)
+    params, opt_state, loss = step(params, opt_state, x_tr[idx], y_tr[idx], k)
 
-    out = {"params": params}
-    info = {
-        "train_accuracy": _accuracy(out, x_tr, y_tr, 256),
-        "holdout_accuracy": _accuracy(out, images[ho], labels[ho], 256),
-        "final_loss": float(loss),
-        "num_train": int(len(tr)),
-        "num_holdout": int(len(ho)),
-        "steps": int(steps),
-        "widths": list(widths),
-        "num_classes": int(num_classes),
-    }
-    return out, info
+  out = {"params": params}
+  info = {
+      "train_accuracy": _accuracy(out, x_tr, y_tr, 256),
+      "holdout_accuracy": _accuracy(out, images[ho], labels[ho], 256),
+      "final_loss": float(loss),
+      "num_train": int(len(tr)),
+      "num_holdout": int(len(ho)),
+      "steps": int(steps),
+      "widths": list(widths),
+      "num_classes": int(num_classes),
+  }
+  return out, info
 
 
 def data_fingerprint(images, labels) -> str:
-    """Short hex hash (sha256, 16 chars) of the images' and labels' shapes, dtypes and bytes."""
-    h = hashlib.sha256()
-    for a in (np.ascontiguousarray(images), np.ascontiguousarray(np.asarray(labels).astype(np.int64))):
-        h.update(repr((a.shape, a.dtype.str)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
+  """Short hex hash (sha256, 16 chars) of the images' and labels' shapes, dtypes and bytes."""
+  h = hashlib.sha256()
+  for a in (
+      np.ascontiguousarray(images),
+      np.ascontiguousarray(np.asarray(labels).astype(np.int64)),
+  ):
+    h.update(repr((a.shape, a.dtype.str)).encode())
+    h.update(a.tobytes())
+  return h.hexdigest()[:16]
 
 
-def save_classifier(path: str, params, meta: Optional[Dict[str, Any]] = None) -> None:
-    """Write params + metadata to ``path`` (flax msgpack), atomically.
+def save_classifier(path: str, params, meta: dict[str, Any] | None = None) -> None:
+  """Write params + metadata to ``path`` (flax msgpack), atomically.
 
-    ``meta`` should hold plain values (str/int/float/bool/lists), e.g.
-    ``{'num_classes': 2, 'image_size': 64, 'fingerprint': data_fingerprint(x, y)}``;
-    ``num_classes`` and ``widths`` are filled in from the params if missing.
-    """
-    p = jax.tree_util.tree_map(np.asarray, _unwrap(params))
-    num_classes, widths = _config_from_params(p)
-    meta = dict(meta or {})
-    meta.setdefault("num_classes", num_classes)
-    meta.setdefault("widths", list(widths))
-    data = flax.serialization.msgpack_serialize({"params": p, "meta": meta})
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".classifier_", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+  ``meta`` should hold plain values (str/int/float/bool/lists), e.g.
+  ``{'num_classes': 2, 'image_size': 64, 'fingerprint': data_fingerprint(x, y)}``;
+  ``num_classes`` and ``widths`` are filled in from the params if missing.
+  """
+  p = jax.tree_util.tree_map(np.asarray, _unwrap(params))
+  num_classes, widths = _config_from_params(p)
+  meta = dict(meta or {})
+  meta.setdefault("num_classes", num_classes)
+  meta.setdefault("widths", list(widths))
+  data = flax.serialization.msgpack_serialize({"params": p, "meta": meta})
+  d = os.path.dirname(os.path.abspath(path))
+  os.makedirs(d, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=d, prefix=".classifier_", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
-def load_classifier(path: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Inverse of :func:`save_classifier`: returns ``({'params': ...}, meta)``."""
-    with open(path, "rb") as f:
-        data = flax.serialization.msgpack_restore(f.read())
-    params = jax.tree_util.tree_map(jnp.asarray, data["params"])
-    return {"params": params}, dict(data.get("meta", {}))
+def load_classifier(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Inverse of :func:`save_classifier`: returns ``({'params': ...}, meta)``."""
+  with open(path, "rb") as f:
+    data = flax.serialization.msgpack_restore(f.read())
+  params = jax.tree_util.tree_map(jnp.asarray, data["params"])
+  return {"params": params}, dict(data.get("meta", {}))

@@ -16,7 +16,7 @@ Policies (comma-separated, applied in the given order):
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,84 +25,84 @@ __all__ = ["diff_augment", "parse_policy", "VALID_POLICIES"]
 
 
 def rand_brightness(x, key):
-    b = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) - 0.5
-    return x + b
+  b = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) - 0.5
+  return x + b
 
 
 def rand_saturation(x, key):
-    s = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) * 2.0
-    m = jnp.mean(x, axis=3, keepdims=True)
-    return (x - m) * s + m
+  s = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) * 2.0
+  m = jnp.mean(x, axis=3, keepdims=True)
+  return (x - m) * s + m
 
 
 def rand_contrast(x, key):
-    c = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) + 0.5
-    m = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
-    return (x - m) * c + m
+  c = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) + 0.5
+  m = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  return (x - m) * c + m
 
 
 def rand_translation(x, key, ratio: float = 0.125):
-    n, h, w, _ = x.shape
-    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    ky, kx = jax.random.split(key)
-    ty = jax.random.randint(ky, (n, 1), -sh, sh + 1)
-    tx = jax.random.randint(kx, (n, 1), -sw, sw + 1)
-    # As the official code: out[i, j] = x_pad[i + ty + 1, j + tx + 1] with a 1-pixel zero pad,
-    # indices clamped into the pad (i.e. zeros outside the image).
-    iy = jnp.clip(jnp.arange(h)[None, :] + ty + 1, 0, h + 1)  # (n, h)
-    ix = jnp.clip(jnp.arange(w)[None, :] + tx + 1, 0, w + 1)  # (n, w)
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    b = jnp.arange(n)[:, None, None]
-    return xp[b, iy[:, :, None], ix[:, None, :]]
+  n, h, w, _ = x.shape
+  sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+  ky, kx = jax.random.split(key)
+  ty = jax.random.randint(ky, (n, 1), -sh, sh + 1)
+  tx = jax.random.randint(kx, (n, 1), -sw, sw + 1)
+  # As the official code: out[i, j] = x_pad[i + ty + 1, j + tx + 1] with a 1-pixel zero pad,
+  # indices clamped into the pad (i.e. zeros outside the image).
+  iy = jnp.clip(jnp.arange(h)[None, :] + ty + 1, 0, h + 1)  # (n, h)
+  ix = jnp.clip(jnp.arange(w)[None, :] + tx + 1, 0, w + 1)  # (n, w)
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  b = jnp.arange(n)[:, None, None]
+  return xp[b, iy[:, :, None], ix[:, None, :]]
 
 
 def rand_cutout(x, key, ratio: float = 0.5):
-    n, h, w, _ = x.shape
-    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    ky, kx = jax.random.split(key)
-    oy = jax.random.randint(ky, (n, 1, 1), 0, h + (1 - ch % 2))
-    ox = jax.random.randint(kx, (n, 1, 1), 0, w + (1 - cw % 2))
-    y0 = oy - ch // 2
-    x0 = ox - cw // 2
-    yy = jnp.arange(h)[None, :, None]
-    xx = jnp.arange(w)[None, None, :]
-    inside = (yy >= y0) & (yy < y0 + ch) & (xx >= x0) & (xx < x0 + cw)  # (n, h, w)
-    mask = jnp.where(inside, 0.0, 1.0).astype(x.dtype)
-    return x * mask[..., None]
+  n, h, w, _ = x.shape
+  ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+  ky, kx = jax.random.split(key)
+  oy = jax.random.randint(ky, (n, 1, 1), 0, h + (1 - ch % 2))
+  ox = jax.random.randint(kx, (n, 1, 1), 0, w + (1 - cw % 2))
+  y0 = oy - ch // 2
+  x0 = ox - cw // 2
+  yy = jnp.arange(h)[None, :, None]
+  xx = jnp.arange(w)[None, None, :]
+  inside = (yy >= y0) & (yy < y0 + ch) & (xx >= x0) & (xx < x0 + cw)  # (n, h, w)
+  mask = jnp.where(inside, 0.0, 1.0).astype(x.dtype)
+  return x * mask[..., None]
 
 
-AUGMENT_FNS: Dict[str, List[Callable]] = {
+AUGMENT_FNS: dict[str, list[Callable]] = {
     "color": [rand_brightness, rand_saturation, rand_contrast],
     "translation": [rand_translation],
     "cutout": [rand_cutout],
 }
-VALID_POLICIES: Tuple[str, ...] = tuple(AUGMENT_FNS)
+VALID_POLICIES: tuple[str, ...] = tuple(AUGMENT_FNS)
 
 
-def parse_policy(policy: str) -> Tuple[str, ...]:
-    """'color, translation' -> ('color', 'translation'); '' -> (). ValueError on unknown names."""
-    names = tuple(p.strip() for p in (policy or "").split(",") if p.strip())
-    bad = [p for p in names if p not in AUGMENT_FNS]
-    if bad:
-        raise ValueError(
-            f"unknown DiffAugment policy {bad!r} in {policy!r}; valid: {', '.join(VALID_POLICIES)}"
-        )
-    return names
+def parse_policy(policy: str) -> tuple[str, ...]:
+  """'color, translation' -> ('color', 'translation'); '' -> (). ValueError on unknown names."""
+  names = tuple(p.strip() for p in (policy or "").split(",") if p.strip())
+  bad = [p for p in names if p not in AUGMENT_FNS]
+  if bad:
+    raise ValueError(
+        f"unknown DiffAugment policy {bad!r} in {policy!r}; valid: {', '.join(VALID_POLICIES)}"
+    )
+  return names
 
 
 def diff_augment(images, key, policy: str):
-    """Apply the DiffAugment ``policy`` to NHWC ``images`` with PRNG ``key``.
+  """Apply the DiffAugment ``policy`` to NHWC ``images`` with PRNG ``key``.
 
-    ``policy=''`` returns ``images`` unchanged (same object). Use the same ``key`` for the
-    real, fake and interpolated batches only if identical transforms are wanted; the official
-    code draws fresh randomness per call.
-    """
-    names = parse_policy(policy)
-    if not names:
-        return images
-    x = images
-    fns = [f for p in names for f in AUGMENT_FNS[p]]
-    keys = jax.random.split(key, len(fns))
-    for f, k in zip(fns, keys):
-        x = f(x, k)
-    return x
+  ``policy=''`` returns ``images`` unchanged (same object). Use the same ``key`` for the
+  real, fake and interpolated batches only if identical transforms are wanted; the official
+  code draws fresh randomness per call.
+  """
+  names = parse_policy(policy)
+  if not names:
+    return images
+  x = images
+  fns = [f for p in names for f in AUGMENT_FNS[p]]
+  keys = jax.random.split(key, len(fns))
+  for f, k in zip(fns, keys):
+    x = f(x, k)
+  return x

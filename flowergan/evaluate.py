@@ -70,25 +70,30 @@ def _to_model_range(images) -> np.ndarray:
 
 
 def _classifier_settings(eval_config, num_classes: int, image_size: int) -> dict:
-  return {"steps": int(eval_config.classifier_steps),
-          "batch_size": int(eval_config.classifier_batch_size),
-          "learning_rate": float(eval_config.classifier_learning_rate),
-          "holdout": float(eval_config.classifier_holdout),
-          "seed": int(eval_config.classifier_seed),
-          "widths": list(clf.DEFAULT_WIDTHS),
-          "num_classes": int(num_classes), "image_size": int(image_size)}
+  return {
+      "steps": int(eval_config.classifier_steps),
+      "batch_size": int(eval_config.classifier_batch_size),
+      "learning_rate": float(eval_config.classifier_learning_rate),
+      "holdout": float(eval_config.classifier_holdout),
+      "seed": int(eval_config.classifier_seed),
+      "widths": list(clf.DEFAULT_WIDTHS),
+      "num_classes": int(num_classes),
+      "image_size": int(image_size),
+  }
 
 
-def get_classifier(real_images, real_labels, num_classes: int, eval_config,
-                   cache_path: str | None = None) -> tuple[dict, dict]:
+def get_classifier(
+    real_images, real_labels, num_classes: int, eval_config, cache_path: str | None = None
+) -> tuple[dict, dict]:
   """The classifier of these real images: from `cache_path` when it was trained on the same data
   (fingerprint) with the same settings, else trained now (and cached). Returns (params, info);
   info has holdout_accuracy, train_accuracy, fingerprint and `cached` (reused or not)."""
   real_images = np.asarray(real_images)
   labels = np.asarray(real_labels, np.int32)
   fingerprint = clf.data_fingerprint(real_images, labels)
-  settings = json.dumps(_classifier_settings(eval_config, num_classes, real_images.shape[1]),
-                        sort_keys=True)
+  settings = json.dumps(
+      _classifier_settings(eval_config, num_classes, real_images.shape[1]), sort_keys=True
+  )
   if cache_path and os.path.exists(cache_path):
     try:
       params, meta = clf.load_classifier(cache_path)
@@ -97,15 +102,24 @@ def get_classifier(real_images, real_labels, num_classes: int, eval_config,
     if meta.get("fingerprint") == fingerprint and meta.get("settings") == settings:
       return params, {**meta, "cached": True}
   params, info = clf.train_classifier(
-      _to_model_range(real_images), labels, num_classes,
-      steps=eval_config.classifier_steps, batch_size=eval_config.classifier_batch_size,
-      seed=eval_config.classifier_seed, learning_rate=eval_config.classifier_learning_rate,
-      holdout_fraction=eval_config.classifier_holdout)
-  meta = {"fingerprint": fingerprint, "settings": settings,
-          "holdout_accuracy": float(info["holdout_accuracy"]),
-          "train_accuracy": float(info["train_accuracy"]),
-          "num_train": int(info["num_train"]), "num_holdout": int(info["num_holdout"]),
-          "image_size": int(real_images.shape[1])}
+      _to_model_range(real_images),
+      labels,
+      num_classes,
+      steps=eval_config.classifier_steps,
+      batch_size=eval_config.classifier_batch_size,
+      seed=eval_config.classifier_seed,
+      learning_rate=eval_config.classifier_learning_rate,
+      holdout_fraction=eval_config.classifier_holdout,
+  )
+  meta = {
+      "fingerprint": fingerprint,
+      "settings": settings,
+      "holdout_accuracy": float(info["holdout_accuracy"]),
+      "train_accuracy": float(info["train_accuracy"]),
+      "num_train": int(info["num_train"]),
+      "num_holdout": int(info["num_holdout"]),
+      "image_size": int(real_images.shape[1]),
+  }
   if cache_path:
     clf.save_classifier(cache_path, params, meta)
   return params, {**meta, "cached": False}
@@ -113,12 +127,21 @@ def get_classifier(real_images, real_labels, num_classes: int, eval_config,
 
 def _halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   order = np.random.default_rng(seed).permutation(n)
-  return np.sort(order[: n // 2]), np.sort(order[n // 2:])
+  return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
 
 
-def evaluate(model: str | sampling.TrainedModel, real_images, real_labels, class_names, *,
-             eval_config=None, use_ema: bool = True, workdir: str | None = None,
-             seed: int | None = None, write: bool = True) -> dict[str, Any]:
+def evaluate(
+    model: str | sampling.TrainedModel,
+    real_images,
+    real_labels,
+    class_names,
+    *,
+    eval_config=None,
+    use_ema: bool = True,
+    workdir: str | None = None,
+    seed: int | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
   """Evaluates a trained generator against the real images; returns a flat dict of scalars.
 
   Args:
@@ -134,18 +157,21 @@ def evaluate(model: str | sampling.TrainedModel, real_images, real_labels, class
   if isinstance(model, (str, os.PathLike)):
     workdir = workdir or os.fspath(model)
     model = sampling.load(workdir)
-  eval_config = (_complete(eval_config) if eval_config is not None
-                 else eval_config_of(model.config))
+  eval_config = _complete(eval_config) if eval_config is not None else eval_config_of(model.config)
   class_names = list(class_names)
   if class_names != list(model.class_names):
-    raise EvaluationError(f"real images have classes {class_names}, the model "
-                          f"{list(model.class_names)}: load the run's own data.")
+    raise EvaluationError(
+        f"real images have classes {class_names}, the model "
+        f"{list(model.class_names)}: load the run's own data."
+    )
   real = _to_model_range(real_images)
   real_labels = np.asarray(real_labels, np.int32)
   size = model.gan.generator.image_size
   if real.ndim != 4 or real.shape[1:] != (size, size, 3) or len(real) != len(real_labels):
-    raise EvaluationError(f"real images {real.shape} / labels {real_labels.shape} do not fit "
-                          f"the model's {size}×{size} RGB images.")
+    raise EvaluationError(
+        f"real images {real.shape} / labels {real_labels.shape} do not fit "
+        f"the model's {size}×{size} RGB images."
+    )
   missing = [n for i, n in enumerate(class_names) if not np.any(real_labels == i)]
   if missing:
     raise EvaluationError(f"no real images of class(es) {missing}.")
@@ -157,8 +183,18 @@ def evaluate(model: str | sampling.TrainedModel, real_images, real_labels, class
   # the training state is spread over a multi-host mesh.
   params, batch_stats = jax.device_get(model.variables(use_ema=use_ema))
   gen_labels = np.repeat(np.arange(k, dtype=np.int32), n)
-  generated = sampling.generate(model.gan, params, batch_stats, gen_labels, seed=seed,
-                                batch_size=int(eval_config.batch_size)) * 2.0 - 1.0
+  generated = (
+      sampling.generate(
+          model.gan,
+          params,
+          batch_stats,
+          gen_labels,
+          seed=seed,
+          batch_size=int(eval_config.batch_size),
+      )
+      * 2.0
+      - 1.0
+  )
 
   cache = os.path.join(workdir, CLASSIFIER_FILE) if workdir else None
   clf_params, clf_info = get_classifier(real_images, real_labels, k, eval_config, cache)
@@ -168,19 +204,27 @@ def evaluate(model: str | sampling.TrainedModel, real_images, real_labels, class
 
   def kid(a, b):
     return metrics.kernel_inception_distance(
-        a, b, num_subsets=int(eval_config.kid_subsets),
-        subset_size=int(eval_config.kid_subset_size), seed=seed)
+        a,
+        b,
+        num_subsets=int(eval_config.kid_subsets),
+        subset_size=int(eval_config.kid_subset_size),
+        seed=seed,
+    )
 
   out: dict[str, Any] = {
-      "step": int(model.step), "use_ema": bool(use_ema), "seed": seed,
-      "num_generated_per_class": n, "num_real": int(len(real)),
+      "step": int(model.step),
+      "use_ema": bool(use_ema),
+      "seed": seed,
+      "num_generated_per_class": n,
+      "num_real": int(len(real)),
       "classifier_holdout_accuracy": float(clf_info["holdout_accuracy"]),
       "classifier_train_accuracy": float(clf_info["train_accuracy"]),
   }
   for i, name in enumerate(class_names):
     out[f"class_consistency/{name}"] = float(np.mean(gen_pred[gen_labels == i] == i))
-  out["class_consistency_mean"] = float(np.mean(
-      [out[f"class_consistency/{name}"] for name in class_names]))
+  out["class_consistency_mean"] = float(
+      np.mean([out[f"class_consistency/{name}"] for name in class_names])
+  )
   for i, name in enumerate(class_names):
     g, r = gen_feats[gen_labels == i], real_feats[real_labels == i]
     out[f"fd/{name}"] = metrics.frechet_distance(g, r)
@@ -190,18 +234,22 @@ def evaluate(model: str | sampling.TrainedModel, real_images, real_labels, class
   # unbiased estimator does not assume; pooled, it comes out below zero by about the
   # between-class feature variance / subset size. The mean over classes has no such bias.
   out["kid"] = float(np.mean([out[f"kid/{name}"] for name in class_names]))
-  out["kid_std"] = float(np.sqrt(np.sum([out[f"kid_std/{name}"] ** 2 for name in class_names]))
-                         / k)
+  out["kid_std"] = float(np.sqrt(np.sum([out[f"kid_std/{name}"] ** 2 for name in class_names])) / k)
   a, b = _halves(len(real), seed)
   out["fd_real_halves"] = metrics.frechet_distance(real_feats[a], real_feats[b])
 
   def swd(x, y):
     return metrics.sliced_wasserstein_distance(
-        x, y, nhoods_per_image=int(eval_config.swd_nhoods_per_image), seed=seed)
+        x, y, nhoods_per_image=int(eval_config.swd_nhoods_per_image), seed=seed
+    )
 
   out.update(swd(generated, real))
-  out.update({k_.replace("swd_", "swd_real_halves_"): v
-              for k_, v in swd(real[a], real[b[:len(a)]]).items()})
+  out.update(
+      {
+          k_.replace("swd_", "swd_real_halves_"): v
+          for k_, v in swd(real[a], real[b[: len(a)]]).items()
+      }
+  )
   out["checkerboard"] = metrics.checkerboard_score(generated)
   out["checkerboard_real"] = metrics.checkerboard_score(real)
   out["eval_seconds"] = time.perf_counter() - start
@@ -230,31 +278,40 @@ def format_table(results: dict, class_names) -> str:
   kid = lambda m, s: f"{m * 1e3:.2f} ± {s * 1e3:.2f}"
   rows = [
       ["", *names, "all"],
-      ["class consistency", *(f"{r[f'class_consistency/{n}']:.3f}" for n in names),
-       f"{r['class_consistency_mean']:.3f}"],
+      [
+          "class consistency",
+          *(f"{r[f'class_consistency/{n}']:.3f}" for n in names),
+          f"{r['class_consistency_mean']:.3f}",
+      ],
       ["FD (classifier features)", *(f"{r[f'fd/{n}']:.3f}" for n in names), f"{r['fd']:.3f}"],
-      ["KID ×10³", *(kid(r[f'kid/{n}'], r[f'kid_std/{n}']) for n in names),
-       kid(r["kid"], r["kid_std"])],
+      [
+          "KID ×10³",
+          *(kid(r[f"kid/{n}"], r[f"kid_std/{n}"]) for n in names),
+          kid(r["kid"], r["kid_std"]),
+      ],
   ]
-  widths = [max(len(row[i]) for row in rows) + (0 if i == 0 else 3)
-            for i in range(len(rows[0]))]
-  table = [row[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(row[1:], widths[1:]))
-           for row in rows]
-  res = sorted((int(k[4:]) for k in r if k.startswith("swd_") and k[4:].isdigit()),
-               reverse=True)
-  return "\n".join([
-      f"step {r['step']} ({'EMA' if r['use_ema'] else 'raw'} generator), "
-      f"{r['num_generated_per_class']} generated per class, {r['num_real']} real, "
-      f"seed {r['seed']}",
-      f"classifier accuracy on held-out real images: {r['classifier_holdout_accuracy']:.3f}",
-      *table,
-      "(FD 'all': pooled over classes; KID 'all': mean of the classes' KIDs)",
-      f"FD real half vs half (floor): {r['fd_real_halves']:.3f}",
-      "SWD ×10³ per level: " + ", ".join(f"{s}px {r[f'swd_{s}']:.2f}" for s in res)
-      + f", mean {r['swd_mean']:.2f}  (real half vs half: mean "
-      f"{r['swd_real_halves_mean']:.2f})",
-      f"checkerboard score: generated {r['checkerboard']:.4f}, real {r['checkerboard_real']:.4f}",
-  ])
+  widths = [max(len(row[i]) for row in rows) + (0 if i == 0 else 3) for i in range(len(rows[0]))]
+  table = [
+      row[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(row[1:], widths[1:]))
+      for row in rows
+  ]
+  res = sorted((int(k[4:]) for k in r if k.startswith("swd_") and k[4:].isdigit()), reverse=True)
+  return "\n".join(
+      [
+          f"step {r['step']} ({'EMA' if r['use_ema'] else 'raw'} generator), "
+          f"{r['num_generated_per_class']} generated per class, {r['num_real']} real, "
+          f"seed {r['seed']}",
+          f"classifier accuracy on held-out real images: {r['classifier_holdout_accuracy']:.3f}",
+          *table,
+          "(FD 'all': pooled over classes; KID 'all': mean of the classes' KIDs)",
+          f"FD real half vs half (floor): {r['fd_real_halves']:.3f}",
+          "SWD ×10³ per level: "
+          + ", ".join(f"{s}px {r[f'swd_{s}']:.2f}" for s in res)
+          + f", mean {r['swd_mean']:.2f}  (real half vs half: mean "
+          f"{r['swd_real_halves_mean']:.2f})",
+          f"checkerboard score: generated {r['checkerboard']:.4f}, real {r['checkerboard_real']:.4f}",
+      ]
+  )
 
 
 # --------------------------------------------------------------------------------- the CLI
@@ -264,6 +321,7 @@ def _main(argv):
   import sys
 
   from absl import app, flags, logging
+
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
@@ -277,12 +335,20 @@ def _main(argv):
       if f[name].value is not None:
         eval_config[name] = f[name].value
     from flowergan import input_pipeline  # TensorFlow: only here, to read the run's data
+
     try:
       images, labels, class_names = input_pipeline.load_images(model.config.data)
     except input_pipeline.DataError as e:
       raise EvaluationError(f"cannot load the run's real images ({e})") from None
-    results = evaluate(model, images, labels, class_names, eval_config=eval_config,
-                       use_ema=not f.no_ema, workdir=f.workdir)
+    results = evaluate(
+        model,
+        images,
+        labels,
+        class_names,
+        eval_config=eval_config,
+        use_ema=not f.no_ema,
+        workdir=f.workdir,
+    )
   except (sampling.SamplingError, EvaluationError) as e:
     sys.exit(f"error: {e}")
   print(format_table(results, class_names))
@@ -291,11 +357,15 @@ def _main(argv):
 
 def main():
   from absl import app, flags
+
   flags.DEFINE_string("workdir", "runs/cwgan128", "Run directory of train.py.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
   flags.DEFINE_bool("no_ema", False, "Evaluate the raw generator weights, not their EMA.")
-  flags.DEFINE_integer("num_per_class", None, "Generated images per class "
-                       "(default: the run's config.eval.num_per_class).")
+  flags.DEFINE_integer(
+      "num_per_class",
+      None,
+      "Generated images per class " "(default: the run's config.eval.num_per_class).",
+  )
   flags.DEFINE_integer("seed", None, "Noise seed (default: config.eval.seed).")
   app.run(_main)
 

@@ -54,7 +54,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -64,10 +64,10 @@ from flowergan import synthetic
 
 # TensorFlow only feeds the host: it must not grab accelerator memory.
 for _kind in ("GPU", "TPU"):
-    try:
-        tf.config.set_visible_devices([], _kind)
-    except Exception:  # pylint: disable=broad-except  # no such device type / already initialised
-        pass
+  try:
+    tf.config.set_visible_devices([], _kind)
+  except Exception:  # pylint: disable=broad-except  # no such device type / already initialised
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -76,141 +76,141 @@ _MAX_NAMED = 5  # how many skipped files a warning names
 
 
 class DataError(ValueError):
-    """A data problem the user must fix; the message is one line saying how."""
+  """A data problem the user must fix; the message is one line saying how."""
 
 
 def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split())
+  return " ".join(str(msg).split())
 
 
 def _error(msg: str) -> DataError:
-    return DataError(_one_line(msg))
+  return DataError(_one_line(msg))
 
 
 def _cfg(config, name, default=None):
-    try:
-        value = config.get(name, default)
-    except AttributeError:
-        value = getattr(config, name, default)
-    return default if value is None else value
+  try:
+    value = config.get(name, default)
+  except AttributeError:
+    value = getattr(config, name, default)
+  return default if value is None else value
 
 
 # ============================================================================ decoding
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB; transparency is composited on white."""
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255):
-            arr = arr / 257.0
-        elif mode == "F" and arr.max(initial=0) <= 1.0:
-            arr = arr * 255.0
-        im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
-        mode = "L"
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        mode == "P" and "transparency" in im.info
-    )
-    if has_alpha:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if mode != "RGB":
-        return im.convert("RGB")
-    return im
+  """Any PIL mode -> RGB; transparency is composited on white."""
+  mode = im.mode
+  if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    arr = np.asarray(im, dtype=np.float64)
+    if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255):
+      arr = arr / 257.0
+    elif mode == "F" and arr.max(initial=0) <= 1.0:
+      arr = arr * 255.0
+    im = Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "L")
+    mode = "L"
+  has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+      mode == "P" and "transparency" in im.info
+  )
+  if has_alpha:
+    rgba = im.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+  if mode != "RGB":
+    return im.convert("RGB")
+  return im
 
 
 def decode_and_resize(source, size: int) -> np.ndarray:
-    """Decodes a file path or encoded bytes to uint8 (size, size, 3).
+  """Decodes a file path or encoded bytes to uint8 (size, size, 3).
 
-    Shorter side resized to ``size`` (LANCZOS) and centre crop, done in one
-    resampling step through PIL's ``box``. Raises on unreadable or truncated
-    data (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False).
-    """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(bytes(source))
-    with Image.open(source) as im:
-        w, h = im.size
-        if im.format == "JPEG" and min(w, h) > 2 * size:
-            # DCT-domain downscale while decoding; keep >= 2x the target for quality.
-            scale = 2 * size / min(w, h)
-            im.draft(im.mode, (math.ceil(w * scale), math.ceil(h * scale)))
-        im.load()  # raises OSError for truncated / corrupt data
-        try:
-            im = ImageOps.exif_transpose(im)
-        except Exception:  # pylint: disable=broad-except  # broken EXIF: keep pixels as stored
-            pass
-        im = _to_rgb(im)
-        w, h = im.size
-        side = min(w, h)
-        left, top = (w - side) / 2.0, (h - side) / 2.0
-        out = im.resize(
-            (size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)
-        )
-        arr = np.asarray(out, dtype=np.uint8)
-    if arr.shape != (size, size, 3):
-        raise OSError(f"unexpected decoded shape {arr.shape}")
-    return arr
+  Shorter side resized to ``size`` (LANCZOS) and centre crop, done in one
+  resampling step through PIL's ``box``. Raises on unreadable or truncated
+  data (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False).
+  """
+  if isinstance(source, (bytes, bytearray, memoryview)):
+    source = io.BytesIO(bytes(source))
+  with Image.open(source) as im:
+    w, h = im.size
+    if im.format == "JPEG" and min(w, h) > 2 * size:
+      # DCT-domain downscale while decoding; keep >= 2x the target for quality.
+      scale = 2 * size / min(w, h)
+      im.draft(im.mode, (math.ceil(w * scale), math.ceil(h * scale)))
+    im.load()  # raises OSError for truncated / corrupt data
+    try:
+      im = ImageOps.exif_transpose(im)
+    except Exception:  # pylint: disable=broad-except  # broken EXIF: keep pixels as stored
+      pass
+    im = _to_rgb(im)
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) / 2.0, (h - side) / 2.0
+    out = im.resize(
+        (size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)
+    )
+    arr = np.asarray(out, dtype=np.uint8)
+  if arr.shape != (size, size, 3):
+    raise OSError(f"unexpected decoded shape {arr.shape}")
+  return arr
 
 
 def _decode_many(sources: Sequence, size: int, names: Sequence[str]):
-    """Decodes in a thread pool. Returns (list of arrays or None, list of failed names)."""
+  """Decodes in a thread pool. Returns (list of arrays or None, list of failed names)."""
 
-    def one(src):
-        try:
-            return decode_and_resize(src, size)
-        except Exception:  # pylint: disable=broad-except  # any undecodable input is skipped
-            return None
+  def one(src):
+    try:
+      return decode_and_resize(src, size)
+    except Exception:  # pylint: disable=broad-except  # any undecodable input is skipped
+      return None
 
-    workers = min(16, 2 * (os.cpu_count() or 1))
-    if len(sources) <= 1:
-        results = [one(s) for s in sources]
-    else:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(one, sources))
-    failed = [n for n, r in zip(names, results) if r is None]
-    return results, failed
+  workers = min(16, 2 * (os.cpu_count() or 1))
+  if len(sources) <= 1:
+    results = [one(s) for s in sources]
+  else:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+      results = list(pool.map(one, sources))
+  failed = [n for n, r in zip(names, results) if r is None]
+  return results, failed
 
 
 def _warn_skipped(where: str, undecodable: Sequence[str], not_images: Sequence[str]) -> None:
-    total = len(undecodable) + len(not_images)
-    if not total:
-        return
-    named = (list(undecodable) + list(not_images))[:_MAX_NAMED]
-    more = f", ... ({total - len(named)} more)" if total > len(named) else ""
-    logger.warning(
-        "Skipped %d files in %s (%d unreadable/truncated/corrupt images, %d without an "
-        "image extension %s): %s%s",
-        total,
-        where,
-        len(undecodable),
-        len(not_images),
-        "/".join(e[1:] for e in IMAGE_EXTENSIONS),
-        ", ".join(named),
-        more,
-    )
+  total = len(undecodable) + len(not_images)
+  if not total:
+    return
+  named = (list(undecodable) + list(not_images))[:_MAX_NAMED]
+  more = f", ... ({total - len(named)} more)" if total > len(named) else ""
+  logger.warning(
+      "Skipped %d files in %s (%d unreadable/truncated/corrupt images, %d without an "
+      "image extension %s): %s%s",
+      total,
+      where,
+      len(undecodable),
+      len(not_images),
+      "/".join(e[1:] for e in IMAGE_EXTENSIONS),
+      ", ".join(named),
+      more,
+  )
 
 
 def _stack(per_class_arrays, size):
-    images, labels = [], []
-    for label, arrays in enumerate(per_class_arrays):
-        images.extend(arrays)
-        labels.extend([label] * len(arrays))
-    if not images:
-        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int32)
-    return np.stack(images).astype(np.uint8), np.asarray(labels, np.int32)
+  images, labels = [], []
+  for label, arrays in enumerate(per_class_arrays):
+    images.extend(arrays)
+    labels.extend([label] * len(arrays))
+  if not images:
+    return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int32)
+  return np.stack(images).astype(np.uint8), np.asarray(labels, np.int32)
 
 
 # ============================================================================ folder source
 def _list_class_files(class_dir: str):
-    images, others = [], []
-    for root, dirs, files in os.walk(class_dir, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for f in sorted(files):
-            if f.startswith("."):
-                continue
-            path = os.path.join(root, f)
-            (images if f.lower().endswith(IMAGE_EXTENSIONS) else others).append(path)
-    return images, others
+  images, others = [], []
+  for root, dirs, files in os.walk(class_dir, followlinks=True):
+    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    for f in sorted(files):
+      if f.startswith("."):
+        continue
+      path = os.path.join(root, f)
+      (images if f.lower().endswith(IMAGE_EXTENSIONS) else others).append(path)
+  return images, others
 
 
 def _load_folder(
@@ -222,314 +222,310 @@ def _load_folder(
     *,
     what: str = "data.source='folder:PATH'",
 ):
-    root = os.path.abspath(os.path.expanduser(root))
-    if not os.path.isdir(root):
-        raise _error(
-            f"Data folder {root} does not exist (or is not a folder): fix {what} to point "
-            "at a folder with one subfolder of images per class, or use "
-            "data.source='synthetic'."
-        )
-    subdirs = sorted(
-        d
-        for d in os.listdir(root)
-        if not d.startswith(".") and os.path.isdir(os.path.join(root, d))
+  root = os.path.abspath(os.path.expanduser(root))
+  if not os.path.isdir(root):
+    raise _error(
+        f"Data folder {root} does not exist (or is not a folder): fix {what} to point "
+        "at a folder with one subfolder of images per class, or use "
+        "data.source='synthetic'."
     )
-    if not subdirs:
+  subdirs = sorted(
+      d for d in os.listdir(root) if not d.startswith(".") and os.path.isdir(os.path.join(root, d))
+  )
+  if not subdirs:
+    raise _error(
+        f"Data folder {root} has no class subfolders: put the images in "
+        f"{root}/<class_name>/ (one subfolder per class), or use data.source='synthetic'."
+    )
+  if classes:
+    classes = [str(c) for c in classes]
+    for c in classes:
+      if c not in subdirs:
+        close = difflib.get_close_matches(c, subdirs, n=3, cutoff=0.4)
+        hint = f" (close: {', '.join(close)})" if close else ""
         raise _error(
-            f"Data folder {root} has no class subfolders: put the images in "
-            f"{root}/<class_name>/ (one subfolder per class), or use data.source='synthetic'."
+            f"Class '{c}' has no subfolder in {root}{hint}; subfolders are: "
+            f"{', '.join(subdirs[:20])}. Fix data.classes (empty = all subfolders)."
         )
-    if classes:
-        classes = [str(c) for c in classes]
-        for c in classes:
-            if c not in subdirs:
-                close = difflib.get_close_matches(c, subdirs, n=3, cutoff=0.4)
-                hint = f" (close: {', '.join(close)})" if close else ""
-                raise _error(
-                    f"Class '{c}' has no subfolder in {root}{hint}; subfolders are: "
-                    f"{', '.join(subdirs[:20])}. Fix data.classes (empty = all subfolders)."
-                )
-    else:
-        classes = subdirs
+  else:
+    classes = subdirs
 
-    listed = [_list_class_files(os.path.join(root, c)) for c in classes]
-    if not any(imgs for imgs, _ in listed):
+  listed = [_list_class_files(os.path.join(root, c)) for c in classes]
+  if not any(imgs for imgs, _ in listed):
+    raise _error(
+        f"No image files (.jpg/.jpeg/.png/.bmp/.gif/.webp) found in the class "
+        f"subfolders of {root}: add images to {root}/<class_name>/, or use "
+        "data.source='synthetic'."
+    )
+  per_class, undecodable, not_images = [], [], []
+  for files, others in listed:
+    shard = files[process_index::process_count]
+    not_images.extend(others[process_index::process_count])
+    results, failed = _decode_many(shard, size, [os.path.relpath(f, root) for f in shard])
+    undecodable.extend(failed)
+    arrays = [r for r in results if r is not None]
+    per_class.append(arrays)
+  _warn_skipped(root, undecodable, not_images)
+  for c, arrays, (files, _) in zip(classes, per_class, listed):
+    if not arrays:
+      if process_count > 1 and len(files) < process_count:
         raise _error(
-            f"No image files (.jpg/.jpeg/.png/.bmp/.gif/.webp) found in the class "
-            f"subfolders of {root}: add images to {root}/<class_name>/, or use "
-            "data.source='synthetic'."
+            f"Class '{c}' in {root} has {len(files)} image files, fewer than the "
+            f"{process_count} processes: add images or run on fewer hosts."
         )
-    per_class, undecodable, not_images = [], [], []
-    for files, others in listed:
-        shard = files[process_index::process_count]
-        not_images.extend(others[process_index::process_count])
-        results, failed = _decode_many(shard, size, [os.path.relpath(f, root) for f in shard])
-        undecodable.extend(failed)
-        arrays = [r for r in results if r is not None]
-        per_class.append(arrays)
-    _warn_skipped(root, undecodable, not_images)
-    for c, arrays, (files, _) in zip(classes, per_class, listed):
-        if not arrays:
-            if process_count > 1 and len(files) < process_count:
-                raise _error(
-                    f"Class '{c}' in {root} has {len(files)} image files, fewer than the "
-                    f"{process_count} processes: add images or run on fewer hosts."
-                )
-            raise _error(
-                f"Class '{c}' has no readable images in {os.path.join(root, c)} (see the "
-                "warning above): add valid jpg/png/... files there or remove the class "
-                "from data.classes."
-            )
-    images, labels = _stack(per_class, size)
-    return images, labels, list(classes)
+      raise _error(
+          f"Class '{c}' has no readable images in {os.path.join(root, c)} (see the "
+          "warning above): add valid jpg/png/... files there or remove the class "
+          "from data.classes."
+      )
+  images, labels = _stack(per_class, size)
+  return images, labels, list(classes)
 
 
 # ============================================================================ tfds source
 def _load_tfds(name: str, data_config, size: int, process_index: int, process_count: int):
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    classes = [str(c) for c in (_cfg(data_config, "classes", ()) or ())]
-    if not classes:
-        raise _error(
-            f"data.classes must list the wanted classes for data.source='tfds:{name}' "
-            "(e.g. ('dandelion', 'marigold'))."
-        )
-    label_map = _cfg(data_config, "tfds_label_names", {}) or {}
-    split = _cfg(data_config, "tfds_splits", "all") or "all"
-    data_dir = _cfg(data_config, "tfds_data_dir", None)
-    if data_dir:
-        data_dir = os.path.expanduser(str(data_dir))
-    alternatives = "or use data.source='folder:PATH' (one subfolder per class) or 'synthetic'"
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as e:  # pylint: disable=broad-except  # DatasetNotFoundError and friends
-        raise _error(
-            f"Cannot open TFDS dataset '{name}' ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}): check the name, "
-            f"{alternatives}."
-        ) from e
-    features = builder.info.features
-    label_feature = features["label"] if "label" in features else None
-    if label_feature is None or not hasattr(label_feature, "names"):
-        raise _error(f"TFDS dataset '{name}' has no ClassLabel feature 'label'; {alternatives}.")
-    image_key = (
-        "image"
-        if "image" in features
-        else next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
+  classes = [str(c) for c in (_cfg(data_config, "classes", ()) or ())]
+  if not classes:
+    raise _error(
+        f"data.classes must list the wanted classes for data.source='tfds:{name}' "
+        "(e.g. ('dandelion', 'marigold'))."
     )
-    if image_key is None:
-        raise _error(f"TFDS dataset '{name}' has no image feature; {alternatives}.")
-    names = list(label_feature.names)
-    lut = np.full((len(names),), -1, np.int32)
-    for ours, c in enumerate(classes):
-        theirs = str(label_map.get(c, c)) if hasattr(label_map, "get") else c
-        if theirs not in names:
-            close = difflib.get_close_matches(theirs, names, n=5, cutoff=0.5)
-            hint = (
-                f"close matches: {', '.join(repr(x) for x in close)}" if close else "no close match"
-            )
-            raise _error(
-                f"Class '{c}' maps to label '{theirs}', which TFDS dataset '{name}' does not "
-                f"have ({hint}); fix data.classes or data.tfds_label_names."
-            )
-        lut[names.index(theirs)] = ours
+  label_map = _cfg(data_config, "tfds_label_names", {}) or {}
+  split = _cfg(data_config, "tfds_splits", "all") or "all"
+  data_dir = _cfg(data_config, "tfds_data_dir", None)
+  if data_dir:
+    data_dir = os.path.expanduser(str(data_dir))
+  alternatives = "or use data.source='folder:PATH' (one subfolder per class) or 'synthetic'"
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except  # DatasetNotFoundError and friends
+    raise _error(
+        f"Cannot open TFDS dataset '{name}' ({type(e).__name__}: "
+        f"{str(e).splitlines()[0] if str(e) else ''}): check the name, "
+        f"{alternatives}."
+    ) from e
+  features = builder.info.features
+  label_feature = features["label"] if "label" in features else None
+  if label_feature is None or not hasattr(label_feature, "names"):
+    raise _error(f"TFDS dataset '{name}' has no ClassLabel feature 'label'; {alternatives}.")
+  image_key = (
+      "image"
+      if "image" in features
+      else next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
+  )
+  if image_key is None:
+    raise _error(f"TFDS dataset '{name}' has no image feature; {alternatives}.")
+  names = list(label_feature.names)
+  lut = np.full((len(names),), -1, np.int32)
+  for ours, c in enumerate(classes):
+    theirs = str(label_map.get(c, c)) if hasattr(label_map, "get") else c
+    if theirs not in names:
+      close = difflib.get_close_matches(theirs, names, n=5, cutoff=0.5)
+      hint = f"close matches: {', '.join(repr(x) for x in close)}" if close else "no close match"
+      raise _error(
+          f"Class '{c}' maps to label '{theirs}', which TFDS dataset '{name}' does not "
+          f"have ({hint}); fix data.classes or data.tfds_label_names."
+      )
+    lut[names.index(theirs)] = ours
 
-    try:
-        ds = builder.as_dataset(
-            split=split, shuffle_files=False, decoders={image_key: tfds.decode.SkipDecoding()}
-        )
-    except Exception as e:  # pylint: disable=broad-except  # not prepared: AssertionError & co
-        root = data_dir or getattr(builder, "data_dir_root", "~/tensorflow_datasets")
-        raise _error(
-            f"TFDS dataset '{name}' (split '{split}') is not downloaded/prepared in {root} "
-            "(flowergan never downloads: there may be no network here): run "
-            f"tfds.builder('{name}').download_and_prepare() where there is internet and "
-            f"copy it into data.tfds_data_dir, {alternatives}. "
-            f"[{type(e).__name__}]"
-        ) from e
-    lut_t = tf.constant(lut)
-    ds = ds.map(
-        lambda ex: (ex[image_key], tf.gather(lut_t, tf.cast(ex["label"], tf.int32))),
-        num_parallel_calls=tf.data.AUTOTUNE,
+  try:
+    ds = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={image_key: tfds.decode.SkipDecoding()}
     )
-    ds = ds.filter(lambda img, label: label >= 0)
-    encoded = [[] for _ in classes]
-    for img, label in ds.as_numpy_iterator():
-        encoded[int(label)].append(img)
-    per_class, undecodable = [], []
-    for c, blobs in zip(classes, encoded):
-        shard = blobs[process_index::process_count]
-        results, failed = _decode_many(shard, size, [f"{c}#{i}" for i in range(len(shard))])
-        undecodable.extend(failed)
-        per_class.append([r for r in results if r is not None])
-    _warn_skipped(f"tfds:{name}", undecodable, [])
-    for c, arrays, blobs in zip(classes, per_class, encoded):
-        if not arrays:
-            raise _error(
-                f"Class '{c}' has no readable images in TFDS dataset '{name}' split '{split}'"
-                f" ({len(blobs)} examples, {process_count} processes): choose another "
-                "class / split (data.tfds_splits='all')."
-            )
-    images, labels = _stack(per_class, size)
-    return images, labels, classes
+  except Exception as e:  # pylint: disable=broad-except  # not prepared: AssertionError & co
+    root = data_dir or getattr(builder, "data_dir_root", "~/tensorflow_datasets")
+    raise _error(
+        f"TFDS dataset '{name}' (split '{split}') is not downloaded/prepared in {root} "
+        "(flowergan never downloads: there may be no network here): run "
+        f"tfds.builder('{name}').download_and_prepare() where there is internet and "
+        f"copy it into data.tfds_data_dir, {alternatives}. "
+        f"[{type(e).__name__}]"
+    ) from e
+  lut_t = tf.constant(lut)
+  ds = ds.map(
+      lambda ex: (ex[image_key], tf.gather(lut_t, tf.cast(ex["label"], tf.int32))),
+      num_parallel_calls=tf.data.AUTOTUNE,
+  )
+  ds = ds.filter(lambda img, label: label >= 0)
+  encoded = [[] for _ in classes]
+  for img, label in ds.as_numpy_iterator():
+    encoded[int(label)].append(img)
+  per_class, undecodable = [], []
+  for c, blobs in zip(classes, encoded):
+    shard = blobs[process_index::process_count]
+    results, failed = _decode_many(shard, size, [f"{c}#{i}" for i in range(len(shard))])
+    undecodable.extend(failed)
+    per_class.append([r for r in results if r is not None])
+  _warn_skipped(f"tfds:{name}", undecodable, [])
+  for c, arrays, blobs in zip(classes, per_class, encoded):
+    if not arrays:
+      raise _error(
+          f"Class '{c}' has no readable images in TFDS dataset '{name}' split '{split}'"
+          f" ({len(blobs)} examples, {process_count} processes): choose another "
+          "class / split (data.tfds_splits='all')."
+      )
+  images, labels = _stack(per_class, size)
+  return images, labels, classes
 
 
 # ============================================================================ synthetic source
 def synthetic_dir(data_config) -> str:
-    """Where the synthetic set for this config lives (rendered on first use)."""
-    cache_dir = os.path.abspath(
-        os.path.expanduser(str(_cfg(data_config, "cache_dir", "~/.cache/flowergan")))
-    )
-    n = int(_cfg(data_config, "synthetic_num_per_class", 500))
-    seed = int(_cfg(data_config, "synthetic_seed", 0))
-    size = int(data_config.image_size)
-    return os.path.join(cache_dir, f"synthetic-{seed}-{n}-{size}")
+  """Where the synthetic set for this config lives (rendered on first use)."""
+  cache_dir = os.path.abspath(
+      os.path.expanduser(str(_cfg(data_config, "cache_dir", "~/.cache/flowergan")))
+  )
+  n = int(_cfg(data_config, "synthetic_num_per_class", 500))
+  seed = int(_cfg(data_config, "synthetic_seed", 0))
+  size = int(data_config.image_size)
+  return os.path.join(cache_dir, f"synthetic-{seed}-{n}-{size}")
 
 
 def ensure_synthetic(data_config) -> str:
-    """Renders the synthetic set once (atomic temp-dir + rename) and returns its folder."""
-    final = synthetic_dir(data_config)
-    if os.path.isdir(final):
-        return final
-    n = int(_cfg(data_config, "synthetic_num_per_class", 500))
-    if n < 1:
-        raise _error(f"data.synthetic_num_per_class must be >= 1, got {n}.")
-    seed = int(_cfg(data_config, "synthetic_seed", 0))
-    size = int(data_config.image_size)
-    parent = os.path.dirname(final)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(final) + ".tmp-", dir=parent)
-    try:
-        start = time.time()
-        synthetic.write_dataset(tmp, n, seed, size)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not os.path.isdir(final):  # not a lost race with another process: a real error
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            logger.info(
-                "Rendered synthetic data set (%d images) to %s in %.1fs",
-                2 * n,
-                final,
-                time.time() - start,
-            )
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+  """Renders the synthetic set once (atomic temp-dir + rename) and returns its folder."""
+  final = synthetic_dir(data_config)
+  if os.path.isdir(final):
     return final
+  n = int(_cfg(data_config, "synthetic_num_per_class", 500))
+  if n < 1:
+    raise _error(f"data.synthetic_num_per_class must be >= 1, got {n}.")
+  seed = int(_cfg(data_config, "synthetic_seed", 0))
+  size = int(data_config.image_size)
+  parent = os.path.dirname(final)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix="." + os.path.basename(final) + ".tmp-", dir=parent)
+  try:
+    start = time.time()
+    synthetic.write_dataset(tmp, n, seed, size)
+    try:
+      os.rename(tmp, final)
+    except OSError:
+      if not os.path.isdir(final):  # not a lost race with another process: a real error
+        raise
+      shutil.rmtree(tmp, ignore_errors=True)
+    else:
+      logger.info(
+          "Rendered synthetic data set (%d images) to %s in %.1fs",
+          2 * n,
+          final,
+          time.time() - start,
+      )
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return final
 
 
 # ============================================================================ public: load
 def load_images(data_config, *, process_index: int = 0, process_count: int = 1):
-    """Decoded, resized (shorter side to image_size, centre crop), un-augmented images.
+  """Decoded, resized (shorter side to image_size, centre crop), un-augmented images.
 
-    Returns (uint8 (N, S, S, 3), int32 labels (N,), class_names). With several
-    processes, each gets a disjoint shard of every class.
-    """
-    if process_count < 1 or not 0 <= process_index < process_count:
-        raise _error(f"Invalid process_index={process_index} / process_count={process_count}.")
-    source = str(_cfg(data_config, "source", "synthetic"))
-    size = int(data_config.image_size)
-    if size < 1:
-        raise _error(f"data.image_size must be a positive integer, got {size}.")
-    classes = tuple(_cfg(data_config, "classes", ()) or ())
-    if source == "synthetic":
-        folder = ensure_synthetic(data_config)
-        return _load_folder(
-            folder,
-            classes or synthetic.CLASS_NAMES,
-            size,
-            process_index,
-            process_count,
-            what="data.cache_dir",
-        )
-    if source.startswith("folder:"):
-        path = source[len("folder:") :]
-        if not path:
-            raise _error("data.source='folder:' needs a path, e.g. 'folder:/data/flowers'.")
-        return _load_folder(path, classes, size, process_index, process_count)
-    if source.startswith("tfds:"):
-        name = source[len("tfds:") :]
-        if not name:
-            raise _error("data.source='tfds:' needs a dataset name, e.g. 'tfds:oxford_flowers102'.")
-        return _load_tfds(name, data_config, size, process_index, process_count)
-    raise _error(f"Unknown data.source '{source}': use 'synthetic', 'folder:PATH' or 'tfds:NAME'.")
+  Returns (uint8 (N, S, S, 3), int32 labels (N,), class_names). With several
+  processes, each gets a disjoint shard of every class.
+  """
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise _error(f"Invalid process_index={process_index} / process_count={process_count}.")
+  source = str(_cfg(data_config, "source", "synthetic"))
+  size = int(data_config.image_size)
+  if size < 1:
+    raise _error(f"data.image_size must be a positive integer, got {size}.")
+  classes = tuple(_cfg(data_config, "classes", ()) or ())
+  if source == "synthetic":
+    folder = ensure_synthetic(data_config)
+    return _load_folder(
+        folder,
+        classes or synthetic.CLASS_NAMES,
+        size,
+        process_index,
+        process_count,
+        what="data.cache_dir",
+    )
+  if source.startswith("folder:"):
+    path = source[len("folder:") :]
+    if not path:
+      raise _error("data.source='folder:' needs a path, e.g. 'folder:/data/flowers'.")
+    return _load_folder(path, classes, size, process_index, process_count)
+  if source.startswith("tfds:"):
+    name = source[len("tfds:") :]
+    if not name:
+      raise _error("data.source='tfds:' needs a dataset name, e.g. 'tfds:oxford_flowers102'.")
+    return _load_tfds(name, data_config, size, process_index, process_count)
+  raise _error(f"Unknown data.source '{source}': use 'synthetic', 'folder:PATH' or 'tfds:NAME'.")
 
 
 # ============================================================================ augmentation
 def rotation_transforms(
     angles_rad: tf.Tensor, height: int, width: int, hflip=None, vflip=None
 ) -> tf.Tensor:
-    """(B,) angles -> (B, 8) projective transforms: rotation about the image centre,
-    followed by optional horizontal / vertical flips ((B,) bool), as ONE transform.
+  """(B,) angles -> (B, 8) projective transforms: rotation about the image centre,
+  followed by optional horizontal / vertical flips ((B,) bool), as ONE transform.
 
-    A transform maps output pixel (x, y) to the input position it samples; a
-    positive angle rotates the content counter-clockwise as displayed
-    (90 deg == np.rot90). Output = flip(rotate(input)), so the output pixel
-    (x, y) samples rotate^-1 at the flipped position (x_f, y_f).
-    """
-    cos, sin = tf.cos(angles_rad), tf.sin(angles_rad)
-    w1, h1 = tf.cast(width - 1, tf.float32), tf.cast(height - 1, tf.float32)
-    x_off = (w1 - (cos * w1 - sin * h1)) / 2.0
-    y_off = (h1 - (sin * w1 + cos * h1)) / 2.0
-    ones, zeros = tf.ones_like(cos), tf.zeros_like(cos)
-    # x_f = sx * x + cx, y_f = sy * y + cy.
-    sx, cx, sy, cy = ones, zeros, ones, zeros
-    if hflip is not None:
-        sx = tf.where(hflip, -ones, ones)
-        cx = tf.where(hflip, w1 * ones, zeros)
-    if vflip is not None:
-        sy = tf.where(vflip, -ones, ones)
-        cy = tf.where(vflip, h1 * ones, zeros)
-    return tf.stack(
-        [
-            cos * sx,
-            -sin * sy,
-            cos * cx - sin * cy + x_off,
-            sin * sx,
-            cos * sy,
-            sin * cx + cos * cy + y_off,
-            zeros,
-            zeros,
-        ],
-        axis=1,
-    )
+  A transform maps output pixel (x, y) to the input position it samples; a
+  positive angle rotates the content counter-clockwise as displayed
+  (90 deg == np.rot90). Output = flip(rotate(input)), so the output pixel
+  (x, y) samples rotate^-1 at the flipped position (x_f, y_f).
+  """
+  cos, sin = tf.cos(angles_rad), tf.sin(angles_rad)
+  w1, h1 = tf.cast(width - 1, tf.float32), tf.cast(height - 1, tf.float32)
+  x_off = (w1 - (cos * w1 - sin * h1)) / 2.0
+  y_off = (h1 - (sin * w1 + cos * h1)) / 2.0
+  ones, zeros = tf.ones_like(cos), tf.zeros_like(cos)
+  # x_f = sx * x + cx, y_f = sy * y + cy.
+  sx, cx, sy, cy = ones, zeros, ones, zeros
+  if hflip is not None:
+    sx = tf.where(hflip, -ones, ones)
+    cx = tf.where(hflip, w1 * ones, zeros)
+  if vflip is not None:
+    sy = tf.where(vflip, -ones, ones)
+    cy = tf.where(vflip, h1 * ones, zeros)
+  return tf.stack(
+      [
+          cos * sx,
+          -sin * sy,
+          cos * cx - sin * cy + x_off,
+          sin * sx,
+          cos * sy,
+          sin * cx + cos * cy + y_off,
+          zeros,
+          zeros,
+      ],
+      axis=1,
+  )
 
 
 def apply_augmentation(images: tf.Tensor, angles_deg=None, hflip=None, vflip=None) -> tf.Tensor:
-    """Deterministic part of the augmentation on float images (B, H, W, C).
+  """Deterministic part of the augmentation on float images (B, H, W, C).
 
-    Rotation by ``angles_deg`` (B,) (bilinear, REFLECT fill), then horizontal
-    flip where ``hflip`` (B,) is True, then vertical flip where ``vflip`` is True.
-    ``None`` skips a step. With a rotation, the flips are folded into the same
-    projective transform (one resampling pass); without, they are exact reversals.
-    """
-    images = tf.convert_to_tensor(images, tf.float32)
-    height, width = images.shape[1], images.shape[2]
-    if angles_deg is not None:
-        angles = tf.cast(angles_deg, tf.float32) * (math.pi / 180.0)
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images,
-            transforms=rotation_transforms(angles, height, width, hflip, vflip),
-            output_shape=tf.constant([height, width], tf.int32),
-            fill_value=tf.constant(0.0),
-            interpolation="BILINEAR",
-            fill_mode="REFLECT",
-        )
-    if hflip is not None:
-        images = tf.where(tf.reshape(hflip, [-1, 1, 1, 1]), tf.reverse(images, axis=[2]), images)
-    if vflip is not None:
-        images = tf.where(tf.reshape(vflip, [-1, 1, 1, 1]), tf.reverse(images, axis=[1]), images)
-    return images
+  Rotation by ``angles_deg`` (B,) (bilinear, REFLECT fill), then horizontal
+  flip where ``hflip`` (B,) is True, then vertical flip where ``vflip`` is True.
+  ``None`` skips a step. With a rotation, the flips are folded into the same
+  projective transform (one resampling pass); without, they are exact reversals.
+  """
+  images = tf.convert_to_tensor(images, tf.float32)
+  height, width = images.shape[1], images.shape[2]
+  if angles_deg is not None:
+    angles = tf.cast(angles_deg, tf.float32) * (math.pi / 180.0)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=rotation_transforms(angles, height, width, hflip, vflip),
+        output_shape=tf.constant([height, width], tf.int32),
+        fill_value=tf.constant(0.0),
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+  if hflip is not None:
+    images = tf.where(tf.reshape(hflip, [-1, 1, 1, 1]), tf.reverse(images, axis=[2]), images)
+  if vflip is not None:
+    images = tf.where(tf.reshape(vflip, [-1, 1, 1, 1]), tf.reverse(images, axis=[1]), images)
+  return images
 
 
 # ============================================================================ public: train
 def _seed_key(seed: int, process_index: int) -> tf.Tensor:
-    seed = int(seed) % (2**63)
-    key = tf.constant([seed >> 32, seed & 0xFFFFFFFF], tf.int64)
-    return tf.random.experimental.stateless_fold_in(key, int(process_index))
+  seed = int(seed) % (2**63)
+  key = tf.constant([seed >> 32, seed & 0xFFFFFFFF], tf.int64)
+  return tf.random.experimental.stateless_fold_in(key, int(process_index))
 
 
 def make_train_dataset(
@@ -547,73 +543,73 @@ def make_train_dataset(
     random_vflip: bool = False,
     balanced: bool = True,
 ) -> tf.data.Dataset:
-    """tf.data.Dataset of dicts for steps start_step, start_step+1, ... (infinite).
+  """tf.data.Dataset of dicts for steps start_step, start_step+1, ... (infinite).
 
-    'image': float32 (n_critic, local_batch_size, S, S, 3) in [-1, 1];
-    'label': int32 (n_critic, local_batch_size). Item s depends only on
-    (images, labels, seed, process_index, s).
-    """
-    images = np.asarray(images, np.uint8)
-    labels = np.asarray(labels, np.int32)
-    if images.ndim != 4 or images.shape[0] == 0 or images.shape[0] != labels.shape[0]:
-        raise _error(
-            f"Need a non-empty (N, S, S, 3) image array with N labels, got "
-            f"{images.shape} and {labels.shape}."
-        )
-    counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
-    if balanced and (counts == 0).any():
-        missing = [int(k) for k in np.nonzero(counts == 0)[0]]
-        raise _error(
-            f"Classes {missing} have no images in this process's shard; balanced "
-            "sampling needs every class: add images or set data.balanced=False."
-        )
-    order = np.argsort(labels, kind="stable").astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+  'image': float32 (n_critic, local_batch_size, S, S, 3) in [-1, 1];
+  'label': int32 (n_critic, local_batch_size). Item s depends only on
+  (images, labels, seed, process_index, s).
+  """
+  images = np.asarray(images, np.uint8)
+  labels = np.asarray(labels, np.int32)
+  if images.ndim != 4 or images.shape[0] == 0 or images.shape[0] != labels.shape[0]:
+    raise _error(
+        f"Need a non-empty (N, S, S, 3) image array with N labels, got "
+        f"{images.shape} and {labels.shape}."
+    )
+  counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
+  if balanced and (counts == 0).any():
+    missing = [int(k) for k in np.nonzero(counts == 0)[0]]
+    raise _error(
+        f"Classes {missing} have no images in this process's shard; balanced "
+        "sampling needs every class: add images or set data.balanced=False."
+    )
+  order = np.argsort(labels, kind="stable").astype(np.int64)
+  offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
 
-    images_t = tf.constant(images)
-    labels_t = tf.constant(labels)
-    order_t, offsets_t, counts_t = tf.constant(order), tf.constant(offsets), tf.constant(counts)
-    total = n_critic * local_batch_size
-    size = images.shape[1:]
-    key0 = _seed_key(seed, process_index)
-    max_rot = float(max_rotation_deg)
+  images_t = tf.constant(images)
+  labels_t = tf.constant(labels)
+  order_t, offsets_t, counts_t = tf.constant(order), tf.constant(offsets), tf.constant(counts)
+  total = n_critic * local_batch_size
+  size = images.shape[1:]
+  key0 = _seed_key(seed, process_index)
+  max_rot = float(max_rotation_deg)
 
-    def uniform_int(key, n):  # uniform in [0, n) per element (n: int64 tensor or scalar)
-        r = tf.random.stateless_uniform([total], key, minval=None, maxval=None, dtype=tf.int64)
-        return tf.math.floormod(r, n)
+  def uniform_int(key, n):  # uniform in [0, n) per element (n: int64 tensor or scalar)
+    r = tf.random.stateless_uniform([total], key, minval=None, maxval=None, dtype=tf.int64)
+    return tf.math.floormod(r, n)
 
-    def step_fn(step):
-        keys = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(key0, step), num=5
-        )
-        if balanced:
-            cls = tf.cast(uniform_int(keys[0], num_classes), tf.int32)
-            within = uniform_int(keys[1], tf.gather(counts_t, cls))
-            idx = tf.gather(order_t, tf.gather(offsets_t, cls) + within)
-            lab = cls
-        else:
-            idx = uniform_int(keys[1], images.shape[0])
-            lab = tf.gather(labels_t, idx)
-        x = tf.cast(tf.gather(images_t, idx), tf.float32) * (1.0 / 127.5) - 1.0
-        angles = hf = vf = None
-        if max_rot > 0:
-            angles = tf.random.stateless_uniform([total], keys[2], -max_rot, max_rot)
-        if random_hflip:
-            hf = tf.random.stateless_uniform([total], keys[3]) < 0.5
-        if random_vflip:
-            vf = tf.random.stateless_uniform([total], keys[4]) < 0.5
-        x = apply_augmentation(x, angles, hf, vf)
-        return {
-            "image": tf.reshape(x, [n_critic, local_batch_size, *size]),
-            "label": tf.reshape(lab, [n_critic, local_batch_size]),
-        }
+  def step_fn(step):
+    keys = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(key0, step), num=5
+    )
+    if balanced:
+      cls = tf.cast(uniform_int(keys[0], num_classes), tf.int32)
+      within = uniform_int(keys[1], tf.gather(counts_t, cls))
+      idx = tf.gather(order_t, tf.gather(offsets_t, cls) + within)
+      lab = cls
+    else:
+      idx = uniform_int(keys[1], images.shape[0])
+      lab = tf.gather(labels_t, idx)
+    x = tf.cast(tf.gather(images_t, idx), tf.float32) * (1.0 / 127.5) - 1.0
+    angles = hf = vf = None
+    if max_rot > 0:
+      angles = tf.random.stateless_uniform([total], keys[2], -max_rot, max_rot)
+    if random_hflip:
+      hf = tf.random.stateless_uniform([total], keys[3]) < 0.5
+    if random_vflip:
+      vf = tf.random.stateless_uniform([total], keys[4]) < 0.5
+    x = apply_augmentation(x, angles, hf, vf)
+    return {
+        "image": tf.reshape(x, [n_critic, local_batch_size, *size]),
+        "label": tf.reshape(lab, [n_critic, local_batch_size]),
+    }
 
-    ds = tf.data.Dataset.range(int(start_step), 2**62)
-    ds = ds.map(step_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = True
-    return ds.with_options(options)
+  ds = tf.data.Dataset.range(int(start_step), 2**62)
+  ds = ds.map(step_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = True
+  return ds.with_options(options)
 
 
 def create_train_iterator(
@@ -626,109 +622,107 @@ def create_train_iterator(
     process_index=None,
     process_count=None,
 ) -> tuple[Iterator[dict], list[str]]:
-    """Infinite iterator of numpy dicts, one per training iteration (see make_train_dataset).
+  """Infinite iterator of numpy dicts, one per training iteration (see make_train_dataset).
 
-    Batch for step s = f(data, seed, s, process_index): starting at start_step=k
-    yields exactly the k-th item of a run started at 0.
-    """
-    if process_index is None or process_count is None:
-        import jax  # pylint: disable=g-import-not-at-top
+  Batch for step s = f(data, seed, s, process_index): starting at start_step=k
+  yields exactly the k-th item of a run started at 0.
+  """
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top
 
-        process_index = jax.process_index() if process_index is None else process_index
-        process_count = jax.process_count() if process_count is None else process_count
-    if global_batch_size < 1 or n_critic < 1:
-        raise _error(
-            f"global_batch_size ({global_batch_size}) and n_critic ({n_critic}) must be >= 1."
-        )
-    if global_batch_size % process_count:
-        raise _error(
-            f"Global batch size {global_batch_size} is not divisible by the "
-            f"{process_count} processes: choose a multiple of {process_count}."
-        )
-    images, labels, class_names = load_images(
-        data_config, process_index=process_index, process_count=process_count
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  if global_batch_size < 1 or n_critic < 1:
+    raise _error(f"global_batch_size ({global_batch_size}) and n_critic ({n_critic}) must be >= 1.")
+  if global_batch_size % process_count:
+    raise _error(
+        f"Global batch size {global_batch_size} is not divisible by the "
+        f"{process_count} processes: choose a multiple of {process_count}."
     )
-    ds = make_train_dataset(
-        images,
-        labels,
-        len(class_names),
-        local_batch_size=global_batch_size // process_count,
-        n_critic=n_critic,
-        seed=seed,
-        start_step=start_step,
-        process_index=process_index,
-        max_rotation_deg=float(_cfg(data_config, "max_rotation_deg", 0.0)),
-        random_hflip=bool(_cfg(data_config, "random_hflip", False)),
-        random_vflip=bool(_cfg(data_config, "random_vflip", False)),
-        balanced=bool(_cfg(data_config, "balanced", True)),
-    )
-    return iter(ds.as_numpy_iterator()), class_names
+  images, labels, class_names = load_images(
+      data_config, process_index=process_index, process_count=process_count
+  )
+  ds = make_train_dataset(
+      images,
+      labels,
+      len(class_names),
+      local_batch_size=global_batch_size // process_count,
+      n_critic=n_critic,
+      seed=seed,
+      start_step=start_step,
+      process_index=process_index,
+      max_rotation_deg=float(_cfg(data_config, "max_rotation_deg", 0.0)),
+      random_hflip=bool(_cfg(data_config, "random_hflip", False)),
+      random_vflip=bool(_cfg(data_config, "random_vflip", False)),
+      balanced=bool(_cfg(data_config, "balanced", True)),
+  )
+  return iter(ds.as_numpy_iterator()), class_names
 
 
 # ============================================================================ throughput
 def measure_throughput(
     data_config, batch_size: int = 64, n_critic: int = 5, seconds: float = 20.0, seed: int = 0
 ) -> float:
-    """Images/s delivered by create_train_iterator (after a short warm-up)."""
-    it, _ = create_train_iterator(
-        data_config,
-        global_batch_size=batch_size,
-        n_critic=n_critic,
-        seed=seed,
-        process_index=0,
-        process_count=1,
-    )
-    for _ in range(3):
-        next(it)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        batch = next(it)
-        n += batch["image"].shape[0] * batch["image"].shape[1]
-    return n / (time.perf_counter() - start)
+  """Images/s delivered by create_train_iterator (after a short warm-up)."""
+  it, _ = create_train_iterator(
+      data_config,
+      global_batch_size=batch_size,
+      n_critic=n_critic,
+      seed=seed,
+      process_index=0,
+      process_count=1,
+  )
+  for _ in range(3):
+    next(it)
+  n, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    batch = next(it)
+    n += batch["image"].shape[0] * batch["image"].shape[1]
+  return n / (time.perf_counter() - start)
 
 
 def _main():
-    import argparse  # pylint: disable=g-import-not-at-top
+  import argparse  # pylint: disable=g-import-not-at-top
 
-    import ml_collections  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
 
-    p = argparse.ArgumentParser(description="Measure input pipeline throughput.")
-    p.add_argument("--source", default="synthetic")
-    p.add_argument("--image_size", type=int, default=128)
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--n_critic", type=int, default=5)
-    p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--num_per_class", type=int, default=500)
-    p.add_argument("--max_rotation_deg", type=float, default=15.0)
-    p.add_argument("--cache_dir", default="~/.cache/flowergan")
-    a = p.parse_args()
-    logging.basicConfig(level=logging.INFO)
-    cfg = ml_collections.ConfigDict(
-        dict(
-            source=a.source,
-            classes=(),
-            image_size=a.image_size,
-            max_rotation_deg=a.max_rotation_deg,
-            random_hflip=True,
-            random_vflip=False,
-            balanced=True,
-            synthetic_num_per_class=a.num_per_class,
-            synthetic_seed=0,
-            cache_dir=a.cache_dir,
-            tfds_data_dir=None,
-            tfds_splits="all",
-            tfds_label_names={},
-        )
-    )
-    t = time.time()
-    images, _, _ = load_images(cfg)
-    print(f"load_images: {images.shape[0]} images in {time.time() - t:.1f}s")
-    rate = measure_throughput(cfg, a.batch_size, a.n_critic, a.seconds)
-    print(
-        f"throughput: {rate:.0f} images/s ({a.image_size}px, batch {a.batch_size} x n_critic "
-        f"{a.n_critic}, rotation {a.max_rotation_deg} deg + hflip, {os.cpu_count()} CPUs)"
-    )
+  p = argparse.ArgumentParser(description="Measure input pipeline throughput.")
+  p.add_argument("--source", default="synthetic")
+  p.add_argument("--image_size", type=int, default=128)
+  p.add_argument("--batch_size", type=int, default=64)
+  p.add_argument("--n_critic", type=int, default=5)
+  p.add_argument("--seconds", type=float, default=20.0)
+  p.add_argument("--num_per_class", type=int, default=500)
+  p.add_argument("--max_rotation_deg", type=float, default=15.0)
+  p.add_argument("--cache_dir", default="~/.cache/flowergan")
+  a = p.parse_args()
+  logging.basicConfig(level=logging.INFO)
+  cfg = ml_collections.ConfigDict(
+      dict(
+          source=a.source,
+          classes=(),
+          image_size=a.image_size,
+          max_rotation_deg=a.max_rotation_deg,
+          random_hflip=True,
+          random_vflip=False,
+          balanced=True,
+          synthetic_num_per_class=a.num_per_class,
+          synthetic_seed=0,
+          cache_dir=a.cache_dir,
+          tfds_data_dir=None,
+          tfds_splits="all",
+          tfds_label_names={},
+      )
+  )
+  t = time.time()
+  images, _, _ = load_images(cfg)
+  print(f"load_images: {images.shape[0]} images in {time.time() - t:.1f}s")
+  rate = measure_throughput(cfg, a.batch_size, a.n_critic, a.seconds)
+  print(
+      f"throughput: {rate:.0f} images/s ({a.image_size}px, batch {a.batch_size} x n_critic "
+      f"{a.n_critic}, rotation {a.max_rotation_deg} deg + hflip, {os.cpu_count()} CPUs)"
+  )
 
 
 if __name__ == "__main__":
-    _main()
+  _main()

@@ -3,7 +3,7 @@ two-sided gradient penalty on random interpolates of real and fake images."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +28,9 @@ def wasserstein_estimate(real_scores: jax.Array, fake_scores: jax.Array) -> jax.
   return jnp.mean(real_scores) - jnp.mean(fake_scores)
 
 
-def per_image_gradient_norm(critic_fn: Callable[[jax.Array], jax.Array],
-                            images: jax.Array) -> jax.Array:
+def per_image_gradient_norm(
+    critic_fn: Callable[[jax.Array], jax.Array], images: jax.Array
+) -> jax.Array:
   """‖∇ₓ D(x)‖₂ for every image, shape (N,). Images do not interact in the critic (no
   BatchNorm), so the gradient of the summed scores is the stack of per-image gradients."""
   grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(images)
@@ -43,8 +44,9 @@ def interpolate(real: jax.Array, fake: jax.Array, key: jax.Array) -> jax.Array:
   return eps * real + (1.0 - eps) * fake
 
 
-def gradient_penalty(critic_fn: Callable[[jax.Array], jax.Array], real: jax.Array,
-                     fake: jax.Array, key: jax.Array) -> jax.Array:
+def gradient_penalty(
+    critic_fn: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array, key: jax.Array
+) -> jax.Array:
   """mean((‖∇D(x̂)‖₂ − 1)²) over random interpolates x̂ of `real` and `fake`.
 
   Args:

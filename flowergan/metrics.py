@@ -10,7 +10,7 @@ images NHWC in [-1, 1].
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg
@@ -35,59 +35,59 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def feature_stats(feats) -> Tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
-    f = np.asarray(feats, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise ValueError(f"features must have shape (N>=2, D), got {f.shape}")
-    return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
+  """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
+  f = np.asarray(feats, dtype=np.float64)
+  if f.ndim != 2 or f.shape[0] < 2:
+    raise ValueError(f"features must have shape (N>=2, D), got {f.shape}")
+  return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
 def _psd_sqrt(s: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric PSD matrix (negative eigenvalues clipped to 0)."""
-    w, v = np.linalg.eigh((s + s.T) * 0.5)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+  """Symmetric square root of a symmetric PSD matrix (negative eigenvalues clipped to 0)."""
+  w, v = np.linalg.eigh((s + s.T) * 0.5)
+  return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
 def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
+  """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
 
-    d² = ‖mu1 − mu2‖² + Tr(S1) + Tr(S2) − 2 Tr((S1 S2)^{1/2}).
+  d² = ‖mu1 − mu2‖² + Tr(S1) + Tr(S2) − 2 Tr((S1 S2)^{1/2}).
 
-    Tr((S1 S2)^{1/2}) is computed stably as Σ sqrt(eig(A S2 A)) with A = S1^{1/2}
-    (A S2 A is symmetric PSD and similar to S1 S2, so no complex round-off as with
-    ``scipy.linalg.sqrtm``). If the eigendecomposition fails or yields non-finite values,
-    ``eps * I`` is added to both covariances (the usual fallback). Result clipped at 0.
-    """
-    mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
-    mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
-    s1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
-    s2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
-    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"inconsistent shapes: {mu1.shape} {s1.shape} {mu2.shape} {s2.shape}")
+  Tr((S1 S2)^{1/2}) is computed stably as Σ sqrt(eig(A S2 A)) with A = S1^{1/2}
+  (A S2 A is symmetric PSD and similar to S1 S2, so no complex round-off as with
+  ``scipy.linalg.sqrtm``). If the eigendecomposition fails or yields non-finite values,
+  ``eps * I`` is added to both covariances (the usual fallback). Result clipped at 0.
+  """
+  mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
+  mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+  s1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
+  s2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
+  if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+    raise ValueError(f"inconsistent shapes: {mu1.shape} {s1.shape} {mu2.shape} {s2.shape}")
 
-    def tr_covmean(a, b):
-        r = _psd_sqrt(a)
-        w = np.linalg.eigvalsh((r @ b @ r + (r @ b @ r).T) * 0.5)
-        return float(np.sqrt(np.clip(w, 0.0, None)).sum())
+  def tr_covmean(a, b):
+    r = _psd_sqrt(a)
+    w = np.linalg.eigvalsh((r @ b @ r + (r @ b @ r).T) * 0.5)
+    return float(np.sqrt(np.clip(w, 0.0, None)).sum())
 
-    try:
-        tr = tr_covmean(s1, s2)
-        if not np.isfinite(tr):
-            raise np.linalg.LinAlgError("non-finite")
-    except np.linalg.LinAlgError:
-        off = np.eye(s1.shape[0]) * eps
-        tr = tr_covmean(s1 + off, s2 + off)
-    diff = mu1 - mu2
-    d = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr)
-    return max(d, 0.0)
+  try:
+    tr = tr_covmean(s1, s2)
+    if not np.isfinite(tr):
+      raise np.linalg.LinAlgError("non-finite")
+  except np.linalg.LinAlgError:
+    off = np.eye(s1.shape[0]) * eps
+    tr = tr_covmean(s1 + off, s2 + off)
+  diff = mu1 - mu2
+  d = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr)
+  return max(d, 0.0)
 
 
 def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> float:
-    """Fréchet distance (FID when the features are Inception pool3) between two feature sets (N, D)."""
-    mu1, s1 = feature_stats(feats_a)
-    mu2, s2 = feature_stats(feats_b)
-    return frechet_distance_from_stats(mu1, s1, mu2, s2, eps=eps)
+  """Fréchet distance (FID when the features are Inception pool3) between two feature sets (N, D)."""
+  mu1, s1 = feature_stats(feats_a)
+  mu2, s2 = feature_stats(feats_b)
+  return frechet_distance_from_stats(mu1, s1, mu2, s2, eps=eps)
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,37 +102,37 @@ def kernel_inception_distance(
     num_subsets: int = 100,
     subset_size: int = 1000,
     seed: int = 0,
-) -> Tuple[float, float]:
-    """KID: unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³.
+) -> tuple[float, float]:
+  """KID: unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³.
 
-    For each of ``num_subsets`` random subsets of m = min(subset_size, N_a, N_b) rows drawn
-    without replacement from each set (Bińkowski et al. 2018; same estimator as the
-    StyleGAN2-ADA / torch-fidelity code):
-        MMD²_u = 1/(m(m−1)) Σ_{i≠j} [k(x_i,x_j) + k(y_i,y_j)] − 2/m² Σ_{i,j} k(x_i,y_j).
-    Returns (mean, std) over subsets. Not scaled (multiply by 1e3 for the usual reporting).
-    """
-    a = np.asarray(feats_a, dtype=np.float64)
-    b = np.asarray(feats_b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"features must be (N, D) with equal D, got {a.shape} and {b.shape}")
-    d = a.shape[1]
-    m = min(subset_size, a.shape[0], b.shape[0])
-    if m < 2:
-        raise ValueError("need at least 2 samples per set for KID")
-    rng = np.random.default_rng(seed)
-    vals = np.empty(num_subsets, dtype=np.float64)
-    for t in range(num_subsets):
-        x = a[rng.choice(a.shape[0], m, replace=False)]
-        y = b[rng.choice(b.shape[0], m, replace=False)]
-        kxx = (x @ x.T / d + 1.0) ** 3
-        kyy = (y @ y.T / d + 1.0) ** 3
-        kxy = (x @ y.T / d + 1.0) ** 3
-        vals[t] = (
-            (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-            + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-            - 2.0 * kxy.mean()
-        )
-    return float(vals.mean()), float(vals.std())
+  For each of ``num_subsets`` random subsets of m = min(subset_size, N_a, N_b) rows drawn
+  without replacement from each set (Bińkowski et al. 2018; same estimator as the
+  StyleGAN2-ADA / torch-fidelity code):
+      MMD²_u = 1/(m(m−1)) Σ_{i≠j} [k(x_i,x_j) + k(y_i,y_j)] − 2/m² Σ_{i,j} k(x_i,y_j).
+  Returns (mean, std) over subsets. Not scaled (multiply by 1e3 for the usual reporting).
+  """
+  a = np.asarray(feats_a, dtype=np.float64)
+  b = np.asarray(feats_b, dtype=np.float64)
+  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+    raise ValueError(f"features must be (N, D) with equal D, got {a.shape} and {b.shape}")
+  d = a.shape[1]
+  m = min(subset_size, a.shape[0], b.shape[0])
+  if m < 2:
+    raise ValueError("need at least 2 samples per set for KID")
+  rng = np.random.default_rng(seed)
+  vals = np.empty(num_subsets, dtype=np.float64)
+  for t in range(num_subsets):
+    x = a[rng.choice(a.shape[0], m, replace=False)]
+    y = b[rng.choice(b.shape[0], m, replace=False)]
+    kxx = (x @ x.T / d + 1.0) ** 3
+    kyy = (y @ y.T / d + 1.0) ** 3
+    kxy = (x @ y.T / d + 1.0) ** 3
+    vals[t] = (
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        - 2.0 * kxy.mean()
+    )
+  return float(vals.mean()), float(vals.std())
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,42 +144,42 @@ _GAUSS5 = np.outer(_GAUSS5, _GAUSS5) / 256.0  # same as the ProGAN code / cv2.py
 
 
 def _pyr_down(x: np.ndarray) -> np.ndarray:  # NHWC, matches cv2.pyrDown
-    k = _GAUSS5[None, :, :, None]
-    return scipy.ndimage.convolve(x, k, mode="mirror")[:, ::2, ::2, :]
+  k = _GAUSS5[None, :, :, None]
+  return scipy.ndimage.convolve(x, k, mode="mirror")[:, ::2, ::2, :]
 
 
 def _pyr_up(x: np.ndarray) -> np.ndarray:  # NHWC, matches cv2.pyrUp
-    n, h, w, c = x.shape
-    res = np.zeros((n, h * 2, w * 2, c), x.dtype)
-    res[:, ::2, ::2, :] = x
-    return scipy.ndimage.convolve(res, _GAUSS5[None, :, :, None] * 4.0, mode="mirror")
+  n, h, w, c = x.shape
+  res = np.zeros((n, h * 2, w * 2, c), x.dtype)
+  res[:, ::2, ::2, :] = x
+  return scipy.ndimage.convolve(res, _GAUSS5[None, :, :, None] * 4.0, mode="mirror")
 
 
 def laplacian_pyramid(images, num_levels: int):
-    """Laplacian pyramid (finest first, last level is the Gaussian residual), NHWC float64."""
-    pyr = [np.asarray(images, dtype=np.float64)]
-    for _ in range(1, num_levels):
-        pyr.append(_pyr_down(pyr[-1]))
-        pyr[-2] = pyr[-2] - _pyr_up(pyr[-1])
-    return pyr
+  """Laplacian pyramid (finest first, last level is the Gaussian residual), NHWC float64."""
+  pyr = [np.asarray(images, dtype=np.float64)]
+  for _ in range(1, num_levels):
+    pyr.append(_pyr_down(pyr[-1]))
+    pyr[-2] = pyr[-2] - _pyr_up(pyr[-1])
+  return pyr
 
 
 def _patches(level: np.ndarray, iy: np.ndarray, ix: np.ndarray, img: np.ndarray, half: int):
-    """Extract (P, C, k, k) patches centred at (iy, ix) of images img from NHWC level."""
-    off = np.arange(-half, half + 1)
-    yy = iy[:, None, None] + off[None, :, None]
-    xx = ix[:, None, None] + off[None, None, :]
-    p = level[img[:, None, None], yy, xx, :]  # (P, k, k, C)
-    return np.transpose(p, (0, 3, 1, 2))
+  """Extract (P, C, k, k) patches centred at (iy, ix) of images img from NHWC level."""
+  off = np.arange(-half, half + 1)
+  yy = iy[:, None, None] + off[None, :, None]
+  xx = ix[:, None, None] + off[None, None, :]
+  p = level[img[:, None, None], yy, xx, :]  # (P, k, k, C)
+  return np.transpose(p, (0, 3, 1, 2))
 
 
 def _normalise(desc_list):
-    """Per-channel normalisation by mean/std pooled over all patches and positions."""
-    cat = np.concatenate(desc_list, axis=0)
-    mean = cat.mean(axis=(0, 2, 3), keepdims=True)
-    std = cat.std(axis=(0, 2, 3), keepdims=True)
-    std = np.where(std > 0, std, 1.0)
-    return [((d - mean) / std).reshape(d.shape[0], -1) for d in desc_list]
+  """Per-channel normalisation by mean/std pooled over all patches and positions."""
+  cat = np.concatenate(desc_list, axis=0)
+  mean = cat.mean(axis=(0, 2, 3), keepdims=True)
+  std = cat.std(axis=(0, 2, 3), keepdims=True)
+  std = np.where(std > 0, std, 1.0)
+  return [((d - mean) / std).reshape(d.shape[0], -1) for d in desc_list]
 
 
 def sliced_wasserstein_distance(
@@ -193,70 +193,70 @@ def sliced_wasserstein_distance(
     min_resolution: int = 16,
     joint_normalization: bool = False,
     seed: int = 0,
-) -> Dict[str, float]:
-    """SWD between two image sets (NHWC, same H, W, C) as in Progressive GAN's metric.
+) -> dict[str, float]:
+  """SWD between two image sets (NHWC, same H, W, C) as in Progressive GAN's metric.
 
-    Per Laplacian-pyramid level (resolutions H, H/2, ... >= ``min_resolution``):
-    ``nhoods_per_image`` random ``nhood_size``² patches per image → descriptors, normalised per
-    channel by the mean/std pooled over all descriptors of a set (as the original, which
-    normalises reals and fakes separately; ``joint_normalization=True`` pools both sets
-    instead, which keeps global colour/contrast shifts visible), projected onto
-    ``dir_repeats × dirs_per_repeat`` random unit directions, sorted, mean |difference|.
+  Per Laplacian-pyramid level (resolutions H, H/2, ... >= ``min_resolution``):
+  ``nhoods_per_image`` random ``nhood_size``² patches per image → descriptors, normalised per
+  channel by the mean/std pooled over all descriptors of a set (as the original, which
+  normalises reals and fakes separately; ``joint_normalization=True`` pools both sets
+  instead, which keeps global colour/contrast shifts visible), projected onto
+  ``dir_repeats × dirs_per_repeat`` random unit directions, sorted, mean |difference|.
 
-    Results are ×1e3 like the original (``SWDx1e3_<res>``). Returns
-    ``{'swd_<res>': ..., 'swd_mean': ...}``. Deterministic for ``seed``: patch centres are
-    drawn once and used for both sets (same marginal distribution as independent draws,
-    lower variance; identical sets give exactly 0). If the set sizes differ, a random subset
-    of ``min(N_a, N_b)`` images is taken from the larger one. The input range does not matter
-    (descriptors are normalised), so [-1, 1] gives the same value as [0, 255] up to the
-    original's uint8 quantisation.
-    """
-    a = np.asarray(images_a, dtype=np.float64)
-    b = np.asarray(images_b, dtype=np.float64)
-    if a.ndim != 4 or a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"image sets must be NHWC with equal H, W, C; got {a.shape}, {b.shape}")
-    rng = np.random.default_rng(seed)
-    n = min(a.shape[0], b.shape[0])
-    if a.shape[0] > n:
-        a = a[np.sort(rng.choice(a.shape[0], n, replace=False))]
-    if b.shape[0] > n:
-        b = b[np.sort(rng.choice(b.shape[0], n, replace=False))]
+  Results are ×1e3 like the original (``SWDx1e3_<res>``). Returns
+  ``{'swd_<res>': ..., 'swd_mean': ...}``. Deterministic for ``seed``: patch centres are
+  drawn once and used for both sets (same marginal distribution as independent draws,
+  lower variance; identical sets give exactly 0). If the set sizes differ, a random subset
+  of ``min(N_a, N_b)`` images is taken from the larger one. The input range does not matter
+  (descriptors are normalised), so [-1, 1] gives the same value as [0, 255] up to the
+  original's uint8 quantisation.
+  """
+  a = np.asarray(images_a, dtype=np.float64)
+  b = np.asarray(images_b, dtype=np.float64)
+  if a.ndim != 4 or a.shape[1:] != b.shape[1:]:
+    raise ValueError(f"image sets must be NHWC with equal H, W, C; got {a.shape}, {b.shape}")
+  rng = np.random.default_rng(seed)
+  n = min(a.shape[0], b.shape[0])
+  if a.shape[0] > n:
+    a = a[np.sort(rng.choice(a.shape[0], n, replace=False))]
+  if b.shape[0] > n:
+    b = b[np.sort(rng.choice(b.shape[0], n, replace=False))]
 
-    h = a.shape[1]
-    resolutions = []
-    res = h
-    while res >= min_resolution and res > nhood_size:
-        resolutions.append(res)
-        res //= 2
-    if not resolutions:
-        raise ValueError(f"image size {h} too small for min_resolution={min_resolution}")
+  h = a.shape[1]
+  resolutions = []
+  res = h
+  while res >= min_resolution and res > nhood_size:
+    resolutions.append(res)
+    res //= 2
+  if not resolutions:
+    raise ValueError(f"image size {h} too small for min_resolution={min_resolution}")
 
-    half = nhood_size // 2
-    pyr_a = laplacian_pyramid(a, len(resolutions))
-    pyr_b = laplacian_pyramid(b, len(resolutions))
-    out: Dict[str, float] = {}
-    for res, la, lb in zip(resolutions, pyr_a, pyr_b):
-        lh, lw = la.shape[1], la.shape[2]
-        p = n * nhoods_per_image
-        img = np.repeat(np.arange(n), nhoods_per_image)
-        iy = rng.integers(half, lh - half, size=p)
-        ix = rng.integers(half, lw - half, size=p)
-        da = _patches(la, iy, ix, img, half)
-        db = _patches(lb, iy, ix, img, half)
-        if joint_normalization:
-            da, db = _normalise([da, db])
-        else:
-            (da,), (db,) = _normalise([da]), _normalise([db])
-        dists = []
-        for _ in range(dir_repeats):
-            dirs = rng.standard_normal((da.shape[1], dirs_per_repeat))
-            dirs /= np.sqrt(np.sum(dirs**2, axis=0, keepdims=True))
-            pa = np.sort(da @ dirs, axis=0)
-            pb = np.sort(db @ dirs, axis=0)
-            dists.append(np.mean(np.abs(pa - pb)))
-        out[f"swd_{res}"] = float(np.mean(dists) * 1e3)
-    out["swd_mean"] = float(np.mean([out[f"swd_{r}"] for r in resolutions]))
-    return out
+  half = nhood_size // 2
+  pyr_a = laplacian_pyramid(a, len(resolutions))
+  pyr_b = laplacian_pyramid(b, len(resolutions))
+  out: dict[str, float] = {}
+  for res, la, lb in zip(resolutions, pyr_a, pyr_b):
+    lh, lw = la.shape[1], la.shape[2]
+    p = n * nhoods_per_image
+    img = np.repeat(np.arange(n), nhoods_per_image)
+    iy = rng.integers(half, lh - half, size=p)
+    ix = rng.integers(half, lw - half, size=p)
+    da = _patches(la, iy, ix, img, half)
+    db = _patches(lb, iy, ix, img, half)
+    if joint_normalization:
+      da, db = _normalise([da, db])
+    else:
+      (da,), (db,) = _normalise([da]), _normalise([db])
+    dists = []
+    for _ in range(dir_repeats):
+      dirs = rng.standard_normal((da.shape[1], dirs_per_repeat))
+      dirs /= np.sqrt(np.sum(dirs**2, axis=0, keepdims=True))
+      pa = np.sort(da @ dirs, axis=0)
+      pb = np.sort(db @ dirs, axis=0)
+      dists.append(np.mean(np.abs(pa - pb)))
+    out[f"swd_{res}"] = float(np.mean(dists) * 1e3)
+  out["swd_mean"] = float(np.mean([out[f"swd_{r}"] for r in resolutions]))
+  return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,29 +265,29 @@ def sliced_wasserstein_distance(
 
 
 def checkerboard_score(images) -> float:
-    """Share of spectral energy on the Nyquist row/column of the 2-D DFT.
+  """Share of spectral energy on the Nyquist row/column of the 2-D DFT.
 
-    Exact definition: for every image n and channel c (H, W even), let
-    x = img[n, :, :, c] − mean(img[n, :, :, c]) and P = |DFT2(x)|². With the Nyquist set
-    M = {(ky, kx): ky = H/2 or kx = W/2} (union of that row and column),
-        s[n, c] = Σ_M P / Σ P          (defined as 0 when Σ P == 0, i.e. a constant channel).
-    The score is the mean of s over all images and channels, in [0, 1].
+  Exact definition: for every image n and channel c (H, W even), let
+  x = img[n, :, :, c] − mean(img[n, :, :, c]) and P = |DFT2(x)|². With the Nyquist set
+  M = {(ky, kx): ky = H/2 or kx = W/2} (union of that row and column),
+      s[n, c] = Σ_M P / Σ P          (defined as 0 when Σ P == 0, i.e. a constant channel).
+  The score is the mean of s over all images and channels, in [0, 1].
 
-    A ±1 pixel checkerboard scores 1 (all energy at (H/2, W/2)); stripes alternating per
-    row or column also score 1; white noise ≈ (H + W − 1) / (H·W); smooth images ≈ 0.
-    Stride-2 transposed-conv artefacts (uneven kernel overlap) put energy there.
-    """
-    x = np.asarray(images, dtype=np.float64)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"expected NHWC images, got shape {x.shape}")
-    _, h, w, _ = x.shape
-    if h % 2 or w % 2:
-        raise ValueError(f"checkerboard_score needs even H and W, got {h}x{w}")
-    x = x - x.mean(axis=(1, 2), keepdims=True)
-    p = np.abs(np.fft.fft2(x, axes=(1, 2))) ** 2  # (N, H, W, C)
-    total = p.sum(axis=(1, 2))
-    nyq = p[:, h // 2, :, :].sum(axis=1) + p[:, :, w // 2, :].sum(axis=1) - p[:, h // 2, w // 2, :]
-    s = np.where(total > 1e-12 * h * w, nyq / np.where(total > 0, total, 1.0), 0.0)
-    return float(s.mean())
+  A ±1 pixel checkerboard scores 1 (all energy at (H/2, W/2)); stripes alternating per
+  row or column also score 1; white noise ≈ (H + W − 1) / (H·W); smooth images ≈ 0.
+  Stride-2 transposed-conv artefacts (uneven kernel overlap) put energy there.
+  """
+  x = np.asarray(images, dtype=np.float64)
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4:
+    raise ValueError(f"expected NHWC images, got shape {x.shape}")
+  _, h, w, _ = x.shape
+  if h % 2 or w % 2:
+    raise ValueError(f"checkerboard_score needs even H and W, got {h}x{w}")
+  x = x - x.mean(axis=(1, 2), keepdims=True)
+  p = np.abs(np.fft.fft2(x, axes=(1, 2))) ** 2  # (N, H, W, C)
+  total = p.sum(axis=(1, 2))
+  nyq = p[:, h // 2, :, :].sum(axis=1) + p[:, :, w // 2, :].sum(axis=1) - p[:, h // 2, w // 2, :]
+  s = np.where(total > 1e-12 * h * w, nyq / np.where(total > 0, total, 1.0), 0.0)
+  return float(s.mean())

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -40,7 +41,8 @@ def num_upsample_stages(image_size: int) -> int:
   """Number of ×2 stages from the 4×4 seed to `image_size` (a power of two ≥ 8)."""
   if image_size < 8 or image_size & (image_size - 1):
     raise ValueError(
-        f"image_size must be a power of two >= 8 (e.g. 32, 64, 128, 256), got {image_size}.")
+        f"image_size must be a power of two >= 8 (e.g. 32, 64, 128, 256), got {image_size}."
+    )
   return int(math.log2(image_size)) - 2
 
 
@@ -83,6 +85,7 @@ def upsample2x_bilinear(x: jax.Array) -> jax.Array:
 class ConvBlock(nn.Module):
   """Conv → BatchNorm → ReLU, the original generator's block (3×3 convs, or the 4×4 seed conv,
   or a stride-2 transposed 4×4 conv for upsample='transpose')."""
+
   features: int
   kernel_size: int = 3
   padding: int | str = 1
@@ -94,14 +97,29 @@ class ConvBlock(nn.Module):
   def __call__(self, x, train: bool):
     k = (self.kernel_size, self.kernel_size)
     if self.transpose:
-      conv = nn.ConvTranspose(self.features, k, strides=(2, 2), padding="SAME",
-                              kernel_init=torch_default_init, dtype=self.dtype, name="conv")
+      conv = nn.ConvTranspose(
+          self.features,
+          k,
+          strides=(2, 2),
+          padding="SAME",
+          kernel_init=torch_default_init,
+          dtype=self.dtype,
+          name="conv",
+      )
     else:
-      conv = nn.Conv(self.features, k, padding=self.padding, kernel_init=torch_default_init,
-                     dtype=self.dtype, name="conv", conv_general_dilated=self.conv_general_dilated)
+      conv = nn.Conv(
+          self.features,
+          k,
+          padding=self.padding,
+          kernel_init=torch_default_init,
+          dtype=self.dtype,
+          name="conv",
+          conv_general_dilated=self.conv_general_dilated,
+      )
     x = conv(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                     dtype=self.dtype, name="bn")(x)
+    x = nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name="bn"
+    )(x)
     return nn.relu(x)
 
 
@@ -123,9 +141,11 @@ def pre_batchnorm_bias_mask(params):
   optimiser freezes them: the function computed is unchanged and training no longer depends on
   rounding (e.g. on the device count).
   """
+
   def is_pre_bn_bias(path, _):
     keys = [getattr(p, "key", None) for p in path]
     return len(keys) >= 3 and keys[-3].startswith("block_") and keys[-2:] == ["conv", "bias"]
+
   return jax.tree_util.tree_map_with_path(is_pre_bn_bias, params)
 
 
@@ -145,6 +165,7 @@ class Generator(nn.Module):
       as dots; faster on XLA:CPU), 'lax' (XLA's own convolutions), or 'auto' (the first on
       CPU, the second on GPU/TPU).
   """
+
   image_size: int = 128
   num_classes: int = 2
   width: int = 64
@@ -161,27 +182,49 @@ class Generator(nn.Module):
     onehot = jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)
     x = jnp.concatenate([z, onehot], axis=-1)[:, None, None, :]
     # 1×1 → 4×4: PyTorch Conv2d(k=4, padding=3) on a 1×1 input.
-    x = ConvBlock(4 * self.width, kernel_size=4, padding=3, dtype=self.dtype,
-                  name="block_0")(x, train)
+    x = ConvBlock(4 * self.width, kernel_size=4, padding=3, dtype=self.dtype, name="block_0")(
+        x, train
+    )
     index = 1
     for stage in generator_stage_channels(self.image_size, self.width):
       for j, features in enumerate(stage):
         transpose = j == 0 and self.upsample == "transpose"
         if j == 0 and not transpose:
           x = upsample2x_bilinear(x)
-        x = ConvBlock(features, kernel_size=4 if transpose else 3, transpose=transpose,
-                      dtype=self.dtype, name=f"block_{index}",
-                      conv_general_dilated=conv_fn)(x, train)
+        x = ConvBlock(
+            features,
+            kernel_size=4 if transpose else 3,
+            transpose=transpose,
+            dtype=self.dtype,
+            name=f"block_{index}",
+            conv_general_dilated=conv_fn,
+        )(x, train)
         index += 1
-    x = nn.Conv(3, (3, 3), padding=1, kernel_init=torch_default_init, dtype=self.dtype,
-                name="to_rgb", conv_general_dilated=conv_fn)(x)
+    x = nn.Conv(
+        3,
+        (3, 3),
+        padding=1,
+        kernel_init=torch_default_init,
+        dtype=self.dtype,
+        name="to_rgb",
+        conv_general_dilated=conv_fn,
+    )(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
-def im2col_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                                rhs_dilation=None, dimension_numbers=None,
-                                feature_group_count=1, batch_group_count=1, precision=None,
-                                preferred_element_type=None):
+def im2col_conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+):
   """`lax.conv_general_dilated` for NHWC inputs and HWIO kernels as im2col + one matmul.
 
   The same sum as the convolution: the kh·kw strided windows of the padded input are
@@ -199,21 +242,39 @@ def im2col_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=
 
   Anything else than NHWC/HWIO, one group, no dilation goes to `lax.conv_general_dilated`.
   """
-  if not _is_plain_nhwc_conv(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
-                             feature_group_count, batch_group_count):
+  if not _is_plain_nhwc_conv(
+      lhs,
+      rhs,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+  ):
     return jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-        precision=precision, preferred_element_type=preferred_element_type)
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
   n, h, w, c = lhs.shape
   kh, kw, _, features = rhs.shape
   sh, sw = window_strides
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads((h, w), (kh, kw), window_strides, padding)
   (pt, pb), (pl, pr) = padding
-  low_precision = (preferred_element_type is None and lhs.dtype == rhs.dtype
-                   and lhs.dtype in (jnp.bfloat16, jnp.float16))
+  low_precision = (
+      preferred_element_type is None
+      and lhs.dtype == rhs.dtype
+      and lhs.dtype in (jnp.bfloat16, jnp.float16)
+  )
   # bf16/f16: the window copies (and, in the backward pass, their sum) in float32 (exact:
   # copies, and sums of cotangents JAX would also form in float32); XLA:CPU's bf16 fusions of
   # these are several times slower than its float32 ones.
@@ -222,33 +283,52 @@ def im2col_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=
   oh = (h + pt + pb - kh) // sh + 1
   ow = (w + pl + pr - kw) // sw + 1
   windows = [
-      jax.lax.slice(x, (0, i, j, 0), (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, c),
-                    (1, sh, sw, 1))
-      for i in range(kh) for j in range(kw)]
+      jax.lax.slice(
+          x, (0, i, j, 0), (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, c), (1, sh, sw, 1)
+      )
+      for i in range(kh)
+      for j in range(kw)
+  ]
   patches = windows[0] if len(windows) == 1 else jnp.concatenate(windows, axis=-1)
   kernel = rhs.reshape(kh * kw * c, features)
   if low_precision:
     patches = patches.astype(lhs.dtype).reshape(n * oh * ow, kh * kw * c)
     return matmul_f32_accumulate(patches, kernel).reshape(n, oh, ow, features)
-  return jax.lax.dot_general(patches, kernel, (((3,), (0,)), ((), ())), precision=precision,
-                             preferred_element_type=preferred_element_type)
+  return jax.lax.dot_general(
+      patches,
+      kernel,
+      (((3,), (0,)), ((), ())),
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+  )
 
 
-def _is_plain_nhwc_conv(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
-                        feature_group_count, batch_group_count) -> bool:
+def _is_plain_nhwc_conv(
+    lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, batch_group_count
+) -> bool:
   """NHWC input, HWIO kernel, NHWC output, one group, no dilation."""
   nd = lhs.ndim - 2
-  return (lhs.ndim == 4 and feature_group_count == 1 and batch_group_count == 1
-          and all(d == 1 for d in (lhs_dilation or (1,) * nd))
-          and all(d == 1 for d in (rhs_dilation or (1,) * nd))
-          and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-          == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC")))
+  return (
+      lhs.ndim == 4
+      and feature_group_count == 1
+      and batch_group_count == 1
+      and all(d == 1 for d in (lhs_dilation or (1,) * nd))
+      and all(d == 1 for d in (rhs_dilation or (1,) * nd))
+      and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  )
 
 
 def _nhwc_conv(x, kernel, padding, precision, preferred_element_type):
   return jax.lax.conv_general_dilated(
-      x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      precision=precision, preferred_element_type=preferred_element_type)
+      x,
+      kernel,
+      (1, 1),
+      padding,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=precision,
+      preferred_element_type=preferred_element_type,
+  )
 
 
 def conv_kernel_grad_by_matmul(x, g, kernel_shape, padding):
@@ -266,11 +346,16 @@ def conv_kernel_grad_by_matmul(x, g, kernel_shape, padding):
   (pt, pb), (pl, pr) = padding
   xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
   hp = xp.shape[1]  # = oh + kh - 1 at stride 1
-  x_cols = jnp.concatenate([xp[:, :, j:j + ow, :] for j in range(kw)], axis=-1)
-  g_rows = jnp.concatenate([jnp.pad(g, ((0, 0), (i, hp - oh - i), (0, 0), (0, 0)))
-                            for i in range(kh)], axis=-1)
-  out = jnp.einsum("nkc,nkd->ncd", x_cols.reshape(n, hp * ow, kw * c),
-                   g_rows.reshape(n, hp * ow, kh * d), preferred_element_type=jnp.float32)
+  x_cols = jnp.concatenate([xp[:, :, j : j + ow, :] for j in range(kw)], axis=-1)
+  g_rows = jnp.concatenate(
+      [jnp.pad(g, ((0, 0), (i, hp - oh - i), (0, 0), (0, 0))) for i in range(kh)], axis=-1
+  )
+  out = jnp.einsum(
+      "nkc,nkd->ncd",
+      x_cols.reshape(n, hp * ow, kw * c),
+      g_rows.reshape(n, hp * ow, kh * d),
+      preferred_element_type=jnp.float32,
+  )
   # (j, c) × (i, d) → (i, j, c, d)
   return out.sum(0).reshape(kw, c, kh, d).transpose(2, 0, 1, 3)
 
@@ -295,7 +380,8 @@ def _conv_matmul_kernel_grad_fwd(x, kernel, padding, precision, preferred_elemen
 def _conv_matmul_kernel_grad_bwd(padding, precision, preferred_element_type, res, g):
   x, kernel = res
   _, input_vjp = jax.vjp(
-      lambda x: _nhwc_conv(x, kernel, padding, precision, preferred_element_type), x)
+      lambda x: _nhwc_conv(x, kernel, padding, precision, preferred_element_type), x
+  )
   (dx,) = input_vjp(g)
   return dx, conv_kernel_grad_by_matmul(x, g, kernel.shape, padding).astype(kernel.dtype)
 
@@ -313,15 +399,16 @@ def thin_conv_by_taps(x, kernel, padding, precision=None, preferred_element_type
   n, h, w, _ = x.shape
   (pt, pb), (pl, pr) = padding
   taps = kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * d)  # columns in (i, j, d) order
-  z = jnp.einsum("nhwc,ct->nhwt", x, taps, precision=precision,
-                 preferred_element_type=preferred_element_type)
+  z = jnp.einsum(
+      "nhwc,ct->nhwt", x, taps, precision=precision, preferred_element_type=preferred_element_type
+  )
   z = jnp.pad(z, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
   oh, ow = h + pt + pb - kh + 1, w + pl + pr - kw + 1
   out = None
   for i in range(kh):
     for j in range(kw):
       t = (i * kw + j) * d
-      tap = z[:, i:i + oh, j:j + ow, t:t + d]
+      tap = z[:, i : i + oh, j : j + ow, t : t + d]
       out = tap if out is None else out + tap
   return out
 
@@ -330,13 +417,23 @@ def thin_conv_by_taps(x, kernel, padding, precision=None, preferred_element_type
 THIN_CONV_MAX_TAPS = 32
 
 
-def dots_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                              rhs_dilation=None, dimension_numbers=None,
-                              feature_group_count=1, batch_group_count=1,
-                              precision=None, preferred_element_type=None, *,
-                              min_pixels=MATMUL_KERNEL_GRAD_MIN_PIXELS,
-                              min_features=MATMUL_KERNEL_GRAD_MIN_FEATURES,
-                              max_thin_taps=THIN_CONV_MAX_TAPS):
+def dots_conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+    *,
+    min_pixels=MATMUL_KERNEL_GRAD_MIN_PIXELS,
+    min_features=MATMUL_KERNEL_GRAD_MIN_FEATURES,
+    max_thin_taps=THIN_CONV_MAX_TAPS,
+):
   """`lax.conv_general_dilated` with the parts XLA:CPU runs slowly done as dots; the same sums.
 
   * Thin convolutions (kh·kw·C_out ≤ `max_thin_taps`, e.g. the 3-channel output layer):
@@ -348,14 +445,28 @@ def dots_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
   Used for the generator, whose convolutions are differentiated once. Anything but a stride-1
   NHWC/HWIO convolution goes to `lax.conv_general_dilated`.
   """
-  if (any(s != 1 for s in window_strides)
-      or not _is_plain_nhwc_conv(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
-                                 feature_group_count, batch_group_count)):
+  if any(s != 1 for s in window_strides) or not _is_plain_nhwc_conv(
+      lhs,
+      rhs,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+  ):
     return jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-        precision=precision, preferred_element_type=preferred_element_type)
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   padding = tuple(tuple(int(p) for p in pad) for pad in padding)
@@ -376,8 +487,9 @@ _FORMS = {"nn": ((1,), (0,)), "nt": ((1,), (1,)), "tn": ((0,), (0,))}
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _matmul_acc(a, b, form):
-  return jax.lax.dot_general(a, b, (_FORMS[form], ((), ())),
-                             preferred_element_type=jnp.float32).astype(a.dtype)
+  return jax.lax.dot_general(
+      a, b, (_FORMS[form], ((), ())), preferred_element_type=jnp.float32
+  ).astype(a.dtype)
 
 
 def _matmul_acc_fwd(a, b, form):
@@ -434,6 +546,7 @@ class Critic(nn.Module):
       `lax.conv_general_dilated`), or 'auto' (im2col on CPU, lax on GPU/TPU, where the
       double backward of plain convolutions runs on cuDNN / the TPU's convolution units).
   """
+
   image_size: int = 128
   num_classes: int = 2
   width: int = 64
@@ -445,11 +558,9 @@ class Critic(nn.Module):
   @nn.compact
   def __call__(self, images, labels):
     if self.conditioning not in ("projection", "concat"):
-      raise ValueError(
-          f"conditioning must be 'projection' or 'concat', got {self.conditioning!r}.")
+      raise ValueError(f"conditioning must be 'projection' or 'concat', got {self.conditioning!r}.")
     if self.normalization not in ("none", "layernorm"):
-      raise ValueError(
-          f"normalization must be 'none' or 'layernorm', got {self.normalization!r}.")
+      raise ValueError(f"normalization must be 'none' or 'layernorm', got {self.normalization!r}.")
     conv_impl = resolve_conv_impl(self.conv_impl, ("lax", "im2col"), on_cpu="im2col")
     conv_fn = im2col_conv_general_dilated if conv_impl == "im2col" else None
     x = images.astype(self.dtype)
@@ -457,19 +568,32 @@ class Critic(nn.Module):
       onehot = jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)
       x = jnp.concatenate(
           [x, jnp.broadcast_to(onehot[:, None, None, :], x.shape[:3] + (self.num_classes,))],
-          axis=-1)
+          axis=-1,
+      )
     for i, features in enumerate(critic_channels(self.image_size, self.width)):
-      x = nn.Conv(features, (4, 4), strides=(2, 2), padding=1, kernel_init=torch_default_init,
-                  dtype=self.dtype, conv_general_dilated=conv_fn)(x)
+      x = nn.Conv(
+          features,
+          (4, 4),
+          strides=(2, 2),
+          padding=1,
+          kernel_init=torch_default_init,
+          dtype=self.dtype,
+          conv_general_dilated=conv_fn,
+      )(x)
       if i > 0 and self.normalization == "layernorm":
-        x = nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=(-3, -2, -1),
-                         epsilon=1e-5, dtype=self.dtype)(x)
+        x = nn.LayerNorm(
+            reduction_axes=(-3, -2, -1), feature_axes=(-3, -2, -1), epsilon=1e-5, dtype=self.dtype
+        )(x)
       x = nn.leaky_relu(x, 0.2)
     features = x.reshape((x.shape[0], -1))
     score = nn.Dense(1, kernel_init=torch_default_init, dtype=self.dtype)(features)[:, 0]
     if self.conditioning == "projection":
-      embed = nn.Embed(self.num_classes, features.shape[-1],
-                       embedding_init=nn.initializers.normal(0.02), dtype=self.dtype)(labels)
+      embed = nn.Embed(
+          self.num_classes,
+          features.shape[-1],
+          embedding_init=nn.initializers.normal(0.02),
+          dtype=self.dtype,
+      )(labels)
       score = score + jnp.sum(embed * features, axis=-1)
     return score.astype(jnp.float32)
 
@@ -479,15 +603,26 @@ def count_params(variables) -> int:
   return sum(x.size for x in jax.tree_util.tree_leaves(variables["params"]))
 
 
-def build_models(model_config, *, image_size: int, num_classes: int, dtype: Dtype = jnp.float32
-                 ) -> tuple[Generator, Critic]:
+def build_models(
+    model_config, *, image_size: int, num_classes: int, dtype: Dtype = jnp.float32
+) -> tuple[Generator, Critic]:
   """The generator and critic described by `config.model`."""
   return (
-      Generator(image_size=image_size, num_classes=num_classes, width=model_config.width,
-                upsample=model_config.upsample, dtype=dtype),
-      Critic(image_size=image_size, num_classes=num_classes, width=model_config.critic_width,
-             conditioning=model_config.conditioning,
-             normalization=model_config.critic_normalization, dtype=dtype),
+      Generator(
+          image_size=image_size,
+          num_classes=num_classes,
+          width=model_config.width,
+          upsample=model_config.upsample,
+          dtype=dtype,
+      ),
+      Critic(
+          image_size=image_size,
+          num_classes=num_classes,
+          width=model_config.critic_width,
+          conditioning=model_config.conditioning,
+          normalization=model_config.critic_normalization,
+          dtype=dtype,
+      ),
   )
 
 

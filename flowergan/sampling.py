@@ -37,8 +37,9 @@ class TrainedModel:
 def load(workdir: str, step: int | None = None) -> TrainedModel:
   """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint."""
   directory = checkpointing.checkpoint_dir(workdir)
-  how_to_train = ("train one with `python train.py --config=configs/cwgan128.py` "
-                  "(or pass --workdir)")
+  how_to_train = (
+      "train one with `python train.py --config=configs/cwgan128.py` " "(or pass --workdir)"
+  )
   if not os.path.isdir(directory):
     raise SamplingError(f"no checkpoint in {workdir}: {how_to_train}.")
   manager = checkpointing.make_manager(workdir, create=False)
@@ -48,8 +49,9 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
   if step is None:
     step = max(steps)
   elif step not in steps:
-    raise SamplingError(f"no checkpoint for step {step} in {workdir}; available steps: "
-                        f"{sorted(steps)}.")
+    raise SamplingError(
+        f"no checkpoint for step {step} in {workdir}; available steps: " f"{sorted(steps)}."
+    )
   metadata = checkpointing.restore_metadata(manager, step)
   config = checkpointing.config_from_metadata(metadata)
   class_names = metadata["class_names"]
@@ -66,8 +68,9 @@ def resolve_labels(label: str, class_names, num: int) -> np.ndarray:
   if label == "all":
     return np.repeat(np.arange(len(class_names), dtype=np.int32), num)
   if label not in class_names:
-    raise SamplingError(f"unknown label {label!r}; valid labels: "
-                        f"{', '.join(class_names)} (or 'all').")
+    raise SamplingError(
+        f"unknown label {label!r}; valid labels: " f"{', '.join(class_names)} (or 'all')."
+    )
   return np.full((num,), class_names.index(label), np.int32)
 
 
@@ -76,15 +79,23 @@ def _generate(gan: ts.WGANGP, params, batch_stats, z, labels):
   return gan.generate(params, batch_stats, z, labels)
 
 
-def generate(gan: ts.WGANGP, params, batch_stats, labels: np.ndarray, *, seed: int = 0,
-             truncation: float | None = None, batch_size: int = 64) -> np.ndarray:
+def generate(
+    gan: ts.WGANGP,
+    params,
+    batch_stats,
+    labels: np.ndarray,
+    *,
+    seed: int = 0,
+    truncation: float | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
   """Images in [0, 1], float32 (N, S, S, 3). The noise depends only on (seed, N, truncation),
   so the same request gives the same images; batching is padded so one shape compiles."""
   labels = np.asarray(labels, np.int32)
   z = truncated_normal_z(jax.random.key(seed), (len(labels), gan.z_dim), truncation)
   out = []
   for start in range(0, len(labels), batch_size):
-    zb, lb = z[start:start + batch_size], labels[start:start + batch_size]
+    zb, lb = z[start : start + batch_size], labels[start : start + batch_size]
     n = len(lb)
     if n < batch_size and len(labels) > batch_size:
       zb = jnp.pad(zb, ((0, batch_size - n), (0, 0)))
@@ -108,7 +119,7 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.
   for i, image in enumerate(to_uint8(images)):
     r, col = divmod(i, ncols)
     y, x = pad + r * (h + pad), pad + col * (w + pad)
-    grid[y:y + h, x:x + w] = image
+    grid[y : y + h, x : x + w] = image
   return grid
 
 
@@ -127,8 +138,9 @@ def save_png(array: np.ndarray, path: str) -> None:
     raise
 
 
-def write_images(images: np.ndarray, out: str, *, labels=None, class_names=None,
-                 ncols: int | None = None) -> list[str]:
+def write_images(
+    images: np.ndarray, out: str, *, labels=None, class_names=None, ncols: int | None = None
+) -> list[str]:
   """`out` ending in .png: one grid; otherwise a directory of single PNGs. Returns the paths."""
   try:
     if out.lower().endswith(".png"):

@@ -72,8 +72,11 @@ class TorchGenerator(nn.Module):
 
   @staticmethod
   def _block(cin, cout, k, pad):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=pad),
-                         nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=pad),
+        nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1),
+        nn.ReLU(),
+    )
 
   def forward(self, z, labels):
     onehot = F.one_hot(labels, self.num_classes).to(z.dtype)
@@ -93,8 +96,9 @@ class TorchCritic(nn.Module):
   optional LayerNorm, a linear score of the 4×4 features (flattened in NHWC order, as Flax
   does) plus the projection ⟨embed(y), φ(x)⟩, or one-hot label channels ('concat')."""
 
-  def __init__(self, image_size=128, num_classes=2, width=64, conditioning="projection",
-               normalization="none"):
+  def __init__(
+      self, image_size=128, num_classes=2, width=64, conditioning="projection", normalization="none"
+  ):
     super().__init__()
     self.num_classes = num_classes
     self.conditioning = conditioning
@@ -106,13 +110,15 @@ class TorchCritic(nn.Module):
     for i, features in enumerate(channels):
       self.convs.append(nn.Conv2d(cin, features, 4, stride=2, padding=1))
       size //= 2
-      self.norms.append(nn.LayerNorm([features, size, size], eps=1e-5)
-                        if i > 0 and normalization == "layernorm" else nn.Identity())
+      self.norms.append(
+          nn.LayerNorm([features, size, size], eps=1e-5)
+          if i > 0 and normalization == "layernorm"
+          else nn.Identity()
+      )
       cin = features
     num_features = cin * size * size
     self.dense = nn.Linear(num_features, 1)
-    self.embed = (nn.Embedding(num_classes, num_features) if conditioning == "projection"
-                  else None)
+    self.embed = nn.Embedding(num_classes, num_features) if conditioning == "projection" else None
 
   def forward(self, images, labels):
     x = images
@@ -130,6 +136,7 @@ class TorchCritic(nn.Module):
 
 # --- parameters ------------------------------------------------------------------------------
 
+
 def _t(x) -> torch.Tensor:
   return torch.from_numpy(np.array(x, dtype=np.float32))
 
@@ -140,8 +147,14 @@ def _conv_from_flax(conv: nn.Conv2d, p) -> None:
 
 
 @torch.no_grad()
-def load_flax_params(generator: TorchGenerator | None, critic: TorchCritic | None, *,
-                     g_params=None, g_batch_stats=None, d_params=None) -> None:
+def load_flax_params(
+    generator: TorchGenerator | None,
+    critic: TorchCritic | None,
+    *,
+    g_params=None,
+    g_batch_stats=None,
+    d_params=None,
+) -> None:
   """Copies flowergan's Flax parameters (and BatchNorm running statistics) into the modules."""
   if generator is not None:
     for i, block in enumerate(generator.blocks):
@@ -173,16 +186,21 @@ def critic_grads_to_flax_layout(critic: TorchCritic) -> dict:
   """The critic's .grad tensors as numpy arrays keyed and shaped like Flax's params."""
   out = {}
   for i, conv in enumerate(critic.convs):
-    out[f"Conv_{i}"] = {"kernel": conv.weight.grad.permute(2, 3, 1, 0).numpy(),
-                        "bias": conv.bias.grad.numpy()}
-  out["Dense_0"] = {"kernel": critic.dense.weight.grad.T.numpy(),
-                    "bias": critic.dense.bias.grad.numpy()}
+    out[f"Conv_{i}"] = {
+        "kernel": conv.weight.grad.permute(2, 3, 1, 0).numpy(),
+        "bias": conv.bias.grad.numpy(),
+    }
+  out["Dense_0"] = {
+      "kernel": critic.dense.weight.grad.T.numpy(),
+      "bias": critic.dense.bias.grad.numpy(),
+  }
   if critic.embed is not None:
     out["Embed_0"] = {"embedding": critic.embed.weight.grad.numpy()}
   return out
 
 
 # --- the WGAN-GP iteration -----------------------------------------------------------------
+
 
 def gradient_penalty(critic: TorchCritic, real, fake, labels, eps) -> torch.Tensor:
   """mean((‖∇D(x̂)‖₂ − 1)²) at x̂ = ε·real + (1−ε)·fake, double-backward-able."""
@@ -205,10 +223,25 @@ def critic_losses(critic, real, fake, labels, eps, gp_weight):
 class TorchWGANGP:
   """The same iteration as `flowergan.train_step.WGANGP.iteration`, in eager PyTorch."""
 
-  def __init__(self, generator: TorchGenerator, critic: TorchCritic, *, z_dim=64, n_critic=5,
-               gp_weight=10.0, generator_lr=1e-4, critic_lr=1e-4, adam_b1=0.0, adam_b2=0.9,
-               ema_decay=0.999, ema_warmup=True, device="cpu", compile_generator=False,
-               autocast_dtype=None, channels_last=False):
+  def __init__(
+      self,
+      generator: TorchGenerator,
+      critic: TorchCritic,
+      *,
+      z_dim=64,
+      n_critic=5,
+      gp_weight=10.0,
+      generator_lr=1e-4,
+      critic_lr=1e-4,
+      adam_b1=0.0,
+      adam_b2=0.9,
+      ema_decay=0.999,
+      ema_warmup=True,
+      device="cpu",
+      compile_generator=False,
+      autocast_dtype=None,
+      channels_last=False,
+  ):
     self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
     self.generator = generator.to(device, memory_format=self.memory_format)
     self.critic = critic.to(device, memory_format=self.memory_format)
@@ -245,8 +278,7 @@ class TorchWGANGP:
 
   def _iteration(self, images, labels) -> dict:
     b = images.shape[1]
-    images = [images[i].contiguous(memory_format=self.memory_format)
-              for i in range(self.n_critic)]
+    images = [images[i].contiguous(memory_format=self.memory_format) for i in range(self.n_critic)]
     metrics = []
     self.generator.train()
     self._set_critic_grad(True)
@@ -274,12 +306,24 @@ class TorchWGANGP:
       torch._foreach_lerp_(self.ema, [p.detach() for p in self.generator.parameters()], 1 - d)
     self.step += 1
     loss, w, gp = (torch.stack(m).mean() for m in zip(*metrics))
-    return {"critic_loss": loss, "wasserstein": w, "gradient_penalty": gp,
-            "generator_loss": g_loss.detach()}
+    return {
+        "critic_loss": loss,
+        "wasserstein": w,
+        "gradient_penalty": gp,
+        "generator_loss": g_loss.detach(),
+    }
 
 
-def from_flax(gan, train_config, state=None, *, device="cpu", compile_generator=False,
-              autocast_dtype=None, channels_last=False) -> TorchWGANGP:
+def from_flax(
+    gan,
+    train_config,
+    state=None,
+    *,
+    device="cpu",
+    compile_generator=False,
+    autocast_dtype=None,
+    channels_last=False,
+) -> TorchWGANGP:
   """A `TorchWGANGP` with the architecture of a flowergan `train_step.WGANGP`, the optimiser
   hyper-parameters of `train_config` (config.train) and, when `state` (a TrainState) is given,
   its weights."""
@@ -289,18 +333,34 @@ def from_flax(gan, train_config, state=None, *, device="cpu", compile_generator=
   generator = TorchGenerator(g.image_size, g.num_classes, g.width, gan.z_dim)
   critic = TorchCritic(d.image_size, d.num_classes, d.width, d.conditioning, d.normalization)
   if state is not None:
-    load_flax_params(generator, critic, g_params=state.g_params,
-                     g_batch_stats=state.g_batch_stats, d_params=state.d_params)
-  return TorchWGANGP(generator, critic, z_dim=gan.z_dim, n_critic=gan.n_critic,
-                     gp_weight=gan.gp_weight, generator_lr=train_config.generator_lr,
-                     critic_lr=train_config.critic_lr, adam_b1=train_config.adam_b1,
-                     adam_b2=train_config.adam_b2, ema_decay=gan.ema_decay,
-                     ema_warmup=gan.ema_warmup, device=device,
-                     compile_generator=compile_generator, autocast_dtype=autocast_dtype,
-                     channels_last=channels_last)
+    load_flax_params(
+        generator,
+        critic,
+        g_params=state.g_params,
+        g_batch_stats=state.g_batch_stats,
+        d_params=state.d_params,
+    )
+  return TorchWGANGP(
+      generator,
+      critic,
+      z_dim=gan.z_dim,
+      n_critic=gan.n_critic,
+      gp_weight=gan.gp_weight,
+      generator_lr=train_config.generator_lr,
+      critic_lr=train_config.critic_lr,
+      adam_b1=train_config.adam_b1,
+      adam_b2=train_config.adam_b2,
+      ema_decay=gan.ema_decay,
+      ema_warmup=gan.ema_warmup,
+      device=device,
+      compile_generator=compile_generator,
+      autocast_dtype=autocast_dtype,
+      channels_last=channels_last,
+  )
 
 
 # --- numerical agreement with flowergan -------------------------------------------------------
+
 
 def _rel_err(a, b) -> float:
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -313,9 +373,12 @@ def _generator_grads_to_flax_layout(generator: TorchGenerator) -> dict:
     conv, bn = block[0], block[1]
     out[f"block_{i}"] = {
         "conv": {"kernel": conv.weight.grad.permute(2, 3, 1, 0).numpy()},
-        "bn": {"scale": bn.weight.grad.numpy(), "bias": bn.bias.grad.numpy()}}
-  out["to_rgb"] = {"kernel": generator.to_rgb.weight.grad.permute(2, 3, 1, 0).numpy(),
-                   "bias": generator.to_rgb.bias.grad.numpy()}
+        "bn": {"scale": bn.weight.grad.numpy(), "bias": bn.bias.grad.numpy()},
+    }
+  out["to_rgb"] = {
+      "kernel": generator.to_rgb.weight.grad.permute(2, 3, 1, 0).numpy(),
+      "bias": generator.to_rgb.bias.grad.numpy(),
+  }
   return out
 
 
@@ -345,8 +408,11 @@ def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict
   from flowergan import losses  # pylint: disable=g-import-not-at-top
 
   # The check is about the math, so it runs in float32 whatever the benchmark's dtype.
-  gan = dataclasses.replace(gan, generator=gan.generator.clone(dtype=jnp.float32),
-                            critic=gan.critic.clone(dtype=jnp.float32))
+  gan = dataclasses.replace(
+      gan,
+      generator=gan.generator.clone(dtype=jnp.float32),
+      critic=gan.critic.clone(dtype=jnp.float32),
+  )
   g, d = gan.generator, gan.critic
   s, k, b = g.image_size, g.num_classes, batch_size
   rng = np.random.default_rng(seed)
@@ -354,29 +420,31 @@ def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict
   labels = (np.arange(b) % k).astype(np.int32)
   z = rng.standard_normal((b, gan.z_dim)).astype(np.float32)
   key = jax.random.key(seed)
-  g_params, g_stats, d_params = jax.device_get((state.g_params, state.g_batch_stats,
-                                                 state.d_params))
+  g_params, g_stats, d_params = jax.device_get(
+      (state.g_params, state.g_batch_stats, state.d_params)
+  )
 
   # flowergan.
   fake, _ = jax.jit(g.apply, static_argnames=("train", "mutable"))(
-      {"params": g_params, "batch_stats": g_stats}, z, labels, train=True,
-      mutable=("batch_stats",))
+      {"params": g_params, "batch_stats": g_stats}, z, labels, train=True, mutable=("batch_stats",)
+  )
   fake_eval = jax.jit(gan.generate)(g_params, g_stats, z, labels)
   # ε of the penalty's interpolates, as losses.interpolate draws them from `key`.
   eps = np.asarray(losses.interpolate(jnp.ones((b, 1, 1, 1)), jnp.zeros((b, 1, 1, 1)), key))
 
   def d_loss_fn(params):
-    scores = d.apply({"params": params}, jnp.concatenate([real, fake]),
-                     jnp.concatenate([labels, labels]))
+    scores = d.apply(
+        {"params": params}, jnp.concatenate([real, fake]), jnp.concatenate([labels, labels])
+    )
     real_scores, fake_scores = jnp.split(scores, 2)
-    gp = losses.gradient_penalty(lambda x: d.apply({"params": params}, x, labels), real, fake,
-                                 key)
+    gp = losses.gradient_penalty(lambda x: d.apply({"params": params}, x, labels), real, fake, key)
     loss = losses.critic_loss(real_scores, fake_scores) + gan.gp_weight * gp
     return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp)
 
   def g_loss_fn(params):
-    images, _ = g.apply({"params": params, "batch_stats": g_stats}, z, labels, train=True,
-                        mutable=["batch_stats"])
+    images, _ = g.apply(
+        {"params": params, "batch_stats": g_stats}, z, labels, train=True, mutable=["batch_stats"]
+    )
     return losses.generator_loss(d.apply({"params": d_params}, images, labels))
 
   (d_loss, (w, gp)), d_grads = jax.jit(jax.value_and_grad(d_loss_fn, has_aux=True))(d_params)
@@ -396,8 +464,9 @@ def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict
       t_fake_eval = tg(t_z, t_labels)
     tg.train()
     t_fake = tg(t_z, t_labels)
-    t_loss, t_w, t_gp = critic_losses(tc, nchw(real), nchw(fake), t_labels,
-                                      torch.from_numpy(np.array(eps)), gan.gp_weight)
+    t_loss, t_w, t_gp = critic_losses(
+        tc, nchw(real), nchw(fake), t_labels, torch.from_numpy(np.array(eps)), gan.gp_weight
+    )
     t_loss.backward()
     t_d_grads = critic_grads_to_flax_layout(tc)
     tc.zero_grad(set_to_none=True)
@@ -415,8 +484,7 @@ def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict
     errors.update({f"critic_grad/{n}": e for n, e in _leaf_errors(t_d_grads, d_grads).items()})
     # Pre-BatchNorm conv biases: zero gradient in exact arithmetic (rounding noise both
     # sides), frozen in training; not compared.
-    errors.update({f"generator_grad/{n}": e
-                   for n, e in _leaf_errors(t_g_grads, g_grads).items()})
+    errors.update({f"generator_grad/{n}": e for n, e in _leaf_errors(t_g_grads, g_grads).items()})
     return errors
 
   # The math check runs PyTorch's native CPU kernels: its default oneDNN (mkldnn) kernels are
@@ -429,7 +497,14 @@ def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict
     with torch.backends.mkldnn.flags(enabled=False):
       errors = torch_errors()
   default_errors = torch_errors()
-  return {"errors": errors, "max_error": max(errors.values()),
-          "max_error_default_kernels": max(default_errors.values()),
-          "values": {"critic_loss": float(d_loss), "gradient_penalty": float(gp),
-                     "wasserstein": float(w), "generator_loss": float(g_loss)}}
+  return {
+      "errors": errors,
+      "max_error": max(errors.values()),
+      "max_error_default_kernels": max(default_errors.values()),
+      "values": {
+          "critic_loss": float(d_loss),
+          "gradient_penalty": float(gp),
+          "wasserstein": float(w),
+          "generator_loss": float(g_loss),
+      },
+  }

@@ -33,9 +33,11 @@ def initialize_distributed_if_requested() -> None:
   """Multi-host runs (Cloud TPU pods, SLURM, an explicit coordinator) need
   jax.distributed.initialize() before any other JAX call; single-host runs must not call it."""
   env = os.environ
-  multihost = ("JAX_COORDINATOR_ADDRESS" in env
-               or "," in env.get("TPU_WORKER_HOSTNAMES", "")
-               or int(env.get("SLURM_NTASKS", "1")) > 1)
+  multihost = (
+      "JAX_COORDINATOR_ADDRESS" in env
+      or "," in env.get("TPU_WORKER_HOSTNAMES", "")
+      or int(env.get("SLURM_NTASKS", "1")) > 1
+  )
   if multihost:
     jax.distributed.initialize()
 
@@ -66,6 +68,7 @@ def _graceful_stop():
 
 def _in_main_thread() -> bool:
   import threading
+
   return threading.current_thread() is threading.main_thread()
 
 
@@ -74,6 +77,7 @@ def _augment_fn(config):
   if not policy:
     return None
   from flowergan.diffaugment import diff_augment, parse_policy
+
   parse_policy(policy)  # fails now, with the list of valid names, not inside jit
   return functools.partial(diff_augment, policy=policy)
 
@@ -92,17 +96,20 @@ def sample_grids(gan: ts.WGANGP, state: ts.TrainState, class_names, seed: int) -
   """One grid per class from the EMA generator with the same noise every time."""
   labels = np.repeat(np.arange(len(class_names), dtype=np.int32), SAMPLES_PER_CLASS)
   images = sampling.generate(gan, state.ema_params, state.g_batch_stats, labels, seed=seed)
-  return {name: sampling.make_grid(images[labels == i], ncols=4)
-          for i, name in enumerate(class_names)}
+  return {
+      name: sampling.make_grid(images[labels == i], ncols=4) for i, name in enumerate(class_names)
+  }
 
 
 def _format_progress(step, num_steps, steps_per_sec, images_per_step, metrics) -> str:
   remaining = (num_steps - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
   eta = time.strftime("%H:%M:%S", time.gmtime(remaining)) if np.isfinite(remaining) else "?"
-  return (f"step {step}/{num_steps} | {steps_per_sec:.3g} steps/s "
-          f"{steps_per_sec * images_per_step:.3g} img/s | ETA {eta} | "
-          f"critic {metrics['critic_loss']:.4g} W {metrics['wasserstein']:.4g} "
-          f"GP {metrics['gradient_penalty']:.4g} gen {metrics['generator_loss']:.4g}")
+  return (
+      f"step {step}/{num_steps} | {steps_per_sec:.3g} steps/s "
+      f"{steps_per_sec * images_per_step:.3g} img/s | ETA {eta} | "
+      f"critic {metrics['critic_loss']:.4g} W {metrics['wasserstein']:.4g} "
+      f"GP {metrics['gradient_penalty']:.4g} gen {metrics['generator_loss']:.4g}"
+  )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
@@ -120,19 +127,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   start_step = checkpointing.latest_step(manager) or 0
 
   from flowergan import input_pipeline  # TensorFlow is imported by the input pipeline only
-  batches, class_names = input_pipeline.create_train_iterator(
-      config.data, global_batch_size=config.train.batch_size, n_critic=config.train.n_critic,
-      seed=config.seed, start_step=start_step)
 
-  gan = ts.wgangp_from_config(config, num_classes=len(class_names),
-                              augment_fn=_augment_fn(config))
+  batches, class_names = input_pipeline.create_train_iterator(
+      config.data,
+      global_batch_size=config.train.batch_size,
+      n_critic=config.train.n_critic,
+      seed=config.seed,
+      start_step=start_step,
+  )
+
+  gan = ts.wgangp_from_config(config, num_classes=len(class_names), augment_fn=_augment_fn(config))
   metadata = checkpointing.make_metadata(config, class_names)
   if start_step:
-    checkpointing.check_compatible(checkpointing.restore_metadata(manager, start_step), config,
-                                   class_names, workdir)
+    checkpointing.check_compatible(
+        checkpointing.restore_metadata(manager, start_step), config, class_names, workdir
+    )
     state = checkpointing.restore_state(manager, start_step, gan, mesh)
-    logging.info("Resumed from %s at step %d.", checkpointing.checkpoint_dir(workdir),
-                 start_step)
+    logging.info("Resumed from %s at step %d.", checkpointing.checkpoint_dir(workdir), start_step)
   else:
     state = ts.init_state(gan, jax.random.key(config.seed), mesh)
   train_step = ts.make_train_step(gan, mesh)
@@ -164,25 +175,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
           raise TrainingError(
               f"non-finite loss or gradient at step {step} ({values}); the last good checkpoint "
               f"(step {last_saved}) is kept in {checkpointing.checkpoint_dir(workdir)}: lower "
-              f"--config.train.critic_lr/generator_lr or check the input images.")
+              f"--config.train.critic_lr/generator_lr or check the input images."
+          )
         window.append({k: float(v) for k, v in metrics.items() if k != "finite"})
         if step % config.log_every == 0 or step == num_steps:
           now = time.perf_counter()
           steps_per_sec = (step - window_step) / max(now - window_start, 1e-9)
           means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
-          means.update(steps_per_sec=steps_per_sec,
-                       images_per_sec=steps_per_sec * images_per_step)
+          means.update(steps_per_sec=steps_per_sec, images_per_sec=steps_per_sec * images_per_step)
           writer.write_scalars(step, means)
           if is_main:
-            print(_format_progress(step, num_steps, steps_per_sec, images_per_step, means),
-                  flush=True)
+            print(
+                _format_progress(step, num_steps, steps_per_sec, images_per_step, means), flush=True
+            )
           window, window_start, window_step = [], now, step
         if step % config.sample_every == 0 or step == num_steps:
           grids = sample_grids(gan, state, class_names, sample_seed)
           if is_main:
             for name, grid in grids.items():
-              sampling.save_png(grid, os.path.join(workdir, "samples",
-                                                   f"{name}_step{step:07d}.png"))
+              sampling.save_png(
+                  grid, os.path.join(workdir, "samples", f"{name}_step{step:07d}.png")
+              )
             writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
         if jax.process_count() > 1 and manager.reached_preemption(step):
           stop.signal_name = "preemption notice"  # every host stops at the same step
@@ -191,10 +204,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
         if is_main and _evaluation_due(config, step, num_steps) and not stop.signal_name:
           _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
         if stop.signal_name:
-          logging.warning("%s received: saved step %d to %s; rerun the same command to resume.",
-                          stop.signal_name, step, checkpointing.checkpoint_dir(workdir))
-          print(f"{stop.signal_name}: stopped at step {step}, checkpoint saved; rerun the same "
-                f"command to resume.", flush=True)
+          logging.warning(
+              "%s received: saved step %d to %s; rerun the same command to resume.",
+              stop.signal_name,
+              step,
+              checkpointing.checkpoint_dir(workdir),
+          )
+          print(
+              f"{stop.signal_name}: stopped at step {step}, checkpoint saved; rerun the same "
+              f"command to resume.",
+              flush=True,
+          )
           break
   finally:
     manager.wait_until_finished()
@@ -212,15 +232,21 @@ def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> 
   """flowergan.evaluate on the current state (process 0 only): metrics.jsonl, TensorBoard
   scalars `eval/...` and the table on stdout."""
   from flowergan import evaluate, input_pipeline
+
   if "real" not in cache:
     cache["real"] = input_pipeline.load_images(config.data)[:2]
-  model = sampling.TrainedModel(gan=gan, state=state, class_names=list(class_names), step=step,
-                                config=config)
-  results = evaluate.evaluate(model, *cache["real"], class_names,
-                              eval_config=evaluate.eval_config_of(config), workdir=workdir)
+  model = sampling.TrainedModel(
+      gan=gan, state=state, class_names=list(class_names), step=step, config=config
+  )
+  results = evaluate.evaluate(
+      model,
+      *cache["real"],
+      class_names,
+      eval_config=evaluate.eval_config_of(config),
+      workdir=workdir,
+  )
   writer.write_scalars(step, evaluate.scalars(results))
-  print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names),
-        flush=True)
+  print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names), flush=True)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

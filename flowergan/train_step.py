@@ -10,7 +10,8 @@ count. All randomness comes from `fold_in(key, step)`: nothing random lives in t
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import flax
 import jax
@@ -29,6 +30,7 @@ AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]  # (images, key) -> imag
 @flax.struct.dataclass
 class TrainState:
   """Everything that changes during training; a pytree of arrays (saved as is by Orbax)."""
+
   step: jax.Array  # completed iterations (= generator updates)
   g_params: PyTree
   g_batch_stats: PyTree
@@ -60,6 +62,7 @@ def _all_finite(tree) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class WGANGP:
   """The model pair, their optimisers and the WGAN-GP hyper-parameters; pure functions only."""
+
   generator: Generator
   critic: Critic
   g_tx: optax.GradientTransformation
@@ -83,15 +86,19 @@ class WGANGP:
     d_vars = self.critic.init(kd, jnp.zeros((1, size, size, 3)), labels)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
-        g_params=g_vars["params"], g_batch_stats=g_vars["batch_stats"],
+        g_params=g_vars["params"],
+        g_batch_stats=g_vars["batch_stats"],
         g_opt_state=self.g_tx.init(g_vars["params"]),
-        d_params=d_vars["params"], d_opt_state=self.d_tx.init(d_vars["params"]),
-        ema_params=g_vars["params"])
+        d_params=d_vars["params"],
+        d_opt_state=self.d_tx.init(d_vars["params"]),
+        ema_params=g_vars["params"],
+    )
 
   def generate(self, params, batch_stats, z, labels) -> jax.Array:
     """Images in [-1, 1] with BatchNorm's running statistics (inference mode)."""
-    return self.generator.apply({"params": params, "batch_stats": batch_stats}, z, labels,
-                                train=False)
+    return self.generator.apply(
+        {"params": params, "batch_stats": batch_stats}, z, labels, train=False
+    )
 
   def _augment(self, images, key):
     return images if self.augment_fn is None else self.augment_fn(images, key)
@@ -102,17 +109,22 @@ class WGANGP:
     k_z, k_gp, k_aug, k_aug_gp = jax.random.split(key, 4)
     z = jax.random.normal(k_z, (real.shape[0], self.z_dim))
     fake, g_vars = self.generator.apply(
-        {"params": g_params, "batch_stats": g_batch_stats}, z, labels, train=True,
-        mutable=["batch_stats"])
+        {"params": g_params, "batch_stats": g_batch_stats},
+        z,
+        labels,
+        train=True,
+        mutable=["batch_stats"],
+    )
     fake = jax.lax.stop_gradient(fake)
 
     def loss_fn(d_params):
-      critic_fn = lambda x, k: self.critic.apply({"params": d_params}, self._augment(x, k),
-                                                 labels)
+      critic_fn = lambda x, k: self.critic.apply({"params": d_params}, self._augment(x, k), labels)
       # One critic call on real ++ fake: one large batch runs faster than two halves.
-      scores = self.critic.apply({"params": d_params},
-                                 self._augment(jnp.concatenate([real, fake]), k_aug),
-                                 jnp.concatenate([labels, labels]))
+      scores = self.critic.apply(
+          {"params": d_params},
+          self._augment(jnp.concatenate([real, fake]), k_aug),
+          jnp.concatenate([labels, labels]),
+      )
       real_scores, fake_scores = jnp.split(scores, 2)
       gp = losses.gradient_penalty(lambda x: critic_fn(x, k_aug_gp), real, fake, k_gp)
       loss = losses.critic_loss(real_scores, fake_scores) + self.gp_weight * gp
@@ -121,8 +133,12 @@ class WGANGP:
     (loss, (w_dist, gp)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
     updates, d_opt_state = self.d_tx.update(grads, d_opt_state, d_params)
     d_params = optax.apply_updates(d_params, updates)
-    metrics = dict(critic_loss=loss, wasserstein=w_dist, gradient_penalty=gp,
-                   critic_grad_norm=optax.tree.norm(grads))
+    metrics = dict(
+        critic_loss=loss,
+        wasserstein=w_dist,
+        gradient_penalty=gp,
+        critic_grad_norm=optax.tree.norm(grads),
+    )
     return (d_params, d_opt_state, g_vars["batch_stats"]), metrics
 
   def _generator_update(self, g_params, g_opt_state, g_batch_stats, d_params, labels, key):
@@ -133,26 +149,30 @@ class WGANGP:
 
     def g_loss_fn(g_params):
       fake, g_vars = self.generator.apply(
-          {"params": g_params, "batch_stats": g_batch_stats}, z, labels, train=True,
-          mutable=["batch_stats"])
+          {"params": g_params, "batch_stats": g_batch_stats},
+          z,
+          labels,
+          train=True,
+          mutable=["batch_stats"],
+      )
       scores = self.critic.apply({"params": d_params}, self._augment(fake, k_aug), labels)
       return losses.generator_loss(scores), g_vars["batch_stats"]
 
     (g_loss, g_batch_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
     updates, g_opt_state = self.g_tx.update(g_grads, g_opt_state, g_params)
-    return (optax.apply_updates(g_params, updates), g_opt_state, g_batch_stats, g_loss,
-            g_grads)
+    return (optax.apply_updates(g_params, updates), g_opt_state, g_batch_stats, g_loss, g_grads)
 
-  def iteration(self, state: TrainState, batch: dict, key: jax.Array
-                ) -> tuple[TrainState, dict]:
+  def iteration(self, state: TrainState, batch: dict, key: jax.Array) -> tuple[TrainState, dict]:
     """One training iteration. `batch['image']`: (n_critic, B, S, S, 3) in [-1, 1],
     `batch['label']`: (n_critic, B) int32. Returns the new state and scalar metrics; when any
     loss or gradient is non-finite, metrics['finite'] is False and the state is returned
     unchanged, so the last good state is never overwritten."""
     images, labels = batch["image"], batch["label"]
     if images.shape[0] != self.n_critic:
-      raise ValueError(f"batch has {images.shape[0]} critic sub-batches, expected n_critic="
-                       f"{self.n_critic}; build the input with the same n_critic.")
+      raise ValueError(
+          f"batch has {images.shape[0]} critic sub-batches, expected n_critic="
+          f"{self.n_critic}; build the input with the same n_critic."
+      )
     key = jax.random.fold_in(key, state.step)
     k_critic, k_z = jax.random.split(key)
     critic_keys = jax.random.split(k_critic, self.n_critic)
@@ -163,17 +183,25 @@ class WGANGP:
         # Unrolled: as a while loop, XLA:CPU ran this iteration 10× slower (demo config, this
         # 2-core machine: 9.0 s vs 0.85 s); n_critic is small, so unrolling costs only some
         # compile time.
-        unroll=True)
+        unroll=True,
+    )
 
     # The generator's labels follow the class distribution of the data the critic sees.
     g_params, g_opt_state, g_batch_stats, g_loss, g_grads = self._generator_update(
-        state.g_params, state.g_opt_state, g_batch_stats, d_params, labels[-1], k_z)
+        state.g_params, state.g_opt_state, g_batch_stats, d_params, labels[-1], k_z
+    )
 
     new_state = TrainState(
-        step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats,
-        g_opt_state=g_opt_state, d_params=d_params, d_opt_state=d_opt_state,
-        ema_params=ema_update(state.ema_params, g_params, state.step, self.ema_decay,
-                              self.ema_warmup))
+        step=state.step + 1,
+        g_params=g_params,
+        g_batch_stats=g_batch_stats,
+        g_opt_state=g_opt_state,
+        d_params=d_params,
+        d_opt_state=d_opt_state,
+        ema_params=ema_update(
+            state.ema_params, g_params, state.step, self.ema_decay, self.ema_warmup
+        ),
+    )
     metrics = {name: jnp.mean(value) for name, value in d_metrics.items()}
     metrics.update(generator_loss=g_loss, generator_grad_norm=optax.tree.norm(g_grads))
     finite = _all_finite(metrics) & _all_finite(new_state)
@@ -182,33 +210,47 @@ class WGANGP:
     return new_state, metrics
 
 
-def make_optimizers(train_config) -> tuple[optax.GradientTransformation,
-                                           optax.GradientTransformation]:
+def make_optimizers(
+    train_config,
+) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
   """Adam for both nets (WGAN-GP defaults: lr 1e-4, β1 = 0, β2 = 0.9); the generator's
   biases that feed a BatchNorm stay frozen (see models.pre_batchnorm_bias_mask)."""
+
   def adam(lr):
     return optax.adam(lr, b1=train_config.adam_b1, b2=train_config.adam_b2)
-  g_tx = optax.chain(adam(train_config.generator_lr),
-                     optax.masked(optax.set_to_zero(), pre_batchnorm_bias_mask))
+
+  g_tx = optax.chain(
+      adam(train_config.generator_lr), optax.masked(optax.set_to_zero(), pre_batchnorm_bias_mask)
+  )
   return g_tx, adam(train_config.critic_lr)
 
 
-def wgangp_from_config(config, num_classes: int, augment_fn: AugmentFn | None = None
-                       ) -> WGANGP:
+def wgangp_from_config(config, num_classes: int, augment_fn: AugmentFn | None = None) -> WGANGP:
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.train.dtype)
   if dtype is None:
-    raise ValueError(f"config.train.dtype must be 'float32' or 'bfloat16', got "
-                     f"{config.train.dtype!r}.")
-  generator, critic = build_models(config.model, image_size=config.data.image_size,
-                                   num_classes=num_classes, dtype=dtype)
+    raise ValueError(
+        f"config.train.dtype must be 'float32' or 'bfloat16', got " f"{config.train.dtype!r}."
+    )
+  generator, critic = build_models(
+      config.model, image_size=config.data.image_size, num_classes=num_classes, dtype=dtype
+  )
   g_tx, d_tx = make_optimizers(config.train)
-  return WGANGP(generator=generator, critic=critic, g_tx=g_tx, d_tx=d_tx,
-                z_dim=config.model.z_dim, n_critic=config.train.n_critic,
-                gp_weight=config.train.gp_weight, ema_decay=config.train.ema_decay,
-                ema_warmup=config.train.ema_warmup, augment_fn=augment_fn)
+  return WGANGP(
+      generator=generator,
+      critic=critic,
+      g_tx=g_tx,
+      d_tx=d_tx,
+      z_dim=config.model.z_dim,
+      n_critic=config.train.n_critic,
+      gp_weight=config.train.gp_weight,
+      ema_decay=config.train.ema_decay,
+      ema_warmup=config.train.ema_warmup,
+      augment_fn=augment_fn,
+  )
 
 
 # --- data parallelism ----------------------------------------------------------------------
+
 
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh named 'data' over `devices` (default: every device of every process)."""
@@ -229,14 +271,16 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
   if global_batch_size % mesh.size:
     raise ValueError(
         f"batch_size {global_batch_size} is not divisible by the {mesh.size} devices; set "
-        f"--config.train.batch_size to a multiple of {mesh.size}.")
+        f"--config.train.batch_size to a multiple of {mesh.size}."
+    )
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
   """Assembles each process's local part of the batch into one global array."""
   sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in batch.items()}
+  return {
+      k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+  }
 
 
 def make_train_step(gan: WGANGP, mesh: Mesh):
@@ -245,7 +289,8 @@ def make_train_step(gan: WGANGP, mesh: Mesh):
       gan.iteration,
       in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
       out_shardings=(replicated(mesh), replicated(mesh)),
-      donate_argnums=(0,))
+      donate_argnums=(0,),
+  )
 
 
 def init_state(gan: WGANGP, key: jax.Array, mesh: Mesh) -> TrainState:

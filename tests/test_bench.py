@@ -18,34 +18,55 @@ HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 def test_benchmark_end_to_end_on_tiny_config(tmp_path):
   config = tiny_config.get_config(image_size=16, cache_dir=tmp_path / "cache")
-  result = bench.run_benchmark(config, batch_sizes=[8], repeats=2, warmup=1,
-                               with_torch=HAVE_TORCH, components=True, sample_batch=8,
-                               peak_size=256, input_pipeline=False, also_dtype="bfloat16",
-                               conv_layers=True, log=lambda _: None)
+  result = bench.run_benchmark(
+      config,
+      batch_sizes=[8],
+      repeats=2,
+      warmup=1,
+      with_torch=HAVE_TORCH,
+      components=True,
+      sample_batch=8,
+      peak_size=256,
+      input_pipeline=False,
+      also_dtype="bfloat16",
+      conv_layers=True,
+      log=lambda _: None,
+  )
   text = json.dumps(result, default=str)  # JSON-able
   assert json.loads(text)["results"][0]["batch_size"] == 8
   assert result["peak_flops_per_s"] > 0
   assert result["machine"]["device_count"] == jax.device_count()
   entry = result["results"][0]
   fg = entry["flowergan"]
-  for field in ("compile_s", "iteration_s", "images_per_s", "flops_per_iteration",
-                "achieved_flops_per_s", "fraction_of_peak", "floor_s", "time_over_floor",
-                "peak_memory_bytes", "sampling_images_per_s", "components"):
+  for field in (
+      "compile_s",
+      "iteration_s",
+      "images_per_s",
+      "flops_per_iteration",
+      "achieved_flops_per_s",
+      "fraction_of_peak",
+      "floor_s",
+      "time_over_floor",
+      "peak_memory_bytes",
+      "sampling_images_per_s",
+      "components",
+  ):
     assert field in fg, field
   assert len(fg["iteration_s"]["all"]) == 2
   assert fg["iteration_s"]["min"] <= fg["iteration_s"]["median"] <= fg["iteration_s"]["max"]
   assert fg["flops_per_iteration"] > 0 and fg["compile_s"] > 0
   assert fg["images_per_s"] == pytest.approx(
-      config.train.n_critic * 8 / fg["iteration_s"]["median"])
+      config.train.n_critic * 8 / fg["iteration_s"]["median"]
+  )
   assert set(fg["components"]) == {"critic_step", "generator_step"}
   bf16 = entry["flowergan_bfloat16"]  # --also_dtype: timed in the same loop
   assert len(bf16["iteration_s"]["all"]) == 2 and bf16["compile_s"] > 0
   assert entry["bfloat16_over_float32"] == pytest.approx(
-      bf16["iteration_s"]["median"] / fg["iteration_s"]["median"])
+      bf16["iteration_s"]["median"] / fg["iteration_s"]["median"]
+  )
   assert result["also_dtype_peak_flops_per_s"] > 0
   layers = result["conv_layers"]  # --conv_layers: every distinct 3×3 generator conv
-  assert [(r["size"], r["c_in"], r["c_out"]) for r in layers] == bench.generator_conv_shapes(
-      config)
+  assert [(r["size"], r["c_in"], r["c_out"]) for r in layers] == bench.generator_conv_shapes(config)
   assert layers[-1]["c_out"] == 3 and layers[-1]["size"] == 16
   for r in layers:
     for impl in ("lax", "dots") + (("torch",) if HAVE_TORCH else ()):
@@ -72,17 +93,25 @@ def test_input_pipeline_rate_or_na(tmp_path):
 
 @pytest.mark.parametrize("image_size", [16, 32])
 def test_torch_reference_matches_flowergan(image_size):
-  pytest.importorskip("torch", reason="the PyTorch reference needs torch (optional; "
-                      "pip install torch)")
+  pytest.importorskip(
+      "torch", reason="the PyTorch reference needs torch (optional; " "pip install torch)"
+  )
   from flowergan import torch_reference  # pylint: disable=g-import-not-at-top
+
   config = tiny_config.get_config(image_size=image_size)
   gan = ts.wgangp_from_config(config, num_classes=2)
   state = gan.init(jax.random.key(0))
   check = torch_reference.compare_with_flax(gan, state, batch_size=4)
   errors = check["errors"]
-  assert {"images_train", "images_eval", "critic_loss", "gradient_penalty",
-          "generator_loss", "critic_grad/Conv_0/kernel",
-          "generator_grad/to_rgb/kernel"} <= set(errors)
+  assert {
+      "images_train",
+      "images_eval",
+      "critic_loss",
+      "gradient_penalty",
+      "generator_loss",
+      "critic_grad/Conv_0/kernel",
+      "generator_grad/to_rgb/kernel",
+  } <= set(errors)
   assert check["max_error"] < 1e-4, sorted(errors.items(), key=lambda kv: -kv[1])[:5]
   assert check["values"]["gradient_penalty"] > 0
 
@@ -91,6 +120,7 @@ def test_torch_iteration_runs_and_trains():
   pytest.importorskip("torch", reason="the PyTorch reference needs torch (optional)")
   import torch  # pylint: disable=g-import-not-at-top
   from flowergan import torch_reference  # pylint: disable=g-import-not-at-top
+
   config = tiny_config.get_config(image_size=16)
   gan = ts.wgangp_from_config(config, num_classes=2)
   state = gan.init(jax.random.key(0))
@@ -111,8 +141,9 @@ def _critic_pair(**kwargs):
   return fast, fast.clone(conv_impl="lax")
 
 
-@pytest.mark.parametrize("conditioning,normalization",
-                         [("projection", "none"), ("concat", "layernorm")])
+@pytest.mark.parametrize(
+    "conditioning,normalization", [("projection", "none"), ("concat", "layernorm")]
+)
 def test_im2col_critic_equals_plain_conv_critic(conditioning, normalization):
   fast, plain = _critic_pair(conditioning=conditioning, normalization=normalization)
   real = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3), minval=-1, maxval=1)
@@ -120,31 +151,45 @@ def test_im2col_critic_equals_plain_conv_critic(conditioning, normalization):
   labels = jnp.array([0, 1, 1, 0])
   variables = fast.init(jax.random.key(2), real, labels)
   # Same parameters, same names: either module takes the other's variables.
-  assert (jax.tree.structure(variables)
-          == jax.tree.structure(plain.init(jax.random.key(2), real, labels)))
-  np.testing.assert_allclose(fast.apply(variables, real, labels),
-                             plain.apply(variables, real, labels), rtol=1e-5, atol=1e-6)
+  assert jax.tree.structure(variables) == jax.tree.structure(
+      plain.init(jax.random.key(2), real, labels)
+  )
+  np.testing.assert_allclose(
+      fast.apply(variables, real, labels),
+      plain.apply(variables, real, labels),
+      rtol=1e-5,
+      atol=1e-6,
+  )
   fn = lambda critic, params: (lambda x: critic.apply(params, x, labels))
   np.testing.assert_allclose(
       losses.per_image_gradient_norm(fn(fast, variables), real),
-      losses.per_image_gradient_norm(fn(plain, variables), real), rtol=1e-5)
+      losses.per_image_gradient_norm(fn(plain, variables), real),
+      rtol=1e-5,
+  )
 
   def penalty(critic):
-    return lambda params: losses.gradient_penalty(fn(critic, params), real, fake,
-                                                  jax.random.key(3))
+    return lambda params: losses.gradient_penalty(fn(critic, params), real, fake, jax.random.key(3))
 
   gp_fast, grads_fast = jax.value_and_grad(penalty(fast))(variables)
   gp_plain, grads_plain = jax.value_and_grad(penalty(plain))(variables)
   np.testing.assert_allclose(gp_fast, gp_plain, rtol=1e-5)
-  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(grads_fast),
-                        jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain)):
+  for path, a, b in zip(
+      jax.tree_util.tree_leaves_with_path(grads_fast),
+      jax.tree.leaves(grads_fast),
+      jax.tree.leaves(grads_plain),
+  ):
     scale = float(jnp.max(jnp.abs(b))) + 1e-12
     assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-4, path[0]
 
 
-@pytest.mark.parametrize("strides,padding,kernel", [((2, 2), ((1, 1), (1, 1)), (4, 4)),
-                                                    ((1, 1), "SAME", (3, 3)),
-                                                    ((2, 1), ((0, 2), (1, 0)), (3, 2))])
+@pytest.mark.parametrize(
+    "strides,padding,kernel",
+    [
+        ((2, 2), ((1, 1), (1, 1)), (4, 4)),
+        ((1, 1), "SAME", (3, 3)),
+        ((2, 1), ((0, 2), (1, 0)), (3, 2)),
+    ],
+)
 def test_im2col_conv_equals_lax_conv(strides, padding, kernel):
   x = jax.random.normal(jax.random.key(0), (2, 9, 8, 5))
   k = jax.random.normal(jax.random.key(1), kernel + (5, 7))
@@ -168,8 +213,12 @@ def test_bf16_critic_penalty_is_float32():
   assert "bf16" in jaxpr  # the convolutions run in bfloat16
   norms = losses.per_image_gradient_norm(lambda x: bf16.apply(params, x, labels), real)
   assert norms.dtype == jnp.float32
-  gps = [losses.gradient_penalty(lambda x, c=c: c.apply(params, x, labels), real, fake,
-                                 jax.random.key(3)) for c in (bf16, f32)]
+  gps = [
+      losses.gradient_penalty(
+          lambda x, c=c: c.apply(params, x, labels), real, fake, jax.random.key(3)
+      )
+      for c in (bf16, f32)
+  ]
   assert gps[0].dtype == jnp.float32
   np.testing.assert_allclose(gps[0], gps[1], rtol=3e-2)
 
@@ -180,12 +229,15 @@ def test_bf16_matmul_f32_accumulate_matches_default_rule():
   a = jax.random.normal(jax.random.key(0), (32, 24)).astype(jnp.bfloat16)
   b = jax.random.normal(jax.random.key(1), (24, 16)).astype(jnp.bfloat16)
   plain = lambda a, b: jax.lax.dot_general(
-      a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32).astype(jnp.bfloat16)
+      a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32
+  ).astype(jnp.bfloat16)
   results = []
   for matmul in (plain, models.matmul_f32_accumulate):
+
     def penalty(b, a, matmul=matmul):
       g = jax.grad(lambda a: jnp.sum(jnp.sin(matmul(a, b).astype(jnp.float32))))(a)
       return jnp.sum(g.astype(jnp.float32) ** 2)
+
     value, grad = jax.value_and_grad(penalty)(b, a)
     assert matmul(a, b).dtype == jnp.bfloat16 and grad.dtype == jnp.bfloat16
     results.append((value, grad.astype(jnp.float32)))
@@ -199,21 +251,30 @@ def test_bf16_im2col_critic_penalty_gradient_close_to_plain_conv():
   real = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3), minval=-1, maxval=1)
   labels = jnp.array([0, 1, 1, 0])
   variables = fast.init(jax.random.key(2), real, labels)
-  grads = [jax.grad(lambda p, c=c: losses.gradient_penalty(
-      lambda x: c.apply(p, x, labels), real, -real, jax.random.key(3)))(variables)
-           for c in (fast, plain)]
+  grads = [
+      jax.grad(
+          lambda p, c=c: losses.gradient_penalty(
+              lambda x: c.apply(p, x, labels), real, -real, jax.random.key(3)
+          )
+      )(variables)
+      for c in (fast, plain)
+  ]
   for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
     scale = float(jnp.max(jnp.abs(b))) + 1e-12
     assert float(jnp.max(jnp.abs(a - b))) / scale < 5e-2  # bf16 rounding, different order
 
 
 @pytest.mark.parametrize("path", ["kernel_grad_dot", "thin_taps"])
-@pytest.mark.parametrize("channels,kernel,padding", [
-    ((8, 8), (3, 3), ((1, 1), (1, 1))),
-    ((16, 2), (3, 3), ((1, 1), (1, 1))),  # few outputs, as the 3-channel to_rgb
-    ((6, 5), (4, 4), ((3, 3), (3, 3))),   # the generator's 1×1 → 4×4 seed conv
-    ((16, 1), (3, 2), ((0, 2), (1, 0))),
-    ((4, 20), (2, 3), "SAME")])
+@pytest.mark.parametrize(
+    "channels,kernel,padding",
+    [
+        ((8, 8), (3, 3), ((1, 1), (1, 1))),
+        ((16, 2), (3, 3), ((1, 1), (1, 1))),  # few outputs, as the 3-channel to_rgb
+        ((6, 5), (4, 4), ((3, 3), (3, 3))),  # the generator's 1×1 → 4×4 seed conv
+        ((16, 1), (3, 2), ((0, 2), (1, 0))),
+        ((4, 20), (2, 3), "SAME"),
+    ],
+)
 def test_dots_conv_equals_lax_conv(channels, kernel, padding, path):
   c_in, c_out = channels
   size = 1 if kernel == (4, 4) else 9
@@ -221,14 +282,20 @@ def test_dots_conv_equals_lax_conv(channels, kernel, padding, path):
   k = jax.random.normal(jax.random.key(1), kernel + (c_in, c_out))
   dn = ("NHWC", "HWIO", "NHWC")
   plain = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=dn)
-  thresholds = (dict(min_pixels=0, min_features=0, max_thin_taps=0) if path == "kernel_grad_dot"
-                else dict(max_thin_taps=10**6))
-  fast = lambda x, k: models.dots_conv_general_dilated(x, k, (1, 1), padding,
-                                                       dimension_numbers=dn, **thresholds)
+  thresholds = (
+      dict(min_pixels=0, min_features=0, max_thin_taps=0)
+      if path == "kernel_grad_dot"
+      else dict(max_thin_taps=10**6)
+  )
+  fast = lambda x, k: models.dots_conv_general_dilated(
+      x, k, (1, 1), padding, dimension_numbers=dn, **thresholds
+  )
   want = plain(x, k)
   cotangent = jax.random.normal(jax.random.key(2), want.shape)
-  grads = [jax.grad(lambda x, k, f=f: jnp.sum(f(x, k) * cotangent), argnums=(0, 1))(x, k)
-           for f in (fast, plain)]
+  grads = [
+      jax.grad(lambda x, k, f=f: jnp.sum(f(x, k) * cotangent), argnums=(0, 1))(x, k)
+      for f in (fast, plain)
+  ]
   if path == "kernel_grad_dot":  # forward and input gradient are XLA's own convolutions
     np.testing.assert_array_equal(fast(x, k), want)
     np.testing.assert_array_equal(grads[0][0], grads[1][0])
@@ -241,8 +308,7 @@ def test_dots_conv_equals_lax_conv(channels, kernel, padding, path):
 def test_generator_conv_impls_agree():
   """The generator's conv_impl changes how its kernel gradients are computed, not its function
   (128×128 with 16 channels: its last block takes the dot path)."""
-  fast = models.Generator(image_size=128, num_classes=2, width=16,
-                          conv_impl="dots")
+  fast = models.Generator(image_size=128, num_classes=2, width=16, conv_impl="dots")
   plain = fast.clone(conv_impl="lax")
   z = jax.random.normal(jax.random.key(0), (4, 64))
   labels = jnp.array([0, 1, 1, 0])
@@ -251,16 +317,23 @@ def test_generator_conv_impls_agree():
 
   def loss(generator):
     def fn(params):
-      images, _ = generator.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                                  z, labels, train=True, mutable=["batch_stats"])
+      images, _ = generator.apply(
+          {"params": params, "batch_stats": variables["batch_stats"]},
+          z,
+          labels,
+          train=True,
+          mutable=["batch_stats"],
+      )
       return jnp.sum(images * target)
+
     return jax.value_and_grad(fn)(variables["params"])
 
   (value_fast, grads_fast), (value_plain, grads_plain) = loss(fast), loss(plain)
   np.testing.assert_allclose(value_fast, value_plain, rtol=1e-5)
   frozen = models.pre_batchnorm_bias_mask(grads_plain)  # true gradient 0: rounding noise only
-  for is_frozen, a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(grads_fast),
-                             jax.tree.leaves(grads_plain)):
+  for is_frozen, a, b in zip(
+      jax.tree.leaves(frozen), jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain)
+  ):
     if not is_frozen:
       scale = float(jnp.max(jnp.abs(b))) + 1e-12
       assert float(jnp.max(jnp.abs(a - b))) / scale < 1e-4
@@ -271,19 +344,28 @@ def test_generator_conv_shapes_of_the_original():
   with config.unlocked():
     config.model.width = 64
   assert bench.generator_conv_shapes(config) == [
-      (8, 256, 128), (16, 128, 128), (32, 128, 64), (32, 64, 64), (64, 64, 64), (128, 64, 64),
-      (128, 64, 3)]
+      (8, 256, 128),
+      (16, 128, 128),
+      (32, 128, 64),
+      (32, 64, 64),
+      (64, 64, 64),
+      (128, 64, 64),
+      (128, 64, 3),
+  ]
 
 
 def test_conv_impl_auto_and_typos():
   on_cpu = jax.default_backend() == "cpu"
   assert models.resolve_conv_impl("auto", ("lax", "im2col"), on_cpu="im2col") == (
-      "im2col" if on_cpu else "lax")
+      "im2col" if on_cpu else "lax"
+  )
   assert models.resolve_conv_impl("lax", ("lax", "im2col"), on_cpu="im2col") == "lax"
   z, labels = jnp.zeros((2, 64)), jnp.array([0, 1])
   with pytest.raises(ValueError, match="conv_impl must be one of"):
     models.Generator(image_size=8, width=8, conv_impl="im2col").init(
-        jax.random.key(0), z, labels, train=False)
+        jax.random.key(0), z, labels, train=False
+    )
   with pytest.raises(ValueError, match="conv_impl must be one of"):
     models.Critic(image_size=8, width=8, conv_impl="matmul").init(
-        jax.random.key(0), jnp.zeros((2, 8, 8, 3)), labels)
+        jax.random.key(0), jnp.zeros((2, 8, 8, 3)), labels
+    )

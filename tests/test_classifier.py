@@ -6,84 +6,87 @@ from flowergan import classifier as C
 
 
 def _discs(n=100, size=32, seed=0):
-    """Yellow vs orange discs of random radius/position on a noisy green background, in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    colours = np.array([[1.0, 0.9, 0.1], [1.0, 0.45, 0.0]])  # yellow, orange (RGB in [0,1])
-    labels = np.arange(n) % 2
-    rng.shuffle(labels)
-    imgs = np.empty((n, size, size, 3), np.float32)
-    for i, c in enumerate(labels):
-        bg = np.array([0.1, 0.5, 0.15]) + 0.05 * rng.standard_normal((size, size, 3))
-        r = rng.uniform(0.2, 0.35) * size
-        cy, cx = rng.uniform(0.35, 0.65, size=2) * size
-        disc = ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
-        img = np.where(disc[..., None], colours[c] + 0.05 * rng.standard_normal(3), bg)
-        imgs[i] = np.clip(img, 0, 1) * 2 - 1
-    return imgs, labels
+  """Yellow vs orange discs of random radius/position on a noisy green background, in [-1, 1]."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:size, 0:size]
+  colours = np.array([[1.0, 0.9, 0.1], [1.0, 0.45, 0.0]])  # yellow, orange (RGB in [0,1])
+  labels = np.arange(n) % 2
+  rng.shuffle(labels)
+  imgs = np.empty((n, size, size, 3), np.float32)
+  for i, c in enumerate(labels):
+    bg = np.array([0.1, 0.5, 0.15]) + 0.05 * rng.standard_normal((size, size, 3))
+    r = rng.uniform(0.2, 0.35) * size
+    cy, cx = rng.uniform(0.35, 0.65, size=2) * size
+    disc = ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
+    img = np.where(disc[..., None], colours[c] + 0.05 * rng.standard_normal(3), bg)
+    imgs[i] = np.clip(img, 0, 1) * 2 - 1
+  return imgs, labels
 
 
 @pytest.fixture(scope="module")
 def trained():
-    x, y = _discs()
-    params, info = C.train_classifier(x, y, 2, steps=40, batch_size=32, seed=0, learning_rate=3e-3)
-    return x, y, params, info
+  x, y = _discs()
+  params, info = C.train_classifier(x, y, 2, steps=40, batch_size=32, seed=0, learning_rate=3e-3)
+  return x, y, params, info
 
 
 def test_classifier_learns_separable_set(trained):
-    x, y, params, info = trained
-    assert info["num_holdout"] == 20 and info["num_train"] == 80
-    assert info["holdout_accuracy"] >= 0.9
-    assert info["train_accuracy"] >= 0.9
+  x, y, params, info = trained
+  assert info["num_holdout"] == 20 and info["num_train"] == 80
+  assert info["holdout_accuracy"] >= 0.9
+  assert info["train_accuracy"] >= 0.9
 
 
 def test_predict_shapes_batching_and_sizes(trained):
-    x, y, params, _ = trained
-    lo, fe = C.predict(params, x, batch_size=32)  # 100 = 3*32 + 4: padded last batch
-    assert lo.shape == (100, 2) and fe.shape == (100, 128)
-    lo2, fe2 = C.predict(params, x, batch_size=100)
-    np.testing.assert_allclose(lo, lo2, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(fe, fe2, rtol=1e-5, atol=1e-5)
-    # the module works at other sizes (global pool)
-    m = C.Classifier(num_classes=2)
-    for s in (64, 128):  # shape-only evaluation, no compute
-        x_s = jax.ShapeDtypeStruct((2, s, s, 3), np.float32)
-        v = jax.eval_shape(m.init, jax.random.PRNGKey(0), x_s)
-        lo, fe = jax.eval_shape(lambda v, x: m.apply(v, x, return_features=True), v, x_s)
-        assert lo.shape == (2, 2) and fe.shape == (2, 128)
+  x, y, params, _ = trained
+  lo, fe = C.predict(params, x, batch_size=32)  # 100 = 3*32 + 4: padded last batch
+  assert lo.shape == (100, 2) and fe.shape == (100, 128)
+  lo2, fe2 = C.predict(params, x, batch_size=100)
+  np.testing.assert_allclose(lo, lo2, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(fe, fe2, rtol=1e-5, atol=1e-5)
+  # the module works at other sizes (global pool)
+  m = C.Classifier(num_classes=2)
+  for s in (64, 128):  # shape-only evaluation, no compute
+    x_s = jax.ShapeDtypeStruct((2, s, s, 3), np.float32)
+    v = jax.eval_shape(m.init, jax.random.PRNGKey(0), x_s)
+    lo, fe = jax.eval_shape(lambda v, x: m.apply(v, x, return_features=True), v, x_s)
+    assert lo.shape == (2, 2) and fe.shape == (2, 128)
 
 
 def test_save_load_roundtrip(trained, tmp_path):
-    x, y, params, _ = trained
-    fp = C.data_fingerprint(x, y)
-    path = tmp_path / "sub" / "classifier.msgpack"
-    C.save_classifier(str(path), params, {"image_size": 32, "fingerprint": fp})
-    p2, meta = C.load_classifier(str(path))
-    assert meta["fingerprint"] == fp and meta["image_size"] == 32 and meta["num_classes"] == 2
-    a, fa = C.predict(params, x[:16])
-    b, fb = C.predict(p2, x[:16])
-    np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(fa, fb)
+  x, y, params, _ = trained
+  fp = C.data_fingerprint(x, y)
+  path = tmp_path / "sub" / "classifier.msgpack"
+  C.save_classifier(str(path), params, {"image_size": 32, "fingerprint": fp})
+  p2, meta = C.load_classifier(str(path))
+  assert meta["fingerprint"] == fp and meta["image_size"] == 32 and meta["num_classes"] == 2
+  a, fa = C.predict(params, x[:16])
+  b, fb = C.predict(p2, x[:16])
+  np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(fa, fb)
 
 
 def test_fingerprint_changes_with_data():
-    x, y = _discs(n=10)
-    fp = C.data_fingerprint(x, y)
-    assert fp == C.data_fingerprint(x.copy(), y.copy())
-    x2 = x.copy()
-    x2[0, 0, 0, 0] += 0.01
-    assert C.data_fingerprint(x2, y) != fp
-    assert C.data_fingerprint(x, 1 - y) != fp
+  x, y = _discs(n=10)
+  fp = C.data_fingerprint(x, y)
+  assert fp == C.data_fingerprint(x.copy(), y.copy())
+  x2 = x.copy()
+  x2[0, 0, 0, 0] += 0.01
+  assert C.data_fingerprint(x2, y) != fp
+  assert C.data_fingerprint(x, 1 - y) != fp
 
 
 def test_training_is_deterministic_per_seed():
-    x, y = _discs()  # same shapes/settings as the fixture -> compiled step is reused
-    kw = dict(steps=2, batch_size=32, learning_rate=3e-3)
-    p1, i1 = C.train_classifier(x, y, 2, seed=3, **kw)
-    p2, i2 = C.train_classifier(x, y, 2, seed=3, **kw)
-    p3, _ = C.train_classifier(x, y, 2, seed=4, **kw)
-    l1 = jax.tree_util.tree_leaves(p1)
-    for a, b in zip(l1, jax.tree_util.tree_leaves(p2)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert i1["final_loss"] == i2["final_loss"]
-    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(l1, jax.tree_util.tree_leaves(p3)))
+  x, y = _discs()  # same shapes/settings as the fixture -> compiled step is reused
+  kw = dict(steps=2, batch_size=32, learning_rate=3e-3)
+  p1, i1 = C.train_classifier(x, y, 2, seed=3, **kw)
+  p2, i2 = C.train_classifier(x, y, 2, seed=3, **kw)
+  p3, _ = C.train_classifier(x, y, 2, seed=4, **kw)
+  l1 = jax.tree_util.tree_leaves(p1)
+  for a, b in zip(l1, jax.tree_util.tree_leaves(p2)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert i1["final_loss"] == i2["final_loss"]
+  assert any(
+      not np.array_equal(np.asarray(a), np.asarray(b))
+      for a, b in zip(l1, jax.tree_util.tree_leaves(p3))
+  )

@@ -1,8 +1,6 @@
 """train.py → checkpoint → sample.py, resume, preemption and the one-line errors."""
 
 import os
-import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,10 +19,16 @@ from tests import tiny_config
 REPO = tiny_config.REPO
 TINY_FLAGS = [
     "--config=" + str(REPO / "configs" / "demo.py"),
-    "--config.data.image_size=16", "--config.data.synthetic_num_per_class=16",
-    "--config.model.z_dim=8", "--config.model.width=8", "--config.model.critic_width=8",
-    "--config.train.batch_size=8", "--config.train.n_critic=2", "--config.log_every=1",
-    "--config.sample_every=2", "--config.checkpoint_every=2",
+    "--config.data.image_size=16",
+    "--config.data.synthetic_num_per_class=16",
+    "--config.model.z_dim=8",
+    "--config.model.width=8",
+    "--config.model.critic_width=8",
+    "--config.train.batch_size=8",
+    "--config.train.n_critic=2",
+    "--config.log_every=1",
+    "--config.sample_every=2",
+    "--config.checkpoint_every=2",
     "--config.eval_every=-1",  # evaluation has its own tests (test_quality.py)
 ]
 
@@ -37,8 +41,14 @@ def _env(devices=8):
 
 
 def _run(script, *args, cwd=REPO, devices=8, timeout=600):
-  return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, env=_env(devices),
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+      [sys.executable, str(REPO / script), *args],
+      cwd=cwd,
+      env=_env(devices),
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +56,13 @@ def trained(tmp_path_factory):
   """A 4-step run through the real train.py, on 8 (fake) devices."""
   root = tmp_path_factory.mktemp("e2e")
   workdir = root / "run"
-  result = _run("train.py", *TINY_FLAGS, "--config.train.num_steps=4",
-                f"--config.data.cache_dir={root / 'cache'}", f"--workdir={workdir}")
+  result = _run(
+      "train.py",
+      *TINY_FLAGS,
+      "--config.train.num_steps=4",
+      f"--config.data.cache_dir={root / 'cache'}",
+      f"--workdir={workdir}",
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir, root
 
@@ -56,8 +71,12 @@ def test_train_writes_checkpoints_samples_and_progress(trained):
   workdir, _ = trained
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
   samples = sorted(os.listdir(workdir / "samples"))
-  assert samples == ["dandelion_step0000002.png", "dandelion_step0000004.png",
-                     "marigold_step0000002.png", "marigold_step0000004.png"]
+  assert samples == [
+      "dandelion_step0000002.png",
+      "dandelion_step0000004.png",
+      "marigold_step0000002.png",
+      "marigold_step0000004.png",
+  ]
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(workdir))
 
 
@@ -66,25 +85,42 @@ def test_sample_cli_grid_and_directory_without_config(trained, tmp_path):
   # cwd without configs/: sampling needs only the checkpoint's own metadata. 1 device: the
   # checkpoint was saved from 8.
   out = tmp_path / "grid.png"
-  result = _run("sample.py", f"--workdir={workdir}", "--label=marigold", "--num=6",
-                f"--out={out}", cwd=tmp_path, devices=1)
+  result = _run(
+      "sample.py",
+      f"--workdir={workdir}",
+      "--label=marigold",
+      "--num=6",
+      f"--out={out}",
+      cwd=tmp_path,
+      devices=1,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert str(out) in result.stdout
   grid = np.asarray(Image.open(out))
   assert grid.shape == (2 + 2 * 18, 2 + 3 * 18, 3)  # 6 images of 16 px in a 3×2 grid
-  result = _run("sample.py", f"--workdir={workdir}", "--label=all", "--num=3",
-                f"--out={tmp_path / 'singles'}", cwd=tmp_path, devices=1)
+  result = _run(
+      "sample.py",
+      f"--workdir={workdir}",
+      "--label=all",
+      "--num=3",
+      f"--out={tmp_path / 'singles'}",
+      cwd=tmp_path,
+      devices=1,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   files = sorted(os.listdir(tmp_path / "singles"))
   assert len(files) == 6 and sum(f.startswith("marigold") for f in files) == 3
   assert Image.open(tmp_path / "singles" / files[0]).size == (16, 16)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--label=rose"], "unknown label 'rose'; valid labels: dandelion, marigold"),
-    (["--num=0"], "--num must be at least 1"),
-    (["--out=/proc/forbidden/x.png"], "cannot write to /proc/forbidden/x.png"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--label=rose"], "unknown label 'rose'; valid labels: dandelion, marigold"),
+        (["--num=0"], "--num must be at least 1"),
+        (["--out=/proc/forbidden/x.png"], "cannot write to /proc/forbidden/x.png"),
+    ],
+)
 def test_sample_cli_errors(trained, args, message):
   workdir, _ = trained
   result = _run("sample.py", f"--workdir={workdir}", *args, devices=1)
@@ -101,8 +137,7 @@ def test_sample_cli_without_checkpoint(tmp_path):
 
 
 def test_config_typo_is_an_error(tmp_path):
-  result = _run("train.py", *TINY_FLAGS, "--config.train.batchsize=8",
-                f"--workdir={tmp_path}")
+  result = _run("train.py", *TINY_FLAGS, "--config.train.batchsize=8", f"--workdir={tmp_path}")
   assert result.returncode != 0
   assert "batchsize" in result.stderr
   assert not (tmp_path / "checkpoints").exists()
@@ -149,8 +184,9 @@ def test_resume_equals_uninterrupted_run(trained, tmp_path):
   train_lib.train_and_evaluate(_config(root, num_steps=2), str(tmp_path / "b"))
   resumed = train_lib.train_and_evaluate(_config(root, num_steps=4), str(tmp_path / "b"))
   assert int(resumed.step) == 4
-  chex.assert_trees_all_close(jax.device_get(straight), jax.device_get(resumed),
-                              rtol=1e-6, atol=1e-7)
+  chex.assert_trees_all_close(
+      jax.device_get(straight), jax.device_get(resumed), rtol=1e-6, atol=1e-7
+  )
 
 
 def test_incompatible_checkpoint_is_refused_and_kept(trained):
@@ -177,10 +213,22 @@ def test_sigterm_saves_a_loadable_checkpoint(trained, tmp_path):
   _, root = trained
   workdir = tmp_path / "preempted"
   process = subprocess.Popen(
-      [sys.executable, str(REPO / "train.py"), *TINY_FLAGS, "--config.train.num_steps=1000",
-       "--config.checkpoint_every=1000", "--config.sample_every=1000",
-       f"--config.data.cache_dir={root / 'cache'}", f"--workdir={workdir}"],
-      cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      [
+          sys.executable,
+          str(REPO / "train.py"),
+          *TINY_FLAGS,
+          "--config.train.num_steps=1000",
+          "--config.checkpoint_every=1000",
+          "--config.sample_every=1000",
+          f"--config.data.cache_dir={root / 'cache'}",
+          f"--workdir={workdir}",
+      ],
+      cwd=REPO,
+      env=_env(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
   try:
     for line in process.stdout:
       if line.startswith("step 2/"):

@@ -22,7 +22,7 @@ def test_penalty_of_linear_critic_is_closed_form():
 
 
 def test_penalty_of_half_squared_norm_uses_gradient_x_hat():
-  critic_fn = lambda x: 0.5 * jnp.sum(x ** 2, axis=(1, 2, 3))
+  critic_fn = lambda x: 0.5 * jnp.sum(x**2, axis=(1, 2, 3))
   x = jax.random.normal(jax.random.key(4), (6, 3, 3, 3))
   # real == fake pins x̂ = x whatever ε is; ∇f(x̂) = x̂.
   gp = losses.gradient_penalty(critic_fn, x, x, jax.random.key(5))
@@ -38,7 +38,9 @@ def test_penalty_of_half_squared_norm_uses_gradient_x_hat():
   assert float(eps[:, 0].std()) > 0  # ε differs between images
   np.testing.assert_allclose(
       losses.gradient_penalty(critic_fn, x, y, key),
-      jnp.mean((jnp.linalg.norm(x_hat.reshape(6, -1), axis=1) - 1.0) ** 2), rtol=1e-5)
+      jnp.mean((jnp.linalg.norm(x_hat.reshape(6, -1), axis=1) - 1.0) ** 2),
+      rtol=1e-5,
+  )
 
 
 def test_zero_gradient_gives_finite_penalty_and_gradient():

@@ -7,8 +7,9 @@ from flowergan import models
 
 
 def _generator_vars(gen, z_dim=64, batch=2):
-  return gen.init(jax.random.key(0), jnp.zeros((batch, z_dim)), jnp.zeros((batch,), jnp.int32),
-                  train=False)
+  return gen.init(
+      jax.random.key(0), jnp.zeros((batch, z_dim)), jnp.zeros((batch,), jnp.int32), train=False
+  )
 
 
 def _expected_generator_params(image_size, z_dim=64, width=64, num_classes=2):
@@ -41,8 +42,7 @@ def test_generator_shapes_and_range(upsample):
   gen = models.Generator(image_size=32, width=8, upsample=upsample, num_classes=3)
   variables = _generator_vars(gen, z_dim=16, batch=4)
   z = 3.0 * jax.random.normal(jax.random.key(1), (4, 16))
-  images, _ = gen.apply(variables, z, jnp.array([0, 1, 2, 0]), train=True,
-                        mutable=["batch_stats"])
+  images, _ = gen.apply(variables, z, jnp.array([0, 1, 2, 0]), train=True, mutable=["batch_stats"])
   assert images.shape == (4, 32, 32, 3) and images.dtype == jnp.float32
   assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
   assert float(images.std()) > 0
@@ -94,8 +94,9 @@ def test_bilinear_upsample_matches_align_corners_false():
   row = models.upsample2x_bilinear(x)[0, 0, :, 0]
   np.testing.assert_allclose(row, [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3], atol=1e-6)
   y = jax.random.normal(jax.random.key(7), (2, 5, 6, 3))
-  np.testing.assert_allclose(models.upsample2x_bilinear(y),
-                             jax.image.resize(y, (2, 10, 12, 3), "bilinear"), atol=1e-5)
+  np.testing.assert_allclose(
+      models.upsample2x_bilinear(y), jax.image.resize(y, (2, 10, 12, 3), "bilinear"), atol=1e-5
+  )
 
 
 @pytest.mark.parametrize("bad", [0, 12, 100])

@@ -12,19 +12,40 @@ import jax
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, classifier, evaluate, input_pipeline, sampling, synthetic
+from flowergan import classifier, evaluate, input_pipeline, sampling, synthetic
 from flowergan import train as train_lib
 from flowergan import train_step as ts
 from tests import tiny_config
 
 EXPECTED_KEYS = {
-    "step", "use_ema", "seed", "num_generated_per_class", "num_real",
-    "classifier_holdout_accuracy", "classifier_train_accuracy",
-    "class_consistency/dandelion", "class_consistency/marigold", "class_consistency_mean",
-    "fd/dandelion", "fd/marigold", "fd", "fd_real_halves",
-    "kid/dandelion", "kid/marigold", "kid", "kid_std/dandelion", "kid_std/marigold", "kid_std",
-    "swd_16", "swd_mean", "swd_real_halves_16", "swd_real_halves_mean",
-    "checkerboard", "checkerboard_real", "eval_seconds", "classifier_cached",
+    "step",
+    "use_ema",
+    "seed",
+    "num_generated_per_class",
+    "num_real",
+    "classifier_holdout_accuracy",
+    "classifier_train_accuracy",
+    "class_consistency/dandelion",
+    "class_consistency/marigold",
+    "class_consistency_mean",
+    "fd/dandelion",
+    "fd/marigold",
+    "fd",
+    "fd_real_halves",
+    "kid/dandelion",
+    "kid/marigold",
+    "kid",
+    "kid_std/dandelion",
+    "kid_std/marigold",
+    "kid_std",
+    "swd_16",
+    "swd_mean",
+    "swd_real_halves_16",
+    "swd_real_halves_mean",
+    "checkerboard",
+    "checkerboard_real",
+    "eval_seconds",
+    "classifier_cached",
 }
 
 
@@ -119,12 +140,19 @@ def test_cli_and_no_tensorflow_at_import(run):
   before = len(_lines(workdir))
   # One process: the module imports without TensorFlow (GPU hosts have none), then its CLI
   # (`python -m flowergan.evaluate ...`) loads the run's real images with it.
-  script = ("import sys, flowergan.evaluate as e; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported by the module'; "
-            "sys.argv = ['evaluate'] + sys.argv[1:]; e.main()")
+  script = (
+      "import sys, flowergan.evaluate as e; "
+      "assert 'tensorflow' not in sys.modules, 'tensorflow imported by the module'; "
+      "sys.argv = ['evaluate'] + sys.argv[1:]; e.main()"
+  )
   result = subprocess.run(
       [sys.executable, "-c", script, f"--workdir={workdir}", "--num_per_class=8", "--no_ema"],
-      env=env, capture_output=True, text=True, timeout=300, cwd=str(workdir))
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      cwd=str(workdir),
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "class consistency" in result.stdout and "raw generator" in result.stdout
   lines = _lines(workdir)
@@ -137,22 +165,28 @@ def test_ema_is_kept_across_resume(run, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(original, workdir)  # the other tests keep their 2-step run
   restored = sampling.load(str(workdir)).state
-  chex.assert_trees_all_equal(jax.device_get(restored.ema_params),
-                              jax.device_get(state.ema_params))
+  chex.assert_trees_all_equal(jax.device_get(restored.ema_params), jax.device_get(state.ema_params))
   # The EMA is its own weights, not a copy of the generator's.
-  assert not all(np.array_equal(a, b) for a, b in zip(
-      jax.tree.leaves(jax.device_get(state.ema_params)),
-      jax.tree.leaves(jax.device_get(state.g_params))))
+  assert not all(
+      np.array_equal(a, b)
+      for a, b in zip(
+          jax.tree.leaves(jax.device_get(state.ema_params)),
+          jax.tree.leaves(jax.device_get(state.g_params)),
+      )
+  )
   # One more step from the checkpoint continues the saved average (not a fresh one).
   config = _config(original.parent, num_steps=3)
   config.eval_every = -1  # never: this test is about the state only
   resumed = train_lib.train_and_evaluate(config, str(workdir))
   assert int(resumed.step) == 3
-  expected = ts.ema_update(jax.device_get(restored.ema_params),
-                           jax.device_get(resumed.g_params), 2, config.train.ema_decay,
-                           config.train.ema_warmup)
-  chex.assert_trees_all_close(jax.device_get(resumed.ema_params), expected, rtol=1e-6,
-                              atol=1e-7)
+  expected = ts.ema_update(
+      jax.device_get(restored.ema_params),
+      jax.device_get(resumed.g_params),
+      2,
+      config.train.ema_decay,
+      config.train.ema_warmup,
+  )
+  chex.assert_trees_all_close(jax.device_get(resumed.ema_params), expected, rtol=1e-6, atol=1e-7)
 
 
 def _gradient_penalty(augment_fn, config):
@@ -170,7 +204,8 @@ def _gradient_penalty(augment_fn, config):
   def penalty(state):
     carry = (state.d_params, state.d_opt_state, state.g_batch_stats)
     _, metrics = gan._critic_update(  # pylint: disable=protected-access
-        state.g_params, carry, (real, labels, jax.random.key(1)))
+        state.g_params, carry, (real, labels, jax.random.key(1))
+    )
     return metrics["gradient_penalty"]
 
   return float(penalty(state))
@@ -197,7 +232,8 @@ def test_diffaugment_is_applied_in_the_gradient_penalty_path():
 def test_classifier_separates_the_synthetic_classes_quickly():
   images, labels, _ = synthetic.render_images(40, seed=0, size=32)
   x = images.astype(np.float32) / 127.5 - 1.0
-  _, info = classifier.train_classifier(x, labels, 2, steps=60, batch_size=32, seed=0,
-                                        learning_rate=3e-3)
+  _, info = classifier.train_classifier(
+      x, labels, 2, steps=60, batch_size=32, seed=0, learning_rate=3e-3
+  )
   assert info["num_holdout"] == 16
   assert info["holdout_accuracy"] >= 0.95, info

@@ -21,8 +21,10 @@ def _setup(devices=None, **train_overrides):
 def _batch(config, seed):
   rng = np.random.default_rng(seed)
   n, b, s = config.train.n_critic, config.train.batch_size, config.data.image_size
-  return {"image": rng.uniform(-1, 1, (n, b, s, s, 3)).astype(np.float32),
-          "label": rng.integers(0, 2, (n, b)).astype(np.int32)}
+  return {
+      "image": rng.uniform(-1, 1, (n, b, s, s, 3)).astype(np.float32),
+      "label": rng.integers(0, 2, (n, b)).astype(np.int32),
+  }
 
 
 def test_iteration_metrics_finite_and_state_advances():
@@ -31,18 +33,25 @@ def test_iteration_metrics_finite_and_state_advances():
   before = jax.device_get(state)
   state, metrics = step(state, ts.shard_batch(_batch(config, 0), mesh), jax.random.key(1))
   metrics = jax.device_get(metrics)
-  assert set(metrics) >= {"critic_loss", "wasserstein", "gradient_penalty", "generator_loss",
-                          "finite"}
+  assert set(metrics) >= {
+      "critic_loss",
+      "wasserstein",
+      "gradient_penalty",
+      "generator_loss",
+      "finite",
+  }
   assert bool(metrics["finite"])
   assert all(np.isfinite(v) for v in metrics.values())
   assert int(state.step) == 1
-  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before.d_params,
-                         jax.device_get(state.d_params))
+  changed = jax.tree.map(
+      lambda a, b: not np.array_equal(a, b), before.d_params, jax.device_get(state.d_params)
+  )
   # The critic's output bias cancels in E[D(fake)] − E[D(real)]: its gradient is exactly zero.
   assert not changed["Dense_0"].pop("bias")
   assert all(jax.tree_util.tree_leaves(changed))
-  g_changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before.g_params,
-                           jax.device_get(state.g_params))
+  g_changed = jax.tree.map(
+      lambda a, b: not np.array_equal(a, b), before.g_params, jax.device_get(state.g_params)
+  )
   frozen = models.pre_batchnorm_bias_mask(before.g_params)
   assert jax.tree.leaves(g_changed) == [not f for f in jax.tree.leaves(frozen)]
 
@@ -78,9 +87,11 @@ def test_step_compiles_once():
     traces.append(1)
     return gan.iteration(state, batch, key)
 
-  step = jax.jit(counting_iteration, in_shardings=(ts.replicated(mesh), ts.batch_sharding(mesh),
-                                                   ts.replicated(mesh)),
-                 donate_argnums=(0,))
+  step = jax.jit(
+      counting_iteration,
+      in_shardings=(ts.replicated(mesh), ts.batch_sharding(mesh), ts.replicated(mesh)),
+      donate_argnums=(0,),
+  )
   for i in range(3):
     state, _ = step(state, ts.shard_batch(_batch(config, i), mesh), jax.random.key(0))
   assert len(traces) == 1
@@ -109,7 +120,7 @@ def test_ema_closed_form():
   for t in range(k):
     ema = ts.ema_update(ema, params, t, decay, warmup=False)
   # e_k = p + d^k (e_0 - p) for constant p.
-  np.testing.assert_allclose(ema["w"], params["w"] * (1 - decay ** k), rtol=1e-6)
+  np.testing.assert_allclose(ema["w"], params["w"] * (1 - decay**k), rtol=1e-6)
   # Warm-up: the first update moves most of the way.
   warm = ts.ema_update({"w": jnp.zeros(2)}, params, 0, 0.999, warmup=True)
   np.testing.assert_allclose(warm["w"], params["w"] * 0.9, rtol=1e-6)

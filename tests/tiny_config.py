@@ -31,7 +31,13 @@ def get_config(image_size=16, cache_dir=None):
   config.sample_every = 2
   config.checkpoint_every = 2
   # The evaluation that ends every run: each metric computed, none of them stable.
-  config.eval.update(num_per_class=16, batch_size=32, classifier_steps=30,
-                     classifier_batch_size=16, kid_subsets=5, kid_subset_size=16,
-                     swd_nhoods_per_image=16)
+  config.eval.update(
+      num_per_class=16,
+      batch_size=32,
+      classifier_steps=30,
+      classifier_batch_size=16,
+      kid_subsets=5,
+      kid_subset_size=16,
+      swd_nhoods_per_image=16,
+  )
   return config
