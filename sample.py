@@ -32,12 +32,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
-  from flowergan import sampling  # after flag parsing: keeps --help fast
+  from flowergan import checkpointing, errors, sampling  # after flag parsing: keeps --help fast
 
   try:
     if _NUM.value < 1:
       raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
-    model = sampling.load(_WORKDIR.value, _STEP.value)
+    model = checkpointing.load_trained(_WORKDIR.value, _STEP.value)
     labels = sampling.resolve_labels(_LABEL.value, model.class_names, _NUM.value)
     params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
     images = sampling.generate(
@@ -51,7 +51,7 @@ def main(argv):
         class_names=model.class_names,
         ncols=_NUM.value if _LABEL.value == "all" else None,
     )
-  except (sampling.SamplingError, ValueError) as e:
+  except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
   what = "a grid of" if len(paths) == 1 else f"{len(paths)} files with"
   print(

@@ -25,7 +25,7 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from flowergan import checkpointing, input_pipeline, train  # after flags: keeps --help fast
+  from flowergan import errors, train  # after flags: keeps --help fast
 
   train.initialize_distributed_if_requested()
   config_path = flags.FLAGS["config"].config_filename
@@ -33,7 +33,7 @@ def main(argv):
   logging.info("Workdir: %s", workdir)
   try:
     train.train_and_evaluate(_CONFIG.value, workdir)
-  except (train.TrainingError, checkpointing.CheckpointError, input_pipeline.DataError) as e:
+  except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
   print(
       f"done: checkpoints and samples in {workdir}; sample with "

@@ -22,7 +22,7 @@ from absl import app, flags
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from flowergan import metrics, sampling  # noqa: E402
+from flowergan import checkpointing, metrics, sampling  # noqa: E402
 
 _RUNS = flags.DEFINE_list("runs", None, "Workdirs.", required=True)
 _NAMES = flags.DEFINE_list("names", None, "A title per run.", required=True)
@@ -63,7 +63,7 @@ def _enlarge(images, scale):
 def ablation(scale=2):
   rows = []
   for run, name in zip(_RUNS.value, _NAMES.value):
-    model = sampling.load(run)
+    model = checkpointing.load_trained(run)
     panels = []
     for use_ema in (True, False):
       images = _enlarge(_samples(model, use_ema, _NUM.value), scale)
@@ -76,7 +76,7 @@ def ablation(scale=2):
 def upsampling(scale=4, num=3):
   panels = []
   for run, name in zip(_RUNS.value, _NAMES.value):
-    model = sampling.load(run)
+    model = checkpointing.load_trained(run)
     images = _samples(model, True, 1000)
     score = metrics.checkerboard_score(images * 2 - 1)
     k = len(model.class_names)

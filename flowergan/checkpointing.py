@@ -7,6 +7,7 @@ current mesh (a run saved on 8 devices samples on 1).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -15,12 +16,14 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from flowergan import errors
 from flowergan import train_step as ts
+from flowergan import mesh as mesh_lib
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(errors.FlowerganError):
   """A checkpoint is missing or does not fit the current config (one-line message)."""
 
 
@@ -70,10 +73,6 @@ def save(
   )
 
 
-def latest_step(manager: ocp.CheckpointManager) -> int | None:
-  return manager.latest_step()
-
-
 def restore_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
   restored = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
   return dict(restored["metadata"])
@@ -82,7 +81,7 @@ def restore_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
 def abstract_state(gan: ts.WGANGP, mesh) -> Any:
   """Shapes, dtypes and (replicated, current-mesh) shardings of the state, without computing it."""
   shapes = jax.eval_shape(gan.init, jax.random.key(0))
-  sharding = ts.replicated(mesh)
+  sharding = mesh_lib.replicated(mesh)
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
@@ -119,3 +118,43 @@ def check_compatible(
         + "; ".join(problems)
         + "): pass a new --workdir, or restore the old config."
     )
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """A trained run as loaded from its checkpoint: what sampling, evaluation and the demo use."""
+
+  gan: ts.WGANGP
+  state: ts.TrainState
+  class_names: list[str]
+  step: int
+  config: object
+
+  def variables(self, use_ema: bool = True) -> tuple:
+    params = self.state.ema_params if use_ema else self.state.g_params
+    return params, self.state.g_batch_stats
+
+
+def load_trained(workdir: str, step: int | None = None) -> TrainedModel:
+  """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint."""
+  directory = checkpoint_dir(workdir)
+  how_to_train = "train one with `python train.py --config=configs/cwgan128.py` (or pass --workdir)"
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
+  manager = make_manager(workdir, create=False)
+  steps = manager.all_steps()
+  if not steps:
+    raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
+  if step is None:
+    step = max(steps)
+  elif step not in steps:
+    raise CheckpointError(
+        f"no checkpoint for step {step} in {workdir}; available steps: {sorted(steps)}."
+    )
+  metadata = restore_metadata(manager, step)
+  config = config_from_metadata(metadata)
+  class_names = metadata["class_names"]
+  gan = ts.wgangp_from_config(config, num_classes=len(class_names))
+  state = restore_state(manager, step, gan, mesh_lib.make_mesh())
+  manager.close()
+  return TrainedModel(gan=gan, state=state, class_names=class_names, step=step, config=config)

@@ -37,8 +37,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from flowergan import errors
 from flowergan import classifier as clf
-from flowergan import metrics, sampling
+from flowergan import checkpointing, metrics, sampling
 from flowergan.eval_config import default_eval_config
 
 METRICS_FILE = "metrics.jsonl"
@@ -57,7 +58,7 @@ def _complete(eval_config) -> ml_collections.ConfigDict:
   return out
 
 
-class EvaluationError(ValueError):
+class EvaluationError(errors.FlowerganError):
   """Real images that do not fit the model (one-line message)."""
 
 
@@ -131,7 +132,7 @@ def _halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(
-    model: str | sampling.TrainedModel,
+    model: str | checkpointing.TrainedModel,
     real_images,
     real_labels,
     class_names,
@@ -145,7 +146,7 @@ def evaluate(
   """Evaluates a trained generator against the real images; returns a flat dict of scalars.
 
   Args:
-    model: a workdir (its latest checkpoint is loaded) or a `sampling.TrainedModel`.
+    model: a workdir (its latest checkpoint is loaded) or a `checkpointing.TrainedModel`.
     real_images: uint8 (N, S, S, 3) as `input_pipeline.load_images` returns (or floats in
       [-1, 1]); real_labels: int (N,); class_names: the label order (must match the model's).
     eval_config: `config.eval` fields (default: the model config's own, else the defaults).
@@ -156,7 +157,7 @@ def evaluate(
   """
   if isinstance(model, (str, os.PathLike)):
     workdir = workdir or os.fspath(model)
-    model = sampling.load(workdir)
+    model = checkpointing.load_trained(workdir)
   eval_config = _complete(eval_config) if eval_config is not None else eval_config_of(model.config)
   class_names = list(class_names)
   if class_names != list(model.class_names):
@@ -329,7 +330,7 @@ def _main(argv):
     logging.set_verbosity(logging.WARNING)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   try:
-    model = sampling.load(f.workdir, f.step)
+    model = checkpointing.load_trained(f.workdir, f.step)
     eval_config = eval_config_of(model.config)
     for name in ("num_per_class", "seed"):
       if f[name].value is not None:
@@ -349,7 +350,7 @@ def _main(argv):
         use_ema=not f.no_ema,
         workdir=f.workdir,
     )
-  except (sampling.SamplingError, EvaluationError) as e:
+  except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
   print(format_table(results, class_names))
   print(f"appended to {os.path.join(f.workdir, METRICS_FILE)}")

@@ -60,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from flowergan import errors
 from flowergan import synthetic
 
 # TensorFlow only feeds the host: it must not grab accelerator memory.
@@ -75,7 +76,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _MAX_NAMED = 5  # how many skipped files a warning names
 
 
-class DataError(ValueError):
+class DataError(errors.FlowerganError):
   """A data problem the user must fix; the message is one line saying how."""
 
 

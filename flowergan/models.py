@@ -361,7 +361,7 @@ def conv_kernel_grad_by_matmul(x, g, kernel_shape, padding):
 
 
 # Where conv_kernel_grad_by_matmul beats XLA:CPU's kernel-gradient convolution (batch 16, 2
-# cores; `python -m flowergan.bench --conv_layers`): 128×128 64→64 0.44 s vs 0.87 s; at 64×64
+# cores; `python -m benchmarks.bench --conv_layers`): 128×128 64→64 0.44 s vs 0.87 s; at 64×64
 # about even; at 32×32 and below, or with a 3-channel output, XLA's own was 2-7× faster when
 # measured alone.
 MATMUL_KERNEL_GRAD_MIN_PIXELS = 128 * 128
@@ -393,7 +393,7 @@ def thin_conv_by_taps(x, kernel, padding, precision=None, preferred_element_type
   """A stride-1 NHWC/HWIO convolution with few outputs (kh·kw·C_out small, e.g. to_rgb) as one
   dot and a shifted sum: z = x @ [W_00 … W_ij …] gives every tap's contribution at once, and
   y[h, w] = Σ_ij z_ij[h + i - pt, w + j - pl]. Differentiated by JAX (dots, pads, slices).
-  XLA:CPU, 128×128 64→3 batch 16 (`python -m flowergan.bench --conv_layers`): forward 0.033 s
+  XLA:CPU, 128×128 64→3 batch 16 (`python -m benchmarks.bench --conv_layers`): forward 0.033 s
   vs 0.069 s, kernel gradient 0.057 s vs 0.087 s, input gradient 0.039 s vs 0.054 s."""
   kh, kw, c, d = kernel.shape
   n, h, w, _ = x.shape
@@ -624,12 +624,3 @@ def build_models(
           dtype=dtype,
       ),
   )
-
-
-def truncated_normal_z(key, shape: Sequence[int], truncation: float | None) -> jax.Array:
-  """Latent noise: standard normal, or truncated to ±`truncation` as in the original demo."""
-  if truncation is None:
-    return jax.random.normal(key, shape)
-  if truncation <= 0:
-    raise ValueError(f"truncation must be > 0 (the demo used 0.01–3.0), got {truncation}.")
-  return jax.random.truncated_normal(key, -truncation, truncation, shape)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+from collections.abc import Sequence
 import os
 import tempfile
 
@@ -12,53 +12,21 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from flowergan import checkpointing
+from flowergan import errors
 from flowergan import train_step as ts
-from flowergan.models import truncated_normal_z
 
 
-class SamplingError(ValueError):
+class SamplingError(errors.FlowerganError):
   """A bad sampling request; the message is one line that says what to do."""
 
 
-@dataclasses.dataclass
-class TrainedModel:
-  gan: ts.WGANGP
-  state: ts.TrainState
-  class_names: list[str]
-  step: int
-  config: object
-
-  def variables(self, use_ema: bool = True) -> tuple:
-    params = self.state.ema_params if use_ema else self.state.g_params
-    return params, self.state.g_batch_stats
-
-
-def load(workdir: str, step: int | None = None) -> TrainedModel:
-  """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint."""
-  directory = checkpointing.checkpoint_dir(workdir)
-  how_to_train = (
-      "train one with `python train.py --config=configs/cwgan128.py` " "(or pass --workdir)"
-  )
-  if not os.path.isdir(directory):
-    raise SamplingError(f"no checkpoint in {workdir}: {how_to_train}.")
-  manager = checkpointing.make_manager(workdir, create=False)
-  steps = manager.all_steps()
-  if not steps:
-    raise SamplingError(f"no checkpoint in {workdir}: {how_to_train}.")
-  if step is None:
-    step = max(steps)
-  elif step not in steps:
-    raise SamplingError(
-        f"no checkpoint for step {step} in {workdir}; available steps: " f"{sorted(steps)}."
-    )
-  metadata = checkpointing.restore_metadata(manager, step)
-  config = checkpointing.config_from_metadata(metadata)
-  class_names = metadata["class_names"]
-  gan = ts.wgangp_from_config(config, num_classes=len(class_names))
-  state = checkpointing.restore_state(manager, step, gan, ts.make_mesh())
-  manager.close()
-  return TrainedModel(gan=gan, state=state, class_names=class_names, step=step, config=config)
+def truncated_normal_z(key, shape: Sequence[int], truncation: float | None) -> jax.Array:
+  """Latent noise: standard normal, or truncated to ±`truncation` as in the original demo."""
+  if truncation is None:
+    return jax.random.normal(key, shape)
+  if truncation <= 0:
+    raise SamplingError(f"truncation must be > 0 (the demo used 0.01–3.0), got {truncation}.")
+  return jax.random.truncated_normal(key, -truncation, truncation, shape)
 
 
 def resolve_labels(label: str, class_names, num: int) -> np.ndarray:

@@ -19,13 +19,15 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 
+from flowergan import errors
 from flowergan import checkpointing, sampling
+from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
 SAMPLES_PER_CLASS = 16  # grid of 4×4 per class, same noise at every sample step
 
 
-class TrainingError(RuntimeError):
+class TrainingError(errors.FlowerganError):
   """Training stopped; the message is one line that says why and what to do."""
 
 
@@ -117,14 +119,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   _check_config(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   is_main = jax.process_index() == 0
-  mesh = ts.make_mesh()
+  mesh = mesh_lib.make_mesh()
   try:
-    ts.check_batch_size(config.train.batch_size, mesh)
+    mesh_lib.check_batch_size(config.train.batch_size, mesh)
   except ValueError as e:
     raise TrainingError(str(e)) from None
 
   manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints)
-  start_step = checkpointing.latest_step(manager) or 0
+  start_step = manager.latest_step() or 0
 
   from flowergan import input_pipeline  # TensorFlow is imported by the input pipeline only
 
@@ -167,7 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   try:
     with _graceful_stop() as stop:
       for step in range(start_step + 1, num_steps + 1):
-        batch = ts.shard_batch(next(batches), mesh)
+        batch = mesh_lib.shard_batch(next(batches), mesh)
         state, metrics = train_step(state, batch, step_key)
         metrics = jax.device_get(metrics)
         if not metrics["finite"]:
@@ -235,7 +237,7 @@ def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> 
 
   if "real" not in cache:
     cache["real"] = input_pipeline.load_images(config.data)[:2]
-  model = sampling.TrainedModel(
+  model = checkpointing.TrainedModel(
       gan=gan, state=state, class_names=list(class_names), step=step, config=config
   )
   results = evaluate.evaluate(

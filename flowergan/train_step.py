@@ -16,11 +16,11 @@ from collections.abc import Callable
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from flowergan import losses
+from flowergan.mesh import batch_sharding, replicated
 from flowergan.models import Critic, Generator, build_models, pre_batchnorm_bias_mask
 
 PyTree = Any
@@ -103,7 +103,7 @@ class WGANGP:
   def _augment(self, images, key):
     return images if self.augment_fn is None else self.augment_fn(images, key)
 
-  def _critic_update(self, g_params, carry, xs):
+  def critic_update(self, g_params, carry, xs):
     d_params, d_opt_state, g_batch_stats = carry
     real, labels, key = xs
     k_z, k_gp, k_aug, k_aug_gp = jax.random.split(key, 4)
@@ -141,7 +141,7 @@ class WGANGP:
     )
     return (d_params, d_opt_state, g_vars["batch_stats"]), metrics
 
-  def _generator_update(self, g_params, g_opt_state, g_batch_stats, d_params, labels, key):
+  def generator_update(self, g_params, g_opt_state, g_batch_stats, d_params, labels, key):
     """One generator step against the critic `d_params`: (params, opt state, batch stats,
     loss, gradients)."""
     k_z, k_aug = jax.random.split(key)
@@ -177,7 +177,7 @@ class WGANGP:
     k_critic, k_z = jax.random.split(key)
     critic_keys = jax.random.split(k_critic, self.n_critic)
     (d_params, d_opt_state, g_batch_stats), d_metrics = jax.lax.scan(
-        lambda carry, xs: self._critic_update(state.g_params, carry, xs),
+        lambda carry, xs: self.critic_update(state.g_params, carry, xs),
         (state.d_params, state.d_opt_state, state.g_batch_stats),
         (images, labels, critic_keys),
         # Unrolled: as a while loop, XLA:CPU ran this iteration 10× slower (demo config, this
@@ -187,7 +187,7 @@ class WGANGP:
     )
 
     # The generator's labels follow the class distribution of the data the critic sees.
-    g_params, g_opt_state, g_batch_stats, g_loss, g_grads = self._generator_update(
+    g_params, g_opt_state, g_batch_stats, g_loss, g_grads = self.generator_update(
         state.g_params, state.g_opt_state, g_batch_stats, d_params, labels[-1], k_z
     )
 
@@ -247,40 +247,6 @@ def wgangp_from_config(config, num_classes: int, augment_fn: AugmentFn | None = 
       ema_warmup=config.train.ema_warmup,
       augment_fn=augment_fn,
   )
-
-
-# --- data parallelism ----------------------------------------------------------------------
-
-
-def make_mesh(devices=None) -> Mesh:
-  """A 1-D mesh named 'data' over `devices` (default: every device of every process)."""
-  devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), ("data",))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Shards the per-step batch (n_critic, B, ...) along B."""
-  return NamedSharding(mesh, P(None, "data"))
-
-
-def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
-  if global_batch_size % mesh.size:
-    raise ValueError(
-        f"batch_size {global_batch_size} is not divisible by the {mesh.size} devices; set "
-        f"--config.train.batch_size to a multiple of {mesh.size}."
-    )
-
-
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
-  """Assembles each process's local part of the batch into one global array."""
-  sharding = batch_sharding(mesh)
-  return {
-      k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
-  }
 
 
 def make_train_step(gan: WGANGP, mesh: Mesh):

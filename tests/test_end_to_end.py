@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from flowergan import checkpointing, sampling
+from flowergan import mesh as mesh_lib
 from flowergan import train as train_lib
 from flowergan import train_step as ts
 from tests import tiny_config
@@ -145,7 +146,7 @@ def test_config_typo_is_an_error(tmp_path):
 
 def test_sampling_is_deterministic_and_labels_follow_request(trained):
   workdir, _ = trained
-  model = sampling.load(str(workdir))
+  model = checkpointing.load_trained(str(workdir))
   assert model.step == 4 and model.class_names == ["dandelion", "marigold"]
   params, stats = model.variables()
   labels = sampling.resolve_labels("all", model.class_names, 3)
@@ -157,7 +158,7 @@ def test_sampling_is_deterministic_and_labels_follow_request(trained):
   assert not np.array_equal(a, c)
   assert a.shape == (6, 16, 16, 3) and a.min() >= 0 and a.max() <= 1
   with pytest.raises(sampling.SamplingError, match="available steps: \\[2, 4\\]"):
-    sampling.load(str(workdir), step=3)
+    checkpointing.load_trained(str(workdir), step=3)
 
 
 def test_checkpoint_from_8_devices_restores_on_1(trained):
@@ -165,8 +166,8 @@ def test_checkpoint_from_8_devices_restores_on_1(trained):
   manager = checkpointing.make_manager(str(workdir), create=False)
   config = checkpointing.config_from_metadata(checkpointing.restore_metadata(manager, 4))
   gan = ts.wgangp_from_config(config, num_classes=2)
-  on_8 = checkpointing.restore_state(manager, 4, gan, ts.make_mesh())
-  on_1 = checkpointing.restore_state(manager, 4, gan, ts.make_mesh(jax.devices()[:1]))
+  on_8 = checkpointing.restore_state(manager, 4, gan, mesh_lib.make_mesh())
+  on_1 = checkpointing.restore_state(manager, 4, gan, mesh_lib.make_mesh(jax.devices()[:1]))
   assert len(on_1.g_params["to_rgb"]["kernel"].sharding.device_set) == 1
   chex.assert_trees_all_equal(jax.device_get(on_8), jax.device_get(on_1))
   manager.close()
@@ -206,7 +207,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(trained, tmp_
   with pytest.raises(train_lib.TrainingError, match="non-finite .* at step 3 .*step 2"):
     train_lib.train_and_evaluate(_config(root, num_steps=4, gp_weight=float("nan")), workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2"]
-  assert sampling.load(workdir).step == 2
+  assert checkpointing.load_trained(workdir).step == 2
 
 
 def test_sigterm_saves_a_loadable_checkpoint(trained, tmp_path):
@@ -241,4 +242,4 @@ def test_sigterm_saves_a_loadable_checkpoint(trained, tmp_path):
   assert "SIGTERM: stopped at step" in out
   steps = [int(s) for s in os.listdir(workdir / "checkpoints")]
   assert len(steps) == 1 and 2 <= steps[0] < 1000
-  assert sampling.load(str(workdir)).step == steps[0]
+  assert checkpointing.load_trained(str(workdir)).step == steps[0]

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from flowergan import classifier, evaluate, input_pipeline, sampling, synthetic
+from flowergan import checkpointing, classifier, evaluate, input_pipeline, synthetic
 from flowergan import train as train_lib
 from flowergan import train_step as ts
 from tests import tiny_config
@@ -164,7 +164,7 @@ def test_ema_is_kept_across_resume(run, tmp_path):
   original, config, state, _ = run
   workdir = tmp_path / "run"
   shutil.copytree(original, workdir)  # the other tests keep their 2-step run
-  restored = sampling.load(str(workdir)).state
+  restored = checkpointing.load_trained(str(workdir)).state
   chex.assert_trees_all_equal(jax.device_get(restored.ema_params), jax.device_get(state.ema_params))
   # The EMA is its own weights, not a copy of the generator's.
   assert not all(
@@ -203,9 +203,7 @@ def _gradient_penalty(augment_fn, config):
   @jax.jit
   def penalty(state):
     carry = (state.d_params, state.d_opt_state, state.g_batch_stats)
-    _, metrics = gan._critic_update(  # pylint: disable=protected-access
-        state.g_params, carry, (real, labels, jax.random.key(1))
-    )
+    _, metrics = gan.critic_update(state.g_params, carry, (real, labels, jax.random.key(1)))
     return metrics["gradient_penalty"]
 
   return float(penalty(state))
@@ -225,7 +223,7 @@ def test_diffaugment_is_applied_in_the_gradient_penalty_path():
   assert sorted(calls) == [b, 2 * b]
   assert plain == pytest.approx(_gradient_penalty(None, config), rel=1e-6)
   config.train.diffaugment = "color,translation,cutout"
-  augmented = _gradient_penalty(train_lib._augment_fn(config), config)  # pylint: disable=protected-access
+  augmented = _gradient_penalty(train_lib._augment_fn(config), config)
   assert np.isfinite(augmented) and augmented != pytest.approx(plain, rel=1e-3)
 
 

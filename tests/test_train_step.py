@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from flowergan import models
+from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 from tests import tiny_config
 
@@ -13,7 +14,7 @@ def _setup(devices=None, **train_overrides):
   config = tiny_config.get_config()
   config.train.update(train_overrides)
   gan = ts.wgangp_from_config(config, num_classes=2)
-  mesh = ts.make_mesh(devices)
+  mesh = mesh_lib.make_mesh(devices)
   state = ts.init_state(gan, jax.random.key(config.seed), mesh)
   return config, gan, mesh, state
 
@@ -31,7 +32,7 @@ def test_iteration_metrics_finite_and_state_advances():
   config, gan, mesh, state = _setup()
   step = ts.make_train_step(gan, mesh)
   before = jax.device_get(state)
-  state, metrics = step(state, ts.shard_batch(_batch(config, 0), mesh), jax.random.key(1))
+  state, metrics = step(state, mesh_lib.shard_batch(_batch(config, 0), mesh), jax.random.key(1))
   metrics = jax.device_get(metrics)
   assert set(metrics) >= {
       "critic_loss",
@@ -59,7 +60,7 @@ def test_iteration_metrics_finite_and_state_advances():
 def test_critic_loss_on_fixed_batch_goes_down():
   config, gan, mesh, state = _setup(critic_lr=1e-3, generator_lr=1e-4)
   step = ts.make_train_step(gan, mesh)
-  batch = ts.shard_batch(_batch(config, 0), mesh)
+  batch = mesh_lib.shard_batch(_batch(config, 0), mesh)
   losses = []
   for _ in range(8):
     state, metrics = step(state, batch, jax.random.key(1))
@@ -74,7 +75,7 @@ def test_eight_devices_match_one_device():
     config, gan, mesh, state = _setup(devices)
     step = ts.make_train_step(gan, mesh)
     for i in range(2):
-      state, metrics = step(state, ts.shard_batch(_batch(config, i), mesh), jax.random.key(3))
+      state, metrics = step(state, mesh_lib.shard_batch(_batch(config, i), mesh), jax.random.key(3))
     results.append((jax.device_get(state), jax.device_get(metrics)))
   chex.assert_trees_all_close(results[0], results[1], rtol=2e-4, atol=2e-5)
 
@@ -89,16 +90,20 @@ def test_step_compiles_once():
 
   step = jax.jit(
       counting_iteration,
-      in_shardings=(ts.replicated(mesh), ts.batch_sharding(mesh), ts.replicated(mesh)),
+      in_shardings=(
+          mesh_lib.replicated(mesh),
+          mesh_lib.batch_sharding(mesh),
+          mesh_lib.replicated(mesh),
+      ),
       donate_argnums=(0,),
   )
   for i in range(3):
-    state, _ = step(state, ts.shard_batch(_batch(config, i), mesh), jax.random.key(0))
+    state, _ = step(state, mesh_lib.shard_batch(_batch(config, i), mesh), jax.random.key(0))
   assert len(traces) == 1
   # The production step too: its cache holds one executable after several calls.
   prod = ts.make_train_step(gan, mesh)
   for i in range(2):
-    state, _ = prod(state, ts.shard_batch(_batch(config, i), mesh), jax.random.key(0))
+    state, _ = prod(state, mesh_lib.shard_batch(_batch(config, i), mesh), jax.random.key(0))
   assert prod._cache_size() == 1
 
 
@@ -108,7 +113,7 @@ def test_non_finite_input_is_flagged_and_state_kept():
   before = jax.device_get(state)
   batch = _batch(config, 0)
   batch["image"][0, 0, 0, 0, 0] = np.nan
-  state, metrics = step(state, ts.shard_batch(batch, mesh), jax.random.key(0))
+  state, metrics = step(state, mesh_lib.shard_batch(batch, mesh), jax.random.key(0))
   assert not bool(metrics["finite"])
   chex.assert_trees_all_equal(before, jax.device_get(state))
 
@@ -127,9 +132,9 @@ def test_ema_closed_form():
 
 
 def test_batch_size_must_divide_devices():
-  mesh = ts.make_mesh()
+  mesh = mesh_lib.make_mesh()
   with pytest.raises(ValueError, match="multiple of 8"):
-    ts.check_batch_size(12, mesh)
+    mesh_lib.check_batch_size(12, mesh)
 
 
 def test_bad_dtype_is_a_clear_error():

@@ -12,7 +12,7 @@ NHWC-ordered flatten kept by permuting back to NHWC before the critic's head), s
 on the same weights and inputs before anything is timed.
 
 Only this module (and the benchmark, through it) imports torch; it is an optional dependency
-(`pip install torch`), imported lazily by `flowergan.bench`.
+(`pip install torch`), imported lazily by `benchmarks.bench`.
 
 Known deliberate differences (none affects the timed computation):
   * BatchNorm running variance: PyTorch updates it with the unbiased batch variance, Flax with
@@ -212,7 +212,7 @@ def gradient_penalty(critic: TorchCritic, real, fake, labels, eps) -> torch.Tens
 
 
 def critic_losses(critic, real, fake, labels, eps, gp_weight):
-  """(loss, wasserstein estimate, penalty) of one critic step, as WGANGP._critic_update."""
+  """(loss, wasserstein estimate, penalty) of one critic step, as WGANGP.critic_update."""
   scores = critic(torch.cat([real, fake]), torch.cat([labels, labels]))
   real_scores, fake_scores = scores.chunk(2)
   gp = gradient_penalty(critic, real, fake, labels, eps)
@@ -397,7 +397,7 @@ def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict
 
   Compares: generated images in training mode (batch statistics) and inference mode (running
   statistics), the critic loss, Wasserstein estimate and gradient penalty of one critic step
-  (as `WGANGP._critic_update`, same real/fake images, labels and interpolation weights ε), the
+  (as `WGANGP.critic_update`, same real/fake images, labels and interpolation weights ε), the
   generator loss, and the gradients of both losses w.r.t. every parameter. Returns relative
   errors (max |flax − torch| / max |flax|) with PyTorch's native kernels; `max_error` is the
   largest of them, `max_error_default_kernels` the same with PyTorch's default (oneDNN)

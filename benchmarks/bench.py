@@ -1,15 +1,15 @@
 r"""Benchmark of the training iteration, side by side with a PyTorch reference and the FLOP floor.
 
-  python -m flowergan.bench --config=configs/cwgan128.py --batch_sizes=16 --components \
+  python -m benchmarks.bench --config=configs/cwgan128.py --batch_sizes=16 --components \
       --also_dtype=bfloat16 --json=bench_cpu.json      # float32 and bfloat16 side by side
 
 On a GPU (the same code; torch eager, then the generator under torch.compile; the models'
 conv_impl='auto' uses XLA's own convolutions there, --critic_conv=im2col --generator_conv=dots
 times the CPU formulations instead):
 
-  python -m flowergan.bench --config=configs/cwgan128.py --batch_sizes=64 \
+  python -m benchmarks.bench --config=configs/cwgan128.py --batch_sizes=64 \
       --also_dtype=bfloat16 --json=bench_gpu.json
-  python -m flowergan.bench --config=configs/cwgan128.py --batch_sizes=64 \
+  python -m benchmarks.bench --config=configs/cwgan128.py --batch_sizes=64 \
       --config.train.dtype=bfloat16 --torch_compile --json=bench_gpu_compile.json
 
 Everything runs on in-memory random arrays (no TensorFlow; the input pipeline is measured only
@@ -23,7 +23,7 @@ when `flowergan.input_pipeline` imports). For each batch size it reports:
   * peak device memory where the backend reports it (None on CPU);
   * sampling: images/s of `WGANGP.generate` (inference mode) at --sample_batch;
   * PyTorch (--torch, default on when torch imports): the same networks and iteration
-    (`flowergan.torch_reference`), first checked to compute the same losses, penalty, images
+    (`benchmarks.torch_reference`), first checked to compute the same losses, penalty, images
     and gradients on the same weights; timed interleaved with flowergan (one flowergan
     iteration, one torch iteration, ...) so that both see the same machine load; ratio =
     flowergan time / torch time;
@@ -197,6 +197,7 @@ class FlaxRunner:
     import jax  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
     from flowergan import train_step as ts  # pylint: disable=g-import-not-at-top
+    from flowergan import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
 
     self.num_classes = len(self.config.data.classes)
     self.gan = ts.wgangp_from_config(self.config, num_classes=self.num_classes)
@@ -208,8 +209,8 @@ class FlaxRunner:
       self.gan = dataclasses.replace(
           self.gan, generator=self.gan.generator.clone(conv_impl=self.generator_conv_impl)
       )
-    self.mesh = ts.make_mesh()
-    ts.check_batch_size(self.batch_size, self.mesh)
+    self.mesh = mesh_lib.make_mesh()
+    mesh_lib.check_batch_size(self.batch_size, self.mesh)
     self.state = ts.init_state(self.gan, jax.random.key(self.seed), self.mesh)
     self.initial_state = jax.device_get(self.state)  # for the torch reference's weights
     n, s = self.gan.n_critic, self.config.data.image_size
@@ -218,7 +219,7 @@ class FlaxRunner:
         "image": rng.uniform(-1, 1, (n, self.batch_size, s, s, 3)).astype(np.float32),
         "label": rng.integers(0, self.num_classes, (n, self.batch_size)).astype(np.int32),
     }
-    self.batch = ts.shard_batch(self.host_batch, self.mesh)
+    self.batch = mesh_lib.shard_batch(self.host_batch, self.mesh)
     self.key = jax.random.key(self.seed + 1)
     step = ts.make_train_step(self.gan, self.mesh)
     t = time.perf_counter()
@@ -247,11 +248,11 @@ class FlaxRunner:
     @jax.jit
     def critic_step(state, images, labels, key):
       carry = (state.d_params, state.d_opt_state, state.g_batch_stats)
-      return gan._critic_update(state.g_params, carry, (images, labels, key))  # pylint: disable=protected-access
+      return gan.critic_update(state.g_params, carry, (images, labels, key))
 
     @jax.jit
     def generator_step(state, labels, key):
-      return gan._generator_update(  # pylint: disable=protected-access
+      return gan.generator_update(
           state.g_params, state.g_opt_state, state.g_batch_stats, state.d_params, labels, key
       )
 
@@ -385,7 +386,7 @@ class TorchRunner:
       channels_last: bool = False,
   ):
     import torch  # pylint: disable=g-import-not-at-top
-    from flowergan import torch_reference  # pylint: disable=g-import-not-at-top
+    from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
 
     self.torch = torch
     self.device = torch.device(device)
@@ -418,15 +419,15 @@ class TorchRunner:
       raise RuntimeError("non-finite torch metrics in the benchmark")
 
   def component_fns(self) -> dict[str, Callable[[], None]]:
-    from flowergan import torch_reference  # pylint: disable=g-import-not-at-top
+    from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
 
     torch, gan = self.torch, self.gan
     real, labels = self.images[0].contiguous(memory_format=gan.memory_format), self.labels[0]
     b = real.shape[0]
 
     def critic_step():
-      with gan._autocast():  # pylint: disable=protected-access
-        gan._set_critic_grad(True)  # pylint: disable=protected-access
+      with gan._autocast():
+        gan._set_critic_grad(True)
         with torch.no_grad():
           fake = gan.g_forward(torch.randn(b, gan.z_dim, device=self.device), labels)
         eps = torch.rand(b, 1, 1, 1, device=self.device)
@@ -439,8 +440,8 @@ class TorchRunner:
       self._sync()
 
     def generator_step():
-      with gan._autocast():  # pylint: disable=protected-access
-        gan._set_critic_grad(False)  # pylint: disable=protected-access
+      with gan._autocast():
+        gan._set_critic_grad(False)
         fake = gan.g_forward(torch.randn(b, gan.z_dim, device=self.device), labels)
         loss = -gan.critic(fake, labels).mean()
         gan.g_opt.zero_grad(set_to_none=True)
@@ -548,7 +549,7 @@ def run_benchmark(
   with_torch = with_torch and _torch_available()
   if with_torch:
     import torch  # pylint: disable=g-import-not-at-top
-    from flowergan import torch_reference  # pylint: disable=g-import-not-at-top
+    from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
 
     if torch_device == "auto":
       torch_device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,1 @@
+"""Benchmarks and references kept outside the library (run from the repository root)."""
