@@ -59,6 +59,11 @@ def get_config() -> ml_collections.ConfigDict:
   # and 81.6 vs 89.6 and 88.6 over two SWD seeds, 200 samples/class) and look cleaner.
   model.conditioning = "projection"
   model.critic_normalization = "none"  # 'none' | 'layernorm' (never BatchNorm under GP)
+  # How convolutions are computed (same parameters, same function): 'auto' picks the
+  # formulations written for XLA:CPU on the CPU backend ('dots' for the generator, 'im2col' for
+  # the critic, see flowergan/ops) and XLA's own convolutions ('lax') on GPU/TPU.
+  model.generator_conv = "auto"  # 'auto' | 'dots' | 'lax'
+  model.critic_conv = "auto"  # 'auto' | 'im2col' | 'lax'
 
   config.train = train = ml_collections.ConfigDict()
   train.batch_size = 64  # global, over all devices
