@@ -219,8 +219,10 @@ def make_optimizers(
   def adam(lr):
     return optax.adam(lr, b1=train_config.adam_b1, b2=train_config.adam_b2)
 
+  # `freeze` is `masked(set_to_zero(), mask)`, so the optimiser state (what checkpoints hold) is
+  # the same; it passes the mask on to `masked`, which also takes a function of the params.
   g_tx = optax.chain(
-      adam(train_config.generator_lr), optax.masked(optax.set_to_zero(), pre_batchnorm_bias_mask)
+      adam(train_config.generator_lr), optax.transforms.freeze(pre_batchnorm_bias_mask)
   )
   return g_tx, adam(train_config.critic_lr)
 

@@ -55,7 +55,12 @@ def test_zero_gradient_gives_finite_penalty_and_gradient():
 
 
 def test_gradient_norm_matches_finite_differences_on_real_critic():
-  critic = models.Critic(image_size=16, width=8, conditioning="concat")
+  critic = models.Critic(
+      image_size=16,
+      width=8,
+      conditioning="concat",
+      conv=models.conv_module("auto", role="critic"),  # as trained on this backend
+  )
   images = jax.random.normal(jax.random.key(8), (3, 16, 16, 3))
   labels = jnp.array([0, 1, 0])
   variables = critic.init(jax.random.key(9), images, labels)

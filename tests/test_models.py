@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from flowergan import models
+from tests import tiny_config
 
 
 def _generator_vars(gen, z_dim=64, batch=2):
@@ -97,6 +98,40 @@ def test_bilinear_upsample_matches_align_corners_false():
   np.testing.assert_allclose(
       models.upsample2x_bilinear(y), jax.image.resize(y, (2, 10, 12, 3), "bilinear"), atol=1e-5
   )
+
+
+@pytest.mark.parametrize("generator_conv,critic_conv", [("lax", "lax"), ("dots", "im2col")])
+def test_parameter_names_do_not_depend_on_conv(generator_conv, critic_conv):
+  """Checkpoints restore whichever convolution formulation the config picks."""
+  model_config = tiny_config.get_config().model
+  model_config.generator_conv, model_config.critic_conv = generator_conv, critic_conv
+  model_config.conditioning = "projection"  # the critic's `Embed_0`
+  generator, critic = models.build_models(model_config, image_size=16, num_classes=2)
+  g_vars = jax.eval_shape(lambda: _generator_vars(generator, z_dim=model_config.z_dim))
+  d_vars = jax.eval_shape(
+      lambda: critic.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), jnp.zeros(1, jnp.int32))
+  )
+  names = lambda tree: {
+      "/".join(str(k.key) for k in path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)
+  }
+  assert names(g_vars["params"]) == {
+      *(
+          f"block_{i}/{layer}/{p}"
+          for i in range(4)
+          for layer, p in [("conv", "kernel"), ("conv", "bias"), ("bn", "scale"), ("bn", "bias")]
+      ),
+      "to_rgb/kernel",
+      "to_rgb/bias",
+  }
+  assert names(d_vars["params"]) == {
+      "Conv_0/kernel",
+      "Conv_0/bias",
+      "Conv_1/kernel",
+      "Conv_1/bias",
+      "Dense_0/kernel",
+      "Dense_0/bias",
+      "Embed_0/embedding",
+  }
 
 
 @pytest.mark.parametrize("bad", [0, 12, 100])

@@ -1,16 +1,24 @@
 """The CPU convolution and matmul formulations compute what XLA's own ops compute."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowergan import losses, models
+from flowergan import losses, models, ops
+from flowergan.ops import conv, matmul
+from tests import tiny_config
+
+IM2COL = functools.partial(nn.Conv, conv_general_dilated=conv.im2col_conv_general_dilated)
+DOTS = functools.partial(nn.Conv, conv_general_dilated=conv.dots_conv_general_dilated)
 
 
 def _critic_pair(**kwargs):
-  fast = models.Critic(image_size=32, width=8, conv_impl="im2col", **kwargs)
-  return fast, fast.clone(conv_impl="lax")
+  fast = models.Critic(image_size=32, width=8, conv=IM2COL, **kwargs)
+  return fast, fast.clone(conv=nn.Conv)
 
 
 @pytest.mark.parametrize(
@@ -67,14 +75,14 @@ def test_im2col_conv_equals_lax_conv(strides, padding, kernel):
   k = jax.random.normal(jax.random.key(1), kernel + (5, 7))
   dn = ("NHWC", "HWIO", "NHWC")
   want = jax.lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=dn)
-  got = models.im2col_conv_general_dilated(x, k, strides, padding, dimension_numbers=dn)
+  got = conv.im2col_conv_general_dilated(x, k, strides, padding, dimension_numbers=dn)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_bf16_critic_penalty_is_float32():
   """dtype='bfloat16': the critic's activations are bf16, its parameters, the input-gradient
   norms and the penalty float32, and the penalty agrees with the float32 one to bf16 accuracy."""
-  f32 = models.Critic(image_size=16, width=8)
+  f32 = models.Critic(image_size=16, width=8, conv=models.conv_module("auto", role="critic"))
   bf16 = f32.clone(dtype=jnp.bfloat16)
   real = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3), minval=-1, maxval=1)
   fake = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3), minval=-1, maxval=1)
@@ -104,14 +112,14 @@ def test_bf16_matmul_f32_accumulate_matches_default_rule():
       a, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32
   ).astype(jnp.bfloat16)
   results = []
-  for matmul in (plain, models.matmul_f32_accumulate):
+  for product in (plain, matmul.matmul_f32_accumulate):
 
-    def penalty(b, a, matmul=matmul):
-      g = jax.grad(lambda a: jnp.sum(jnp.sin(matmul(a, b).astype(jnp.float32))))(a)
+    def penalty(b, a, product=product):
+      g = jax.grad(lambda a: jnp.sum(jnp.sin(product(a, b).astype(jnp.float32))))(a)
       return jnp.sum(g.astype(jnp.float32) ** 2)
 
     value, grad = jax.value_and_grad(penalty)(b, a)
-    assert matmul(a, b).dtype == jnp.bfloat16 and grad.dtype == jnp.bfloat16
+    assert product(a, b).dtype == jnp.bfloat16 and grad.dtype == jnp.bfloat16
     results.append((value, grad.astype(jnp.float32)))
   np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
   np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-2, atol=1e-2)
@@ -159,7 +167,7 @@ def test_dots_conv_equals_lax_conv(channels, kernel, padding, path):
       if path == "kernel_grad_dot"
       else dict(max_thin_taps=10**6)
   )
-  fast = lambda x, k: models.dots_conv_general_dilated(
+  fast = lambda x, k: conv.dots_conv_general_dilated(
       x, k, (1, 1), padding, dimension_numbers=dn, **thresholds
   )
   want = plain(x, k)
@@ -178,10 +186,10 @@ def test_dots_conv_equals_lax_conv(channels, kernel, padding, path):
 
 
 def test_generator_conv_impls_agree():
-  """The generator's conv_impl changes how its kernel gradients are computed, not its function
+  """The generator's conv changes how its kernel gradients are computed, not its function
   (128×128 with 16 channels: its last block takes the dot path)."""
-  fast = models.Generator(image_size=128, num_classes=2, width=16, conv_impl="dots")
-  plain = fast.clone(conv_impl="lax")
+  fast = models.Generator(image_size=128, num_classes=2, width=16, conv=DOTS)
+  plain = fast.clone(conv=nn.Conv)
   z = jax.random.normal(jax.random.key(0), (4, 64))
   labels = jnp.array([0, 1, 1, 0])
   variables = fast.init(jax.random.key(1), z, labels, train=False)
@@ -213,16 +221,36 @@ def test_generator_conv_impls_agree():
 
 def test_conv_impl_auto_and_typos():
   on_cpu = jax.default_backend() == "cpu"
-  assert models.resolve_conv_impl("auto", ("lax", "im2col"), on_cpu="im2col") == (
-      "im2col" if on_cpu else "lax"
+  assert ops.resolve_conv("auto", role="critic") is (
+      conv.im2col_conv_general_dilated if on_cpu else None
   )
-  assert models.resolve_conv_impl("lax", ("lax", "im2col"), on_cpu="im2col") == "lax"
-  z, labels = jnp.zeros((2, 64)), jnp.array([0, 1])
-  with pytest.raises(ValueError, match="conv_impl must be one of"):
-    models.Generator(image_size=8, width=8, conv_impl="im2col").init(
-        jax.random.key(0), z, labels, train=False
-    )
-  with pytest.raises(ValueError, match="conv_impl must be one of"):
-    models.Critic(image_size=8, width=8, conv_impl="matmul").init(
-        jax.random.key(0), jnp.zeros((2, 8, 8, 3)), labels
-    )
+  assert ops.resolve_conv("auto", role="generator") is (
+      conv.dots_conv_general_dilated if on_cpu else None
+  )
+  assert ops.resolve_conv("lax", role="critic") is None
+  assert ops.resolve_conv("im2col", role="critic") is conv.im2col_conv_general_dilated
+  for field, typo in [("generator_conv", "im2col"), ("critic_conv", "matmul")]:
+    model_config = tiny_config.get_config().model
+    model_config[field] = typo
+    with pytest.raises(ValueError, match="conv_impl must be one of"):
+      models.build_models(model_config, image_size=8, num_classes=2)
+
+
+def _conv_fn(module):
+  """The `conv_general_dilated` a model's `conv` attribute computes with (None: XLA's own)."""
+  return module.conv.keywords["conv_general_dilated"] if module.conv is not nn.Conv else None
+
+
+def test_build_models_reads_conv_fields_and_defaults_to_auto():
+  model_config = tiny_config.get_config().model
+  model_config.generator_conv, model_config.critic_conv = "dots", "lax"
+  generator, critic = models.build_models(model_config, image_size=16, num_classes=2)
+  assert _conv_fn(generator) is conv.dots_conv_general_dilated
+  assert _conv_fn(critic) is None
+  # Equal configs, equal models (as module fields and jit's static arguments compare them).
+  assert models.build_models(model_config, image_size=16, num_classes=2) == (generator, critic)
+  # Configs stored with older checkpoints have neither field: 'auto', resolved at build time.
+  del model_config.generator_conv, model_config.critic_conv
+  generator, critic = models.build_models(model_config, image_size=16, num_classes=2)
+  assert _conv_fn(generator) is ops.resolve_conv("auto", role="generator")
+  assert _conv_fn(critic) is ops.resolve_conv("auto", role="critic")
