@@ -1,18 +1,16 @@
 """Small Flax CNN classifier: class-consistency checks and a feature extractor for metrics.
 
-Images are float NHWC in [-1, 1], any size >= 8 px (used at 32, 64, 128). ``predict`` returns
+Images are float NHWC in [-1, 1], any size >= 8 px (used at 32, 64, 128). `predict` returns
 (logits, features); the features (global-average-pooled last conv layer) plug into
-:mod:`flowergan.metrics` (Fréchet distance, KID).
+`flowergan.metrics` (Fréchet distance, KID).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import tempfile
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import flax.serialization
@@ -20,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from flowergan import batching, fileio
 
 __all__ = [
     "Classifier",
@@ -58,7 +58,8 @@ class Classifier(nn.Module):
 
 
 def _config_from_params(params) -> tuple[int, tuple[int, ...]]:
-  p = params["params"] if "params" in params else params
+  """(num_classes, widths) of the `Classifier` these parameters belong to."""
+  p = _unwrap(params)
   num_classes = int(p["head"]["kernel"].shape[-1])
   n = sum(1 for k in p if k.startswith("conv_"))
   widths = tuple(int(p[f"conv_{i}"]["kernel"].shape[-1]) for i in range(n))
@@ -66,6 +67,7 @@ def _config_from_params(params) -> tuple[int, tuple[int, ...]]:
 
 
 def _unwrap(params):
+  """The parameter tree itself, from `{'params': tree}` or `tree`."""
   return params["params"] if "params" in params else params
 
 
@@ -83,29 +85,18 @@ def _jitted_apply(num_classes: int, widths: tuple[int, ...]):
 def predict(params, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
   """Batched, jitted inference. Returns (logits (N, K), features (N, F)) as numpy float32.
 
-  The last batch is zero-padded to ``batch_size`` so only one shape is compiled.
+  The batches have one shape (`batching.map_padded_batches`), so only one shape is compiled.
   """
   images = np.asarray(images, dtype=np.float32)
-  num_classes, widths = _config_from_params(params)
-  apply = _jitted_apply(num_classes, widths)
-  p = _unwrap(params)
-  n = images.shape[0]
-  bs = max(1, min(batch_size, n))
-  logits, feats = [], []
-  for i in range(0, n, bs):
-    xb = images[i : i + bs]
-    m = xb.shape[0]
-    if m < bs:
-      xb = np.concatenate([xb, np.zeros((bs - m,) + xb.shape[1:], xb.dtype)], axis=0)
-    lo, fe = apply(p, xb)
-    logits.append(np.asarray(lo)[:m])
-    feats.append(np.asarray(fe)[:m])
-  return np.concatenate(logits, axis=0), np.concatenate(feats, axis=0)
+  apply = _jitted_apply(*_config_from_params(params))
+  return batching.map_padded_batches(
+      functools.partial(apply, _unwrap(params)), (images,), batch_size
+  )
 
 
 @functools.cache
 def _make_step(num_classes: int, widths: tuple[int, ...], learning_rate: float, augment: bool):
-  """(model, optimizer, jitted init, jitted train step), cached so repeated trainings don't recompile."""
+  """(model, optimizer, jitted init, jitted train step), cached: trainings don't recompile."""
   model = Classifier(num_classes=num_classes, widths=widths)
   tx = optax.adam(learning_rate)
 
@@ -158,13 +149,13 @@ def train_classifier(
     augment: bool = True,
     widths: Sequence[int] = DEFAULT_WIDTHS,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-  """Train :class:`Classifier` on real images (NHWC in [-1, 1]) with Adam.
+  """Trains a `Classifier` on real images (NHWC in [-1, 1]) with Adam.
 
-  A stratified ``holdout_fraction`` of each class is held out (seeded). Augmentation:
-  random horizontal flips (per image, inside the jitted step). Deterministic per ``seed``
-  on a given backend. Returns ``(params, info)`` with ``params = {'params': ...}`` and
-  info keys: train_accuracy, holdout_accuracy (nan if no holdout), final_loss, num_train,
-  num_holdout, steps, widths, num_classes.
+  A stratified `holdout_fraction` of each class is held out (seeded). Augmentation: random
+  horizontal flips (per image, inside the jitted step). Deterministic per `seed` on a given
+  backend. Returns `(params, info)` with `params = {'params': ...}` and info keys:
+  `train_accuracy`, `holdout_accuracy` (nan if no holdout), `final_loss`, `num_train`,
+  `num_holdout`, `steps`, `widths`, `num_classes`.
   """
   images = np.asarray(images, dtype=np.float32)
   labels = np.asarray(labels).astype(np.int32).reshape(-1)
@@ -221,11 +212,11 @@ def data_fingerprint(images, labels) -> str:
 
 
 def save_classifier(path: str, params, meta: dict[str, Any] | None = None) -> None:
-  """Write params + metadata to ``path`` (flax msgpack), atomically.
+  """Writes params + metadata to `path` (flax msgpack), atomically.
 
-  ``meta`` should hold plain values (str/int/float/bool/lists), e.g.
-  ``{'num_classes': 2, 'image_size': 64, 'fingerprint': data_fingerprint(x, y)}``;
-  ``num_classes`` and ``widths`` are filled in from the params if missing.
+  `meta` should hold plain values (str/int/float/bool/lists), e.g.
+  `{'num_classes': 2, 'image_size': 64, 'fingerprint': data_fingerprint(x, y)}`;
+  `num_classes` and `widths` are filled in from the params if missing.
   """
   p = jax.tree_util.tree_map(np.asarray, _unwrap(params))
   num_classes, widths = _config_from_params(p)
@@ -233,21 +224,12 @@ def save_classifier(path: str, params, meta: dict[str, Any] | None = None) -> No
   meta.setdefault("num_classes", num_classes)
   meta.setdefault("widths", list(widths))
   data = flax.serialization.msgpack_serialize({"params": p, "meta": meta})
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".classifier_", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with fileio.atomic_file(path) as tmp, open(tmp, "wb") as f:
+    f.write(data)
 
 
 def load_classifier(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-  """Inverse of :func:`save_classifier`: returns ``({'params': ...}, meta)``."""
+  """Inverse of `save_classifier`: returns `({'params': ...}, meta)`."""
   with open(path, "rb") as f:
     data = flax.serialization.msgpack_restore(f.read())
   params = jax.tree_util.tree_map(jnp.asarray, data["params"])

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 import os
-import tempfile
+from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from flowergan import errors
+from flowergan import batching, errors, fileio
 from flowergan import train_step as ts
 
 
@@ -37,7 +35,7 @@ def resolve_labels(label: str, class_names, num: int) -> np.ndarray:
     return np.repeat(np.arange(len(class_names), dtype=np.int32), num)
   if label not in class_names:
     raise SamplingError(
-        f"unknown label {label!r}; valid labels: " f"{', '.join(class_names)} (or 'all')."
+        f"unknown label {label!r}; valid labels: {', '.join(class_names)} (or 'all')."
     )
   return np.full((num,), class_names.index(label), np.int32)
 
@@ -57,19 +55,16 @@ def generate(
     truncation: float | None = None,
     batch_size: int = 64,
 ) -> np.ndarray:
-  """Images in [0, 1], float32 (N, S, S, 3). The noise depends only on (seed, N, truncation),
-  so the same request gives the same images; batching is padded so one shape compiles."""
+  """Images in [0, 1], float32 (N, S, S, 3).
+
+  The noise depends only on (`seed`, N, `truncation`), so the same request gives the same
+  images; the batches have one shape (`batching.map_padded_batches`), so one shape compiles.
+  """
   labels = np.asarray(labels, np.int32)
   z = truncated_normal_z(jax.random.key(seed), (len(labels), gan.z_dim), truncation)
-  out = []
-  for start in range(0, len(labels), batch_size):
-    zb, lb = z[start : start + batch_size], labels[start : start + batch_size]
-    n = len(lb)
-    if n < batch_size and len(labels) > batch_size:
-      zb = jnp.pad(zb, ((0, batch_size - n), (0, 0)))
-      lb = np.pad(lb, (0, batch_size - n))
-    out.append(np.asarray(_generate(gan, params, batch_stats, zb, jnp.asarray(lb)))[:n])
-  images = np.concatenate(out)
+  images = batching.map_padded_batches(
+      functools.partial(_generate, gan, params, batch_stats), (z, labels), batch_size
+  )
   return (images + 1.0) / 2.0
 
 
@@ -92,18 +87,9 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.
 
 
 def save_png(array: np.ndarray, path: str) -> None:
-  """Writes atomically (temp file + rename), so an interrupted write leaves no broken PNG."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-  os.close(fd)
-  try:
+  """Writes `array` as a PNG atomically, so an interrupted write leaves no broken file."""
+  with fileio.atomic_file(path) as tmp:
     Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def write_images(
