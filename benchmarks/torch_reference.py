@@ -20,7 +20,7 @@ Known deliberate differences (none affects the timed computation):
     `load_flax_params` copies the running statistics so inference-mode outputs agree too.
   * Random numbers: torch draws its own z / ε; the comparison feeds both the same arrays.
   * Rounding: PyTorch's default CPU kernels (oneDNN) are markedly less accurate in float32 on
-    some generator layers than its native kernels or XLA (see `compare_with_flax`), so the
+    some generator layers than its native kernels or XLA (see `native_torch_kernels`), so the
     math check runs torch's native kernels and reports the oneDNN error separately.
 
 Memory format: NCHW (PyTorch's default, as the original code) unless channels_last=True.
@@ -30,16 +30,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
+from flowergan import losses
 from flowergan import models as flax_models
-from flowergan.losses import GRAD_NORM_EPS
 
 
 def default_num_threads() -> int:
@@ -199,6 +202,23 @@ def critic_grads_to_flax_layout(critic: TorchCritic) -> dict:
   return out
 
 
+def generator_grads_to_flax_layout(generator: TorchGenerator) -> dict:
+  """The generator's .grad tensors keyed and shaped like Flax's params, without the frozen
+  pre-BatchNorm conv biases."""
+  out = {}
+  for i, block in enumerate(generator.blocks):
+    conv, bn = block[0], block[1]
+    out[f"block_{i}"] = {
+        "conv": {"kernel": conv.weight.grad.permute(2, 3, 1, 0).numpy()},
+        "bn": {"scale": bn.weight.grad.numpy(), "bias": bn.bias.grad.numpy()},
+    }
+  out["to_rgb"] = {
+      "kernel": generator.to_rgb.weight.grad.permute(2, 3, 1, 0).numpy(),
+      "bias": generator.to_rgb.bias.grad.numpy(),
+  }
+  return out
+
+
 # --- the WGAN-GP iteration -----------------------------------------------------------------
 
 
@@ -207,7 +227,7 @@ def gradient_penalty(critic: TorchCritic, real, fake, labels, eps) -> torch.Tens
   x_hat = (eps * real + (1.0 - eps) * fake).requires_grad_(True)
   scores = critic(x_hat, labels)
   (grads,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-  norms = torch.sqrt(grads.float().flatten(1).square().sum(1) + GRAD_NORM_EPS)
+  norms = torch.sqrt(grads.float().flatten(1).square().sum(1) + losses.GRAD_NORM_EPS)
   return torch.mean((norms - 1.0) ** 2)
 
 
@@ -262,55 +282,66 @@ class TorchWGANGP:
     # torch.compile cannot double-backward, so only the generator (no penalty through it).
     self.g_forward = torch.compile(generator) if compile_generator else generator
 
-  def _set_critic_grad(self, on: bool):
+  def set_critic_grad(self, on: bool) -> None:
+    """Whether the critic's parameters collect gradients (off for the generator step)."""
     for p in self.critic.parameters():
       p.requires_grad_(on)
 
-  def _autocast(self):
+  def autocast(self) -> contextlib.AbstractContextManager:
+    """torch.autocast in `autocast_dtype`, or nothing in float32."""
     if self.autocast_dtype is None:
       return contextlib.nullcontext()
     return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-  def iteration(self, images, labels) -> dict:
-    """images: (n_critic, B, 3, S, S) float32 in [-1, 1]; labels: (n_critic, B) int64."""
-    with self._autocast():
-      return self._iteration(images, labels)
+  def critic_step(self, real, labels) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One critic update on `real` against fresh fakes (as `WGANGP.critic_update`); the
+    critic must collect gradients (`set_critic_grad(True)`). Returns (loss, W, penalty)."""
+    b = real.shape[0]
+    with torch.no_grad():
+      fake = self.g_forward(torch.randn(b, self.z_dim, device=self.device), labels)
+    eps = torch.rand(b, 1, 1, 1, device=self.device)
+    loss, w, gp = critic_losses(self.critic, real, fake, labels, eps, self.gp_weight)
+    self.d_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    self.d_opt.step()
+    return loss.detach(), w.detach(), gp.detach()
 
-  def _iteration(self, images, labels) -> dict:
-    b = images.shape[1]
-    images = [images[i].contiguous(memory_format=self.memory_format) for i in range(self.n_critic)]
-    metrics = []
-    self.generator.train()
-    self._set_critic_grad(True)
-    for i in range(self.n_critic):
-      real, lab = images[i], labels[i]
-      with torch.no_grad():
-        fake = self.g_forward(torch.randn(b, self.z_dim, device=self.device), lab)
-      eps = torch.rand(b, 1, 1, 1, device=self.device)
-      loss, w, gp = critic_losses(self.critic, real, fake, lab, eps, self.gp_weight)
-      self.d_opt.zero_grad(set_to_none=True)
-      loss.backward()
-      self.d_opt.step()
-      metrics.append((loss.detach(), w.detach(), gp.detach()))
-    self._set_critic_grad(False)
-    g_labels = labels[-1]
-    fake = self.g_forward(torch.randn(b, self.z_dim, device=self.device), g_labels)
-    g_loss = -self.critic(fake, g_labels).mean()
+  def generator_step(self, labels) -> torch.Tensor:
+    """One generator update (as `WGANGP.generator_update`), the critic's gradients off
+    (`set_critic_grad(False)`). Returns the loss."""
+    fake = self.g_forward(torch.randn(labels.shape[0], self.z_dim, device=self.device), labels)
+    loss = -self.critic(fake, labels).mean()
     self.g_opt.zero_grad(set_to_none=True)
-    g_loss.backward()
+    loss.backward()
     self.g_opt.step()
+    return loss.detach()
+
+  def update_ema(self) -> None:
     with torch.no_grad():
       d = self.ema_decay
       if self.ema_warmup:
         d = min(d, (1.0 + self.step) / (10.0 + self.step))
       torch._foreach_lerp_(self.ema, [p.detach() for p in self.generator.parameters()], 1 - d)
+
+  def iteration(self, images, labels) -> dict[str, torch.Tensor]:
+    """images: (n_critic, B, 3, S, S) float32 in [-1, 1]; labels: (n_critic, B) int64."""
+    with self.autocast():
+      self.generator.train()
+      self.set_critic_grad(True)
+      metrics = [
+          self.critic_step(images[i].contiguous(memory_format=self.memory_format), labels[i])
+          for i in range(self.n_critic)
+      ]
+      self.set_critic_grad(False)
+      g_loss = self.generator_step(labels[-1])
+      self.update_ema()
     self.step += 1
     loss, w, gp = (torch.stack(m).mean() for m in zip(*metrics))
     return {
         "critic_loss": loss,
         "wasserstein": w,
         "gradient_penalty": gp,
-        "generator_loss": g_loss.detach(),
+        "generator_loss": g_loss,
     }
 
 
@@ -361,35 +392,170 @@ def from_flax(
 
 # --- numerical agreement with flowergan -------------------------------------------------------
 
+# The scalars `compare_with_flax` checks besides images and gradients.
+LOSS_NAMES = ("critic_loss", "wasserstein", "gradient_penalty", "generator_loss")
 
-def _rel_err(a, b) -> float:
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonInputs:
+  """What both frameworks are fed: real images (NHWC), labels, noise, and the PRNG key of the
+  penalty's interpolation weights ε."""
+
+  real: np.ndarray
+  labels: np.ndarray
+  z: np.ndarray
+  key: jax.Array
+
+  @property
+  def eps(self) -> np.ndarray:
+    """The (B, 1, 1, 1) weights ε that `losses.gradient_penalty` draws from `key`, read off
+    `losses.interpolate` itself: ε·1 + (1−ε)·0."""
+    ones = jnp.ones((self.real.shape[0], 1, 1, 1))
+    return np.asarray(losses.interpolate(ones, jnp.zeros_like(ones), self.key))
+
+
+def comparison_inputs(gan, batch_size: int, seed: int) -> ComparisonInputs:
+  s, k = gan.generator.image_size, gan.num_classes
+  rng = np.random.default_rng(seed)
+  return ComparisonInputs(
+      real=rng.uniform(-1, 1, (batch_size, s, s, 3)).astype(np.float32),
+      labels=(np.arange(batch_size) % k).astype(np.int32),
+      z=rng.standard_normal((batch_size, gan.z_dim)).astype(np.float32),
+      key=jax.random.key(seed),
+  )
+
+
+def float32_gan(gan):
+  """`gan` with both networks in float32: the check is about the math, whatever the dtype the
+  benchmark times."""
+  return dataclasses.replace(
+      gan,
+      generator=gan.generator.clone(dtype=jnp.float32),
+      critic=gan.critic.clone(dtype=jnp.float32),
+  )
+
+
+def flowergan_outputs(gan, state, inputs: ComparisonInputs) -> dict:
+  """Images, losses and gradients of flowergan's critic and generator objectives (no
+  augmentation), with flowergan's losses; the critic step's fakes are 'images_train'."""
+  g, d, labels = gan.generator, gan.critic, inputs.labels
+  fake = jax.jit(functools.partial(generator_train_forward, g))(
+      state.g_params, state.g_batch_stats, inputs.z, labels
+  )
+
+  def critic_objective(d_params):
+    # The objective inside `WGANGP.critic_update` (which returns no gradients, and draws its
+    # own fakes), with the same flowergan functions: one critic call on real ++ fake.
+    scores = d.apply(
+        {"params": d_params},
+        jnp.concatenate([inputs.real, fake]),
+        jnp.concatenate([labels, labels]),
+    )
+    real_scores, fake_scores = jnp.split(scores, 2)
+    critic_fn = lambda x: d.apply({"params": d_params}, x, labels)
+    gp = losses.gradient_penalty(critic_fn, inputs.real, fake, inputs.key)
+    loss = losses.critic_loss(real_scores, fake_scores) + gan.gp_weight * gp
+    return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp)
+
+  def generator_objective(g_params):
+    images = generator_train_forward(g, g_params, state.g_batch_stats, inputs.z, labels)
+    return losses.generator_loss(d.apply({"params": state.d_params}, images, labels))
+
+  critic_grad = jax.jit(jax.value_and_grad(critic_objective, has_aux=True))
+  (critic_loss, (wasserstein, gp)), d_grads = critic_grad(state.d_params)
+  generator_loss, g_grads = jax.jit(jax.value_and_grad(generator_objective))(state.g_params)
+  return {
+      "images_train": fake,
+      "images_eval": jax.jit(gan.generate)(state.g_params, state.g_batch_stats, inputs.z, labels),
+      "critic_loss": critic_loss,
+      "wasserstein": wasserstein,
+      "gradient_penalty": gp,
+      "generator_loss": generator_loss,
+      "critic_grad": d_grads,
+      "generator_grad": g_grads,
+  }
+
+
+def generator_train_forward(generator, params, batch_stats, z, labels) -> jax.Array:
+  """Training-mode images (batch statistics), as the training step generates them."""
+  images, _ = generator.apply(
+      {"params": params, "batch_stats": batch_stats},
+      z,
+      labels,
+      train=True,
+      mutable=["batch_stats"],
+  )
+  return images
+
+
+def torch_outputs(gan, state, inputs: ComparisonInputs, *, fake: np.ndarray) -> dict:
+  """`flowergan_outputs`' quantities from fresh torch modules with the same weights (NHWC numpy,
+  gradients keyed like Flax's params; the generator's pre-BatchNorm conv biases are left out:
+  their gradient is zero in exact arithmetic, rounding noise on both sides, and frozen)."""
+  g, d = gan.generator, gan.critic
+  tg = TorchGenerator(g.image_size, g.num_classes, g.width, gan.z_dim)
+  tc = TorchCritic(d.image_size, d.num_classes, d.width, d.conditioning, d.normalization)
+  load_flax_params(
+      tg, tc, g_params=state.g_params, g_batch_stats=state.g_batch_stats, d_params=state.d_params
+  )
+  nchw = lambda x: torch.from_numpy(np.array(x, np.float32)).permute(0, 3, 1, 2).contiguous()
+  nhwc = lambda x: x.detach().permute(0, 2, 3, 1).numpy()
+  labels = torch.from_numpy(inputs.labels.astype(np.int64))
+  z = torch.from_numpy(inputs.z.copy())
+  tg.eval()  # first: a training-mode forward updates the running statistics
+  with torch.no_grad():
+    images_eval = tg(z, labels)
+  tg.train()
+  images_train = tg(z, labels)
+  eps = torch.from_numpy(inputs.eps)
+  critic_loss, wasserstein, gp = critic_losses(
+      tc, nchw(inputs.real), nchw(fake), labels, eps, gan.gp_weight
+  )
+  critic_loss.backward()
+  critic_grad = critic_grads_to_flax_layout(tc)
+  tc.zero_grad(set_to_none=True)
+  generator_loss = -tc(tg(z, labels), labels).mean()
+  generator_loss.backward()
+  return {
+      "images_train": nhwc(images_train),
+      "images_eval": nhwc(images_eval),
+      "critic_loss": critic_loss.item(),
+      "wasserstein": wasserstein.item(),
+      "gradient_penalty": gp.item(),
+      "generator_loss": generator_loss.item(),
+      "critic_grad": critic_grad,
+      "generator_grad": generator_grads_to_flax_layout(tg),
+  }
+
+
+def relative_error(a, b) -> float:
+  """max |a − b| / max |b|."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))
 
 
-def _generator_grads_to_flax_layout(generator: TorchGenerator) -> dict:
-  out = {}
-  for i, block in enumerate(generator.blocks):
-    conv, bn = block[0], block[1]
-    out[f"block_{i}"] = {
-        "conv": {"kernel": conv.weight.grad.permute(2, 3, 1, 0).numpy()},
-        "bn": {"scale": bn.weight.grad.numpy(), "bias": bn.bias.grad.numpy()},
-    }
-  out["to_rgb"] = {
-      "kernel": generator.to_rgb.weight.grad.permute(2, 3, 1, 0).numpy(),
-      "bias": generator.to_rgb.bias.grad.numpy(),
-  }
-  return out
-
-
-def _leaf_errors(torch_tree, flax_tree, prefix="") -> dict[str, float]:
+def relative_errors(torch_tree: dict, flax_tree: dict, prefix: str = "") -> dict[str, float]:
+  """`relative_error` of every leaf of `torch_tree` against the same path in `flax_tree`, keyed
+  by the '/'-joined path."""
   errors = {}
   for name, sub in torch_tree.items():
     if isinstance(sub, dict):
-      errors.update(_leaf_errors(sub, flax_tree[name], f"{prefix}{name}/"))
+      errors.update(relative_errors(sub, flax_tree[name], f"{prefix}{name}/"))
     else:
-      errors[prefix + name] = _rel_err(sub, flax_tree[name])
+      errors[prefix + name] = relative_error(sub, flax_tree[name])
   return errors
+
+
+@contextlib.contextmanager
+def native_torch_kernels():
+  """PyTorch's native CPU kernels instead of its default oneDNN (mkldnn) ones, which are less
+  accurate in float32 on some layers (measured: up to 3% relative error on generator
+  conv-kernel gradients at width 8, 4e-3 at the paper's width, against float64 of either
+  framework, where flowergan's float32 stays within 2e-6)."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # "TF32 acceleration on top of oneDNN ... Intel GPUs"
+    with torch.backends.mkldnn.flags(enabled=False):
+      yield
 
 
 def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict:
@@ -399,112 +565,20 @@ def compare_with_flax(gan, state, *, batch_size: int = 4, seed: int = 0) -> dict
   statistics), the critic loss, Wasserstein estimate and gradient penalty of one critic step
   (as `WGANGP.critic_update`, same real/fake images, labels and interpolation weights ε), the
   generator loss, and the gradients of both losses w.r.t. every parameter. Returns relative
-  errors (max |flax − torch| / max |flax|) with PyTorch's native kernels; `max_error` is the
-  largest of them, `max_error_default_kernels` the same with PyTorch's default (oneDNN)
-  kernels, which round differently (see below).
+  errors (max |flax − torch| / max |flax|) with PyTorch's native kernels (`native_torch_kernels`);
+  `max_error` is the largest of them, `max_error_default_kernels` the same with PyTorch's
+  default (oneDNN) kernels, the configuration that is timed.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from flowergan import losses  # pylint: disable=g-import-not-at-top
-
-  # The check is about the math, so it runs in float32 whatever the benchmark's dtype.
-  gan = dataclasses.replace(
-      gan,
-      generator=gan.generator.clone(dtype=jnp.float32),
-      critic=gan.critic.clone(dtype=jnp.float32),
-  )
-  g, d = gan.generator, gan.critic
-  s, k, b = g.image_size, g.num_classes, batch_size
-  rng = np.random.default_rng(seed)
-  real = rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)
-  labels = (np.arange(b) % k).astype(np.int32)
-  z = rng.standard_normal((b, gan.z_dim)).astype(np.float32)
-  key = jax.random.key(seed)
-  g_params, g_stats, d_params = jax.device_get(
-      (state.g_params, state.g_batch_stats, state.d_params)
-  )
-
-  # flowergan.
-  fake, _ = jax.jit(g.apply, static_argnames=("train", "mutable"))(
-      {"params": g_params, "batch_stats": g_stats}, z, labels, train=True, mutable=("batch_stats",)
-  )
-  fake_eval = jax.jit(gan.generate)(g_params, g_stats, z, labels)
-  # ε of the penalty's interpolates, as losses.interpolate draws them from `key`.
-  eps = np.asarray(losses.interpolate(jnp.ones((b, 1, 1, 1)), jnp.zeros((b, 1, 1, 1)), key))
-
-  def d_loss_fn(params):
-    scores = d.apply(
-        {"params": params}, jnp.concatenate([real, fake]), jnp.concatenate([labels, labels])
-    )
-    real_scores, fake_scores = jnp.split(scores, 2)
-    gp = losses.gradient_penalty(lambda x: d.apply({"params": params}, x, labels), real, fake, key)
-    loss = losses.critic_loss(real_scores, fake_scores) + gan.gp_weight * gp
-    return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp)
-
-  def g_loss_fn(params):
-    images, _ = g.apply(
-        {"params": params, "batch_stats": g_stats}, z, labels, train=True, mutable=["batch_stats"]
-    )
-    return losses.generator_loss(d.apply({"params": d_params}, images, labels))
-
-  (d_loss, (w, gp)), d_grads = jax.jit(jax.value_and_grad(d_loss_fn, has_aux=True))(d_params)
-  g_loss, g_grads = jax.jit(jax.value_and_grad(g_loss_fn))(g_params)
-
-  def torch_errors() -> dict[str, float]:
-    # PyTorch, fresh modules with the same weights.
-    tg = TorchGenerator(s, k, g.width, gan.z_dim)
-    tc = TorchCritic(s, k, d.width, d.conditioning, d.normalization)
-    load_flax_params(tg, tc, g_params=g_params, g_batch_stats=g_stats, d_params=d_params)
-    nchw = lambda x: torch.from_numpy(np.array(x, np.float32)).permute(0, 3, 1, 2).contiguous()
-    nhwc = lambda x: x.detach().permute(0, 2, 3, 1).numpy()
-    t_labels = torch.from_numpy(labels.astype(np.int64))
-    t_z = torch.from_numpy(z.copy())
-    tg.eval()  # first: a training-mode forward updates the running statistics
-    with torch.no_grad():
-      t_fake_eval = tg(t_z, t_labels)
-    tg.train()
-    t_fake = tg(t_z, t_labels)
-    t_loss, t_w, t_gp = critic_losses(
-        tc, nchw(real), nchw(fake), t_labels, torch.from_numpy(np.array(eps)), gan.gp_weight
-    )
-    t_loss.backward()
-    t_d_grads = critic_grads_to_flax_layout(tc)
-    tc.zero_grad(set_to_none=True)
-    t_g_loss = -tc(tg(t_z, t_labels), t_labels).mean()
-    t_g_loss.backward()
-    t_g_grads = _generator_grads_to_flax_layout(tg)
-    errors = {
-        "images_train": _rel_err(nhwc(t_fake), fake),
-        "images_eval": _rel_err(nhwc(t_fake_eval), fake_eval),
-        "critic_loss": _rel_err(t_loss.item(), d_loss),
-        "wasserstein": _rel_err(t_w.item(), w),
-        "gradient_penalty": _rel_err(t_gp.item(), gp),
-        "generator_loss": _rel_err(t_g_loss.item(), g_loss),
-    }
-    errors.update({f"critic_grad/{n}": e for n, e in _leaf_errors(t_d_grads, d_grads).items()})
-    # Pre-BatchNorm conv biases: zero gradient in exact arithmetic (rounding noise both
-    # sides), frozen in training; not compared.
-    errors.update({f"generator_grad/{n}": e for n, e in _leaf_errors(t_g_grads, g_grads).items()})
-    return errors
-
-  # The math check runs PyTorch's native CPU kernels: its default oneDNN (mkldnn) kernels are
-  # less accurate in float32 on some layers (measured: up to 3% relative error on generator
-  # conv-kernel gradients at width 8, 4e-3 at the paper's width, against float64 of either
-  # framework, where flowergan's float32 stays within 2e-6). The oneDNN figure, from the
-  # configuration that is timed, is reported as `max_error_default_kernels`.
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # "TF32 acceleration on top of oneDNN ... Intel GPUs"
-    with torch.backends.mkldnn.flags(enabled=False):
-      errors = torch_errors()
-  default_errors = torch_errors()
+  gan, state = float32_gan(gan), jax.device_get(state)
+  inputs = comparison_inputs(gan, batch_size, seed)
+  flax_out = flowergan_outputs(gan, state, inputs)
+  fake = np.asarray(flax_out["images_train"])  # the critic step's fakes, both sides
+  with native_torch_kernels():
+    errors = relative_errors(torch_outputs(gan, state, inputs, fake=fake), flax_out)
+  default_errors = relative_errors(torch_outputs(gan, state, inputs, fake=fake), flax_out)
   return {
       "errors": errors,
       "max_error": max(errors.values()),
       "max_error_default_kernels": max(default_errors.values()),
-      "values": {
-          "critic_loss": float(d_loss),
-          "gradient_penalty": float(gp),
-          "wasserstein": float(w),
-          "generator_loss": float(g_loss),
-      },
+      "values": {name: float(flax_out[name]) for name in LOSS_NAMES},
   }

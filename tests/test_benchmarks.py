@@ -1,5 +1,5 @@
-"""The benchmark runs end to end; the PyTorch reference computes what flowergan computes; the
-critic's im2col convolutions compute what plain convolutions compute (no timing assertions)."""
+"""The benchmark runs end to end and the PyTorch reference computes what flowergan computes (no
+timing assertions)."""
 
 import importlib.util
 import json
@@ -16,8 +16,7 @@ HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 def test_benchmark_end_to_end_on_tiny_config(tmp_path):
   config = tiny_config.get_config(image_size=16, cache_dir=tmp_path / "cache")
-  result = bench.run_benchmark(
-      config,
+  options = bench.Options(
       batch_sizes=[8],
       repeats=2,
       warmup=1,
@@ -28,8 +27,8 @@ def test_benchmark_end_to_end_on_tiny_config(tmp_path):
       input_pipeline=False,
       also_dtype="bfloat16",
       conv_layers=True,
-      log=lambda _: None,
   )
+  result = bench.run_benchmark(config, options, log=lambda _: None)
   text = json.dumps(result, default=str)  # JSON-able
   assert json.loads(text)["results"][0]["batch_size"] == 8
   assert result["peak_flops_per_s"] > 0
@@ -91,10 +90,8 @@ def test_input_pipeline_rate_or_na(tmp_path):
 
 @pytest.mark.parametrize("image_size", [16, 32])
 def test_torch_reference_matches_flowergan(image_size):
-  pytest.importorskip(
-      "torch", reason="the PyTorch reference needs torch (optional; " "pip install torch)"
-  )
-  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  pytest.importorskip("torch", reason="the PyTorch reference needs torch (optional)")
+  from benchmarks import torch_reference
 
   config = tiny_config.get_config(image_size=image_size)
   gan = ts.wgangp_from_config(config, num_classes=2)
@@ -116,8 +113,9 @@ def test_torch_reference_matches_flowergan(image_size):
 
 def test_torch_iteration_runs_and_trains():
   pytest.importorskip("torch", reason="the PyTorch reference needs torch (optional)")
-  import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  import torch
+
+  from benchmarks import torch_reference
 
   config = tiny_config.get_config(image_size=16)
   gan = ts.wgangp_from_config(config, num_classes=2)
