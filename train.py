@@ -1,6 +1,7 @@
-r"""Trains flowergan: python train.py --config=configs/cwgan128.py [--workdir=runs/NAME].
+r"""Trains flowergan: `python train.py --config=configs/cwgan128.py[:VARIANT] [--workdir=DIR]`.
 
-The workdir defaults to runs/<config file stem>; an existing checkpoint there is resumed.
+The variants and their commands are in configs/cwgan128.py. The workdir defaults to
+`runs/<variant>` (`runs/<config file stem>` without one); an existing checkpoint there is resumed.
 """
 
 import os
@@ -12,11 +13,19 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
-    "configs/demo.py",
-    "Config file; override fields as --config.train.batch_size=32.",
+    "configs/cwgan128.py:demo",
+    "Config file[:variant]; override fields as --config.train.batch_size=32.",
     lock_config=True,
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config stem>).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory (default: runs/<variant>, or runs/<config stem> without one)."
+)
+
+
+def _default_workdir(config_arg: str) -> str:
+  """`runs/demo` for `configs/cwgan128.py:demo`, `runs/cwgan128` for `configs/cwgan128.py`."""
+  path, _, variant = config_arg.partition(":")
+  return os.path.join("runs", variant or pathlib.Path(path).stem)
 
 
 def main(argv):
@@ -28,8 +37,7 @@ def main(argv):
   from flowergan import errors, train  # after flags: keeps --help fast
 
   train.initialize_distributed_if_requested()
-  config_path = flags.FLAGS["config"].config_filename
-  workdir = _WORKDIR.value or os.path.join("runs", pathlib.Path(config_path).stem)
+  workdir = _WORKDIR.value or _default_workdir(flags.FLAGS["config"].config_filename)
   logging.info("Workdir: %s", workdir)
   try:
     train.train_and_evaluate(_CONFIG.value, workdir)

@@ -1,27 +1,57 @@
-r"""CWGAN-GP_128, the paper's model: 128×128 dandelions and marigolds.
+r"""CWGAN-GP_128 (the paper's model) and its two shrunken variants, `get_config(arg)`.
 
-Train (GPU/TPU; on the default data, TFDS oxford_flowers102's two matching classes):
+The part of `--config` after a colon picks the variant; the workdir defaults to
+`runs/<variant>` (`runs/cwgan128` without one), and a rerun resumes from its latest checkpoint.
 
-  python train.py --config=configs/cwgan128.py
+* none: the paper's model, 128×128 dandelions and marigolds (GPU/TPU; on the default data,
+  TFDS oxford_flowers102's two matching classes):
 
-The workdir defaults to runs/cwgan128; a rerun resumes from its latest checkpoint. On your own
-photos, one subfolder per class:
+      python train.py --config=configs/cwgan128.py
+      python sample.py --label=marigold
 
-  python train.py --config=configs/cwgan128.py --config.data.source=folder:/path/to/photos \
-      --config.data.classes="('dandelion','marigold')"
+  On your own photos, one subfolder per class:
 
-Then: python sample.py --label=marigold
+      python train.py --config=configs/cwgan128.py --config.data.source=folder:/path/to/photos \
+          --config.data.classes="('dandelion','marigold')"
 
-Any field below can be overridden on the command line, e.g. --config.train.batch_size=32; a
-misspelt field is an error (lock_config). Measured speeds are in the README's performance table.
+* `demo` (train.py's default): the built-in synthetic flowers at 32×32 with half the widths,
+  500 steps, small enough for 2 CPU cores (measured time: see the README). Everything else is
+  the paper's model and WGAN-GP recipe:
+
+      python train.py --config=configs/cwgan128.py:demo    # → runs/demo/samples/*.png
+      python sample.py --workdir=runs/demo --label=marigold
+
+* `tiny`: `demo` shrunk further so the tests run the real code in seconds on a CPU (16×16,
+  widths 8, 4 steps, a light evaluation):
+
+      python train.py --config=configs/cwgan128.py:tiny    # → runs/tiny
+
+Any field can be overridden on the command line, e.g. `--config.train.batch_size=32`; a
+misspelt field is an error (`lock_config`). Measured speeds are in the README's performance
+table.
 """
 
 import ml_collections
 
 from flowergan import eval_config
 
+VARIANTS = ("demo", "tiny")
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The paper's model, or with `arg` one of `VARIANTS` (`config_flags` passes `file.py:arg`)."""
+  if arg not in (None, *VARIANTS):
+    raise ValueError(f"unknown config variant {arg!r}; valid: none, {', '.join(VARIANTS)}")
+  config = _paper_config()
+  if arg in ("demo", "tiny"):
+    _shrink_to_demo(config)
+  if arg == "tiny":
+    _shrink_to_tiny(config)
+  return config
+
+
+def _paper_config() -> ml_collections.ConfigDict:
+  """CWGAN-GP_128 as in the paper."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # same config + seed → same samples
 
@@ -53,7 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.upsample = "bilinear"  # 'bilinear' (paper) | 'transpose' (checkerboard comparison)
   model.critic_width = 64  # critic channels 64 → 128 → 256 → 256 → 512 at 128×128
   # 'projection' (Miyato & Koyama 2018) | 'concat' (one-hot channels on the input image).
-  # Projection is the default, by measurement: configs/demo.py for 300 steps, seed 0, each mode
+  # Projection is the default, by measurement: the demo variant for 300 steps, seed 0, each mode
   # (2-core CPU): both give the requested class (synthetic.classify_by_hue agrees on 99.8% vs
   # 100% of 256 samples/class), but projection's samples are closer to the data (SWD mean 82.4
   # and 81.6 vs 89.6 and 88.6 over two SWD seeds, 200 samples/class) and look cleaner.
@@ -94,3 +124,46 @@ def get_config() -> ml_collections.ConfigDict:
   # override as --config.eval.num_per_class=500.
   config.eval = eval_config.default_eval_config()
   return config
+
+
+def _shrink_to_demo(config: ml_collections.ConfigDict) -> None:
+  """The `demo` variant: built-in synthetic data, 32×32, half the widths, 500 steps."""
+  config.data.source = "synthetic"
+  config.data.image_size = 32
+  config.data.synthetic_num_per_class = 200
+  config.model.width = 32
+  config.model.critic_width = 32
+  config.train.batch_size = 32
+  config.train.num_steps = 500
+  config.log_every = 20
+  config.sample_every = 100
+  config.checkpoint_every = 200
+  # The evaluation that ends the run, lighter than the paper's so the demo stays within minutes.
+  config.eval.num_per_class = 200
+  config.eval.classifier_steps = 300
+  config.eval.kid_subset_size = 100  # < num_per_class, so the subsets differ and KID has a spread
+
+
+def _shrink_to_tiny(config: ml_collections.ConfigDict) -> None:
+  """The `tiny` variant (on top of `demo`): what the tests train, in seconds on a CPU."""
+  config.data.image_size = 16
+  config.data.synthetic_num_per_class = 16
+  config.model.z_dim = 8
+  config.model.width = 8
+  config.model.critic_width = 8
+  config.train.batch_size = 8
+  config.train.n_critic = 2
+  config.train.num_steps = 4
+  config.log_every = 1
+  config.sample_every = 2
+  config.checkpoint_every = 2
+  # The evaluation that ends every run: each metric computed, none of them stable.
+  config.eval.update(
+      num_per_class=16,
+      batch_size=32,
+      classifier_steps=30,
+      classifier_batch_size=16,
+      kid_subsets=5,
+      kid_subset_size=16,
+      swd_nhoods_per_image=16,
+  )

@@ -1,46 +1,41 @@
-"""Input pipeline: folder / TFDS / synthetic images -> in-memory arrays -> tf.data.
+"""Input pipeline: folder / TFDS / synthetic images → in-memory arrays → tf.data.
 
-The only module of flowergan that imports TensorFlow (and tensorflow_datasets).
-TensorFlow is used on the host CPU only: GPUs/TPUs are hidden from it at import.
+The only module of flowergan that imports TensorFlow (and tensorflow_datasets). TensorFlow is
+used on the host CPU only: GPUs/TPUs are hidden from it at import.
 
-Stages
-------
-1. ``load_images(data_config)``: decode every image of this process's shard
-   ONCE with PIL (thread pool), convert to RGB, resize the shorter side to
-   ``image_size`` (LANCZOS, antialiased) and centre-crop. Result: uint8
-   (N, S, S, 3), int32 labels, class names. Sources:
+Stages:
 
-   * ``folder:PATH``: ``PATH/<class>/**/*.{jpg,jpeg,png,bmp,gif,webp}`` (any case).
-     Mode conversion: grayscale / 16-bit / palette / CMYK / YCbCr -> RGB;
-     anything with transparency (RGBA, LA, palette with transparency) is
-     alpha-composited ON WHITE. EXIF orientation is applied. Files that cannot
-     be decoded (truncated, corrupt, not an image, unknown extension) are
-     skipped and reported in ONE warning with their count and a few names.
-     Hidden files (".*") are ignored.
-   * ``tfds:NAME``: an already prepared TFDS data set (never downloaded here).
-     Examples are read with the image left encoded, filtered to the wanted
-     labels (``features['label'].names`` + ``tfds_label_names``), relabelled
-     0..K-1, then decoded by the same PIL code as folders.
-   * ``synthetic``: ``flowergan.synthetic`` renders the set once into
-     ``cache_dir/synthetic-<seed>-<n>-<size>/<class>/*.png`` (atomically: temp
-     folder + rename) and it is then read as a folder.
+1. `load_images(data_config)`: decode every image of this process's shard ONCE with PIL (thread
+   pool), convert to RGB, resize the shorter side to `image_size` (LANCZOS, antialiased) and
+   centre-crop. Result: uint8 (N, S, S, 3), int32 labels, class names. Sources:
+
+   * `folder:PATH`: `PATH/<class>/**/*.{jpg,jpeg,png,bmp,gif,webp}` (any case). Mode
+     conversion: grayscale / 16-bit / palette / CMYK / YCbCr → RGB; anything with transparency
+     (RGBA, LA, palette with transparency) is alpha-composited ON WHITE. EXIF orientation is
+     applied. Files that cannot be decoded (truncated, corrupt, not an image, unknown
+     extension) are skipped and reported in ONE warning with their count and a few names.
+     Hidden files (`.*`) are ignored.
+   * `tfds:NAME`: an already prepared TFDS data set (never downloaded here). Examples are read
+     with the image left encoded, filtered to the wanted labels (`features['label'].names` +
+     `tfds_label_names`), relabelled 0..K-1, then decoded by the same PIL code as folders.
+   * `synthetic`: `flowergan.synthetic` renders the set once into
+     `cache_dir/synthetic-<seed>-<n>-<size>/<class>/*.png` (atomically, through
+     `fileio.atomic_directory`) and it is then read as a folder.
 
    Multi-host: the sorted file list of every class is sharded
-   ``files[process_index::process_count]``, so every process holds a disjoint
-   part of every class.
+   `files[process_index::process_count]`, so every process holds a disjoint part of every
+   class.
 
-2. ``create_train_iterator``: a tf.data pipeline over the in-memory arrays.
-   ``Dataset.range(start_step, ...)`` maps step ``s`` to one training item of
-   ``n_critic`` sub-batches. All randomness is stateless and keyed by
-   ``(seed, process_index, s)``, so item ``s`` does not depend on where the
-   iterator started (exact resume from a checkpoint).
+2. `create_train_iterator`: a tf.data pipeline over the in-memory arrays.
+   `Dataset.range(start_step, ...)` maps step `s` to one training item of `n_critic`
+   sub-batches. All randomness is stateless and keyed by `(seed, process_index, s)`, so item
+   `s` does not depend on where the iterator started (exact resume from a checkpoint).
 
-   Sampling is i.i.d. with replacement: with ``balanced`` a class is drawn
-   uniformly and then an image of that class uniformly; otherwise an image is
-   drawn uniformly from all images. Each of the n_critic sub-batches is a fresh
-   draw. Augmentation (vectorised over the batch): rotation by an angle uniform
-   in [-max_rotation_deg, max_rotation_deg] (bilinear, REFLECT padding, so no
-   black corners), then random horizontal / vertical flips.
+   Sampling is i.i.d. with replacement: with `balanced` a class is drawn uniformly and then an
+   image of that class uniformly; otherwise an image is drawn uniformly from all images. Each
+   of the n_critic sub-batches is a fresh draw. Augmentation (vectorised over the batch):
+   rotation by an angle uniform in [-max_rotation_deg, max_rotation_deg] (bilinear, REFLECT
+   padding, so no black corners), then random horizontal / vertical flips.
 """
 
 from __future__ import annotations
@@ -48,20 +43,17 @@ from __future__ import annotations
 import concurrent.futures
 import difflib
 import io
-import logging
 import math
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image, ImageOps
 
-from flowergan import errors
-from flowergan import synthetic
+from flowergan import errors, fileio, synthetic
 
 # TensorFlow only feeds the host: it must not grab accelerator memory.
 for _kind in ("GPU", "TPU"):
@@ -69,8 +61,6 @@ for _kind in ("GPU", "TPU"):
     tf.config.set_visible_devices([], _kind)
   except Exception:  # pylint: disable=broad-except  # no such device type / already initialised
     pass
-
-logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _MAX_NAMED = 5  # how many skipped files a warning names
@@ -98,7 +88,7 @@ def _cfg(config, name, default=None):
 
 # ============================================================================ decoding
 def _to_rgb(im: Image.Image) -> Image.Image:
-  """Any PIL mode -> RGB; transparency is composited on white."""
+  """Any PIL mode → RGB; transparency is composited on white."""
   mode = im.mode
   if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
     arr = np.asarray(im, dtype=np.float64)
@@ -123,9 +113,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def decode_and_resize(source, size: int) -> np.ndarray:
   """Decodes a file path or encoded bytes to uint8 (size, size, 3).
 
-  Shorter side resized to ``size`` (LANCZOS) and centre crop, done in one
-  resampling step through PIL's ``box``. Raises on unreadable or truncated
-  data (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left False).
+  Shorter side resized to `size` (LANCZOS) and centre crop, done in one resampling step through
+  PIL's `box`. Raises on unreadable or truncated data (`ImageFile.LOAD_TRUNCATED_IMAGES` is left
+  False).
   """
   if isinstance(source, (bytes, bytearray, memoryview)):
     source = io.BytesIO(bytes(source))
@@ -178,7 +168,7 @@ def _warn_skipped(where: str, undecodable: Sequence[str], not_images: Sequence[s
     return
   named = (list(undecodable) + list(not_images))[:_MAX_NAMED]
   more = f", ... ({total - len(named)} more)" if total > len(named) else ""
-  logger.warning(
+  logging.warning(
       "Skipped %d files in %s (%d unreadable/truncated/corrupt images, %d without an "
       "image extension %s): %s%s",
       total,
@@ -284,75 +274,26 @@ def _load_folder(
 
 
 # ============================================================================ tfds source
-def _load_tfds(name: str, data_config, size: int, process_index: int, process_count: int):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+_TFDS_ALTERNATIVES = "or use data.source='folder:PATH' (one subfolder per class) or 'synthetic'"
 
+
+def _load_tfds(name: str, data_config, size: int, process_index: int, process_count: int):
+  """`tfds:NAME`: the wanted classes of a prepared TFDS data set, decoded like a folder's."""
   classes = [str(c) for c in (_cfg(data_config, "classes", ()) or ())]
   if not classes:
     raise _error(
         f"data.classes must list the wanted classes for data.source='tfds:{name}' "
         "(e.g. ('dandelion', 'marigold'))."
     )
-  label_map = _cfg(data_config, "tfds_label_names", {}) or {}
   split = _cfg(data_config, "tfds_splits", "all") or "all"
   data_dir = _cfg(data_config, "tfds_data_dir", None)
   if data_dir:
     data_dir = os.path.expanduser(str(data_dir))
-  alternatives = "or use data.source='folder:PATH' (one subfolder per class) or 'synthetic'"
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # pylint: disable=broad-except  # DatasetNotFoundError and friends
-    raise _error(
-        f"Cannot open TFDS dataset '{name}' ({type(e).__name__}: "
-        f"{str(e).splitlines()[0] if str(e) else ''}): check the name, "
-        f"{alternatives}."
-    ) from e
-  features = builder.info.features
-  label_feature = features["label"] if "label" in features else None
-  if label_feature is None or not hasattr(label_feature, "names"):
-    raise _error(f"TFDS dataset '{name}' has no ClassLabel feature 'label'; {alternatives}.")
-  image_key = (
-      "image"
-      if "image" in features
-      else next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
-  )
-  if image_key is None:
-    raise _error(f"TFDS dataset '{name}' has no image feature; {alternatives}.")
-  names = list(label_feature.names)
-  lut = np.full((len(names),), -1, np.int32)
-  for ours, c in enumerate(classes):
-    theirs = str(label_map.get(c, c)) if hasattr(label_map, "get") else c
-    if theirs not in names:
-      close = difflib.get_close_matches(theirs, names, n=5, cutoff=0.5)
-      hint = f"close matches: {', '.join(repr(x) for x in close)}" if close else "no close match"
-      raise _error(
-          f"Class '{c}' maps to label '{theirs}', which TFDS dataset '{name}' does not "
-          f"have ({hint}); fix data.classes or data.tfds_label_names."
-      )
-    lut[names.index(theirs)] = ours
-
-  try:
-    ds = builder.as_dataset(
-        split=split, shuffle_files=False, decoders={image_key: tfds.decode.SkipDecoding()}
-    )
-  except Exception as e:  # pylint: disable=broad-except  # not prepared: AssertionError & co
-    root = data_dir or getattr(builder, "data_dir_root", "~/tensorflow_datasets")
-    raise _error(
-        f"TFDS dataset '{name}' (split '{split}') is not downloaded/prepared in {root} "
-        "(flowergan never downloads: there may be no network here): run "
-        f"tfds.builder('{name}').download_and_prepare() where there is internet and "
-        f"copy it into data.tfds_data_dir, {alternatives}. "
-        f"[{type(e).__name__}]"
-    ) from e
-  lut_t = tf.constant(lut)
-  ds = ds.map(
-      lambda ex: (ex[image_key], tf.gather(lut_t, tf.cast(ex["label"], tf.int32))),
-      num_parallel_calls=tf.data.AUTOTUNE,
-  )
-  ds = ds.filter(lambda img, label: label >= 0)
-  encoded = [[] for _ in classes]
-  for img, label in ds.as_numpy_iterator():
-    encoded[int(label)].append(img)
+  builder = _tfds_builder(name, data_dir)
+  image_key, label_names = _tfds_features(name, builder)
+  label_map = _cfg(data_config, "tfds_label_names", {}) or {}
+  lut = _tfds_label_lut(name, classes, label_map, label_names)
+  encoded = _read_tfds_encoded(name, builder, split, data_dir, image_key, lut, len(classes))
   per_class, undecodable = [], []
   for c, blobs in zip(classes, encoded):
     shard = blobs[process_index::process_count]
@@ -371,6 +312,85 @@ def _load_tfds(name: str, data_config, size: int, process_index: int, process_co
   return images, labels, classes
 
 
+def _tfds_builder(name: str, data_dir: str | None):
+  """`tfds.builder(name)`, or a one-line error naming the alternatives."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except  # DatasetNotFoundError and friends
+    raise _error(
+        f"Cannot open TFDS dataset '{name}' ({type(e).__name__}: "
+        f"{str(e).splitlines()[0] if str(e) else ''}): check the name, "
+        f"{_TFDS_ALTERNATIVES}."
+    ) from e
+
+
+def _tfds_features(name: str, builder) -> tuple[str, list[str]]:
+  """The image feature's key and the names of the ClassLabel feature `label`."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  features = builder.info.features
+  label_feature = features["label"] if "label" in features else None
+  if label_feature is None or not hasattr(label_feature, "names"):
+    raise _error(f"TFDS dataset '{name}' has no ClassLabel feature 'label'; {_TFDS_ALTERNATIVES}.")
+  image_key = (
+      "image"
+      if "image" in features
+      else next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
+  )
+  if image_key is None:
+    raise _error(f"TFDS dataset '{name}' has no image feature; {_TFDS_ALTERNATIVES}.")
+  return image_key, list(label_feature.names)
+
+
+def _tfds_label_lut(name: str, classes: Sequence[str], label_map, label_names) -> np.ndarray:
+  """TFDS label → our label (0..K-1 in `classes` order), -1 for the labels we do not want."""
+  lut = np.full((len(label_names),), -1, np.int32)
+  for ours, c in enumerate(classes):
+    theirs = str(label_map.get(c, c)) if hasattr(label_map, "get") else c
+    if theirs not in label_names:
+      close = difflib.get_close_matches(theirs, label_names, n=5, cutoff=0.5)
+      hint = f"close matches: {', '.join(repr(x) for x in close)}" if close else "no close match"
+      raise _error(
+          f"Class '{c}' maps to label '{theirs}', which TFDS dataset '{name}' does not "
+          f"have ({hint}); fix data.classes or data.tfds_label_names."
+      )
+    lut[label_names.index(theirs)] = ours
+  return lut
+
+
+def _read_tfds_encoded(
+    name: str, builder, split: str, data_dir: str | None, image_key: str, lut, num_classes: int
+) -> list[list[bytes]]:
+  """The still-encoded images of every wanted class, in the data set's order."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    ds = builder.as_dataset(
+        split=split, shuffle_files=False, decoders={image_key: tfds.decode.SkipDecoding()}
+    )
+  except Exception as e:  # pylint: disable=broad-except  # not prepared: AssertionError & co
+    root = data_dir or getattr(builder, "data_dir_root", "~/tensorflow_datasets")
+    raise _error(
+        f"TFDS dataset '{name}' (split '{split}') is not downloaded/prepared in {root} "
+        "(flowergan never downloads: there may be no network here): run "
+        f"tfds.builder('{name}').download_and_prepare() where there is internet and "
+        f"copy it into data.tfds_data_dir, {_TFDS_ALTERNATIVES}. "
+        f"[{type(e).__name__}]"
+    ) from e
+  lut_t = tf.constant(lut)
+  ds = ds.map(
+      lambda ex: (ex[image_key], tf.gather(lut_t, tf.cast(ex["label"], tf.int32))),
+      num_parallel_calls=tf.data.AUTOTUNE,
+  )
+  ds = ds.filter(lambda img, label: label >= 0)
+  encoded = [[] for _ in range(num_classes)]
+  for img, label in ds.as_numpy_iterator():
+    encoded[int(label)].append(img)
+  return encoded
+
+
 # ============================================================================ synthetic source
 def synthetic_dir(data_config) -> str:
   """Where the synthetic set for this config lives (rendered on first use)."""
@@ -384,7 +404,7 @@ def synthetic_dir(data_config) -> str:
 
 
 def ensure_synthetic(data_config) -> str:
-  """Renders the synthetic set once (atomic temp-dir + rename) and returns its folder."""
+  """Renders the synthetic set once (atomically, see `fileio.atomic_directory`); its folder."""
   final = synthetic_dir(data_config)
   if os.path.isdir(final):
     return final
@@ -393,37 +413,21 @@ def ensure_synthetic(data_config) -> str:
     raise _error(f"data.synthetic_num_per_class must be >= 1, got {n}.")
   seed = int(_cfg(data_config, "synthetic_seed", 0))
   size = int(data_config.image_size)
-  parent = os.path.dirname(final)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix="." + os.path.basename(final) + ".tmp-", dir=parent)
-  try:
-    start = time.time()
+  start = time.time()
+  with fileio.atomic_directory(final) as tmp:
     synthetic.write_dataset(tmp, n, seed, size)
-    try:
-      os.rename(tmp, final)
-    except OSError:
-      if not os.path.isdir(final):  # not a lost race with another process: a real error
-        raise
-      shutil.rmtree(tmp, ignore_errors=True)
-    else:
-      logger.info(
-          "Rendered synthetic data set (%d images) to %s in %.1fs",
-          2 * n,
-          final,
-          time.time() - start,
-      )
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  logging.info(
+      "Rendered synthetic data set (%d images) to %s in %.1fs", 2 * n, final, time.time() - start
+  )
   return final
 
 
 # ============================================================================ public: load
 def load_images(data_config, *, process_index: int = 0, process_count: int = 1):
-  """Decoded, resized (shorter side to image_size, centre crop), un-augmented images.
+  """Decoded, resized (shorter side to `image_size`, centre crop), un-augmented images.
 
-  Returns (uint8 (N, S, S, 3), int32 labels (N,), class_names). With several
-  processes, each gets a disjoint shard of every class.
+  Returns (uint8 (N, S, S, 3), int32 labels (N,), class_names). With several processes, each
+  gets a disjoint shard of every class.
   """
   if process_count < 1 or not 0 <= process_index < process_count:
     raise _error(f"Invalid process_index={process_index} / process_count={process_count}.")
@@ -459,13 +463,12 @@ def load_images(data_config, *, process_index: int = 0, process_count: int = 1):
 def rotation_transforms(
     angles_rad: tf.Tensor, height: int, width: int, hflip=None, vflip=None
 ) -> tf.Tensor:
-  """(B,) angles -> (B, 8) projective transforms: rotation about the image centre,
-  followed by optional horizontal / vertical flips ((B,) bool), as ONE transform.
+  """(B,) angles → (B, 8) projective transforms: rotation about the image centre, then flips.
 
-  A transform maps output pixel (x, y) to the input position it samples; a
-  positive angle rotates the content counter-clockwise as displayed
-  (90 deg == np.rot90). Output = flip(rotate(input)), so the output pixel
-  (x, y) samples rotate^-1 at the flipped position (x_f, y_f).
+  The optional horizontal / vertical flips ((B,) bool) are folded into the same transform. A
+  transform maps output pixel (x, y) to the input position it samples; a positive angle rotates
+  the content counter-clockwise as displayed (90° == `np.rot90`). Output = flip(rotate(input)),
+  so the output pixel (x, y) samples rotate⁻¹ at the flipped position (x_f, y_f).
   """
   cos, sin = tf.cos(angles_rad), tf.sin(angles_rad)
   w1, h1 = tf.cast(width - 1, tf.float32), tf.cast(height - 1, tf.float32)
@@ -498,10 +501,10 @@ def rotation_transforms(
 def apply_augmentation(images: tf.Tensor, angles_deg=None, hflip=None, vflip=None) -> tf.Tensor:
   """Deterministic part of the augmentation on float images (B, H, W, C).
 
-  Rotation by ``angles_deg`` (B,) (bilinear, REFLECT fill), then horizontal
-  flip where ``hflip`` (B,) is True, then vertical flip where ``vflip`` is True.
-  ``None`` skips a step. With a rotation, the flips are folded into the same
-  projective transform (one resampling pass); without, they are exact reversals.
+  Rotation by `angles_deg` (B,) (bilinear, REFLECT fill), then horizontal flip where `hflip`
+  (B,) is True, then vertical flip where `vflip` is True. `None` skips a step. With a rotation,
+  the flips are folded into the same projective transform (one resampling pass); without, they
+  are exact reversals.
   """
   images = tf.convert_to_tensor(images, tf.float32)
   height, width = images.shape[1], images.shape[2]
@@ -544,12 +547,36 @@ def make_train_dataset(
     random_vflip: bool = False,
     balanced: bool = True,
 ) -> tf.data.Dataset:
-  """tf.data.Dataset of dicts for steps start_step, start_step+1, ... (infinite).
+  """tf.data.Dataset of dicts for steps `start_step`, `start_step + 1`, ... (infinite).
 
-  'image': float32 (n_critic, local_batch_size, S, S, 3) in [-1, 1];
-  'label': int32 (n_critic, local_batch_size). Item s depends only on
-  (images, labels, seed, process_index, s).
+  `'image'`: float32 (n_critic, local_batch_size, S, S, 3) in [-1, 1]; `'label'`: int32
+  (n_critic, local_batch_size). Item s depends only on (images, labels, seed, process_index, s).
   """
+  images, labels = _checked_arrays(images, labels)
+  total = n_critic * local_batch_size
+  draw = _index_sampler(labels, num_classes, total, balanced)
+  augment = _augmenter(total, float(max_rotation_deg), random_hflip, random_vflip)
+  images_t = tf.constant(images)
+  size = images.shape[1:]
+  key0 = _seed_key(seed, process_index)
+
+  def item(step):
+    keys = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(key0, step), num=5
+    )
+    idx, lab = draw(keys[0], keys[1])
+    x = tf.cast(tf.gather(images_t, idx), tf.float32) * (1.0 / 127.5) - 1.0
+    x = augment(x, keys[2], keys[3], keys[4])
+    return {
+        "image": tf.reshape(x, [n_critic, local_batch_size, *size]),
+        "label": tf.reshape(lab, [n_critic, local_batch_size]),
+    }
+
+  return _steps_dataset(item, start_step)
+
+
+def _checked_arrays(images, labels) -> tuple[np.ndarray, np.ndarray]:
+  """uint8 images and int32 labels, or a one-line error if they do not fit together."""
   images = np.asarray(images, np.uint8)
   labels = np.asarray(labels, np.int32)
   if images.ndim != 4 or images.shape[0] == 0 or images.shape[0] != labels.shape[0]:
@@ -557,6 +584,17 @@ def make_train_dataset(
         f"Need a non-empty (N, S, S, 3) image array with N labels, got "
         f"{images.shape} and {labels.shape}."
     )
+  return images, labels
+
+
+def _index_sampler(
+    labels: np.ndarray, num_classes: int, total: int, balanced: bool
+) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+  """`draw(class_key, image_key)` → (`total` image indices, their labels), i.i.d.
+
+  Balanced: a class uniformly, then an image of that class uniformly; otherwise an image
+  uniformly from all of them.
+  """
   counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
   if balanced and (counts == 0).any():
     missing = [int(k) for k in np.nonzero(counts == 0)[0]]
@@ -566,47 +604,49 @@ def make_train_dataset(
     )
   order = np.argsort(labels, kind="stable").astype(np.int64)
   offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-
-  images_t = tf.constant(images)
   labels_t = tf.constant(labels)
   order_t, offsets_t, counts_t = tf.constant(order), tf.constant(offsets), tf.constant(counts)
-  total = n_critic * local_batch_size
-  size = images.shape[1:]
-  key0 = _seed_key(seed, process_index)
-  max_rot = float(max_rotation_deg)
+  num_images = labels.shape[0]
 
   def uniform_int(key, n):  # uniform in [0, n) per element (n: int64 tensor or scalar)
     r = tf.random.stateless_uniform([total], key, minval=None, maxval=None, dtype=tf.int64)
     return tf.math.floormod(r, n)
 
-  def step_fn(step):
-    keys = tf.random.experimental.stateless_split(
-        tf.random.experimental.stateless_fold_in(key0, step), num=5
-    )
+  def draw(class_key, image_key):
     if balanced:
-      cls = tf.cast(uniform_int(keys[0], num_classes), tf.int32)
-      within = uniform_int(keys[1], tf.gather(counts_t, cls))
-      idx = tf.gather(order_t, tf.gather(offsets_t, cls) + within)
-      lab = cls
-    else:
-      idx = uniform_int(keys[1], images.shape[0])
-      lab = tf.gather(labels_t, idx)
-    x = tf.cast(tf.gather(images_t, idx), tf.float32) * (1.0 / 127.5) - 1.0
-    angles = hf = vf = None
-    if max_rot > 0:
-      angles = tf.random.stateless_uniform([total], keys[2], -max_rot, max_rot)
-    if random_hflip:
-      hf = tf.random.stateless_uniform([total], keys[3]) < 0.5
-    if random_vflip:
-      vf = tf.random.stateless_uniform([total], keys[4]) < 0.5
-    x = apply_augmentation(x, angles, hf, vf)
-    return {
-        "image": tf.reshape(x, [n_critic, local_batch_size, *size]),
-        "label": tf.reshape(lab, [n_critic, local_batch_size]),
-    }
+      cls = tf.cast(uniform_int(class_key, num_classes), tf.int32)
+      within = uniform_int(image_key, tf.gather(counts_t, cls))
+      return tf.gather(order_t, tf.gather(offsets_t, cls) + within), cls
+    idx = uniform_int(image_key, num_images)
+    return idx, tf.gather(labels_t, idx)
 
+  return draw
+
+
+def _augmenter(
+    total: int, max_rotation_deg: float, random_hflip: bool, random_vflip: bool
+) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+  """`augment(x, rotation_key, hflip_key, vflip_key)`: random rotation and flips of `total`."""
+
+  def augment(x, rotation_key, hflip_key, vflip_key):
+    angles = hf = vf = None
+    if max_rotation_deg > 0:
+      angles = tf.random.stateless_uniform(
+          [total], rotation_key, -max_rotation_deg, max_rotation_deg
+      )
+    if random_hflip:
+      hf = tf.random.stateless_uniform([total], hflip_key) < 0.5
+    if random_vflip:
+      vf = tf.random.stateless_uniform([total], vflip_key) < 0.5
+    return apply_augmentation(x, angles, hf, vf)
+
+  return augment
+
+
+def _steps_dataset(item: Callable[[tf.Tensor], dict], start_step: int) -> tf.data.Dataset:
+  """`item(s)` for s = start_step, start_step + 1, ..., in order, prefetched."""
   ds = tf.data.Dataset.range(int(start_step), 2**62)
-  ds = ds.map(step_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(item, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
@@ -620,13 +660,13 @@ def create_train_iterator(
     n_critic: int,
     seed: int,
     start_step: int = 0,
-    process_index=None,
-    process_count=None,
+    process_index: int | None = None,
+    process_count: int | None = None,
 ) -> tuple[Iterator[dict], list[str]]:
-  """Infinite iterator of numpy dicts, one per training iteration (see make_train_dataset).
+  """Infinite iterator of numpy dicts, one per training iteration (see `make_train_dataset`).
 
-  Batch for step s = f(data, seed, s, process_index): starting at start_step=k
-  yields exactly the k-th item of a run started at 0.
+  Batch for step s = f(data, seed, s, process_index): starting at `start_step=k` yields exactly
+  the k-th item of a run started at 0.
   """
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top
@@ -658,72 +698,3 @@ def create_train_iterator(
       balanced=bool(_cfg(data_config, "balanced", True)),
   )
   return iter(ds.as_numpy_iterator()), class_names
-
-
-# ============================================================================ throughput
-def measure_throughput(
-    data_config, batch_size: int = 64, n_critic: int = 5, seconds: float = 20.0, seed: int = 0
-) -> float:
-  """Images/s delivered by create_train_iterator (after a short warm-up)."""
-  it, _ = create_train_iterator(
-      data_config,
-      global_batch_size=batch_size,
-      n_critic=n_critic,
-      seed=seed,
-      process_index=0,
-      process_count=1,
-  )
-  for _ in range(3):
-    next(it)
-  n, start = 0, time.perf_counter()
-  while time.perf_counter() - start < seconds:
-    batch = next(it)
-    n += batch["image"].shape[0] * batch["image"].shape[1]
-  return n / (time.perf_counter() - start)
-
-
-def _main():
-  import argparse  # pylint: disable=g-import-not-at-top
-
-  import ml_collections  # pylint: disable=g-import-not-at-top
-
-  p = argparse.ArgumentParser(description="Measure input pipeline throughput.")
-  p.add_argument("--source", default="synthetic")
-  p.add_argument("--image_size", type=int, default=128)
-  p.add_argument("--batch_size", type=int, default=64)
-  p.add_argument("--n_critic", type=int, default=5)
-  p.add_argument("--seconds", type=float, default=20.0)
-  p.add_argument("--num_per_class", type=int, default=500)
-  p.add_argument("--max_rotation_deg", type=float, default=15.0)
-  p.add_argument("--cache_dir", default="~/.cache/flowergan")
-  a = p.parse_args()
-  logging.basicConfig(level=logging.INFO)
-  cfg = ml_collections.ConfigDict(
-      dict(
-          source=a.source,
-          classes=(),
-          image_size=a.image_size,
-          max_rotation_deg=a.max_rotation_deg,
-          random_hflip=True,
-          random_vflip=False,
-          balanced=True,
-          synthetic_num_per_class=a.num_per_class,
-          synthetic_seed=0,
-          cache_dir=a.cache_dir,
-          tfds_data_dir=None,
-          tfds_splits="all",
-          tfds_label_names={},
-      )
-  )
-  t = time.time()
-  images, _, _ = load_images(cfg)
-  print(f"load_images: {images.shape[0]} images in {time.time() - t:.1f}s")
-  rate = measure_throughput(cfg, a.batch_size, a.n_critic, a.seconds)
-  print(
-      f"throughput: {rate:.0f} images/s ({a.image_size}px, batch {a.batch_size} x n_critic "
-      f"{a.n_critic}, rotation {a.max_rotation_deg} deg + hflip, {os.cpu_count()} CPUs)"
-  )
-
-
-if __name__ == "__main__":
-  _main()

@@ -3,9 +3,9 @@
 No TensorFlow and no JAX here: metrics code imports this module on accelerator
 machines where TensorFlow is absent.
 
-* ``render_images(num_per_class, seed, size)`` draws a deterministic data set:
-  image ``i`` of class ``c`` depends only on ``(seed, c, i, size)``, so a larger
-  set starts with the images of a smaller one.
+* `render_images(num_per_class, seed, size)` draws a deterministic data set: image `i` of
+  class `c` depends only on `(seed, c, i, size)`, so a larger set starts with the images of a
+  smaller one.
 
   - dandelion: a flat bright-yellow disc made of many thin radial rays in several
     layers with a serrated fringe; about one in six is a white seed-head "puff"
@@ -17,7 +17,7 @@ machines where TensorFlow is absent.
   position near the centre, random scale, rotation and petal count. Rendering is
   vectorised numpy in polar coordinates, supersampled x2 and box-downsampled.
 
-* ``centre_hue_scores(images)`` / ``classify_by_hue(images)``: a fixed colour
+* `centre_hue_scores(images)` / `classify_by_hue(images)`: a fixed colour
   statistic (orange share of the vivid warm pixels, centre-weighted) that puts
   the synthetic images in the right class without any trained model; it accepts
   uint8 images or float images in [-1, 1], so it can also check class
@@ -70,7 +70,7 @@ def _smooth_noise(rng, n, cells):
 
 
 def _over(canvas, colour, alpha):
-  """Alpha-composite ``colour`` (H,W,3 or 3) with coverage ``alpha`` (H,W) onto canvas."""
+  """Alpha-composites `colour` (H,W,3 or 3) with coverage `alpha` (H,W) onto `canvas`."""
   a = np.clip(alpha, 0.0, 1.0)[..., None]
   canvas *= 1.0 - a
   canvas += a * colour
@@ -270,9 +270,11 @@ def render_images(num_per_class: int, seed: int, size: int):
 def write_dataset(
     directory: str, num_per_class: int, seed: int, size: int, num_threads: int | None = None
 ) -> None:
-  """Writes ``directory/<class>/<index>.png`` (not atomic: callers render into a
-  temporary folder and rename it into place). Rendering runs in a thread pool
-  (numpy and PNG encoding release the GIL for most of the work)."""
+  """Writes `directory/<class>/<index>.png`, rendered in a thread pool.
+
+  Not atomic: callers render into `fileio.atomic_directory`. numpy and PNG encoding release the
+  GIL for most of the work.
+  """
   from concurrent.futures import ThreadPoolExecutor
 
   from PIL import Image  # local: keep `import flowergan.synthetic` cheap
@@ -345,27 +347,3 @@ def centre_hue_scores(images) -> np.ndarray:
 def classify_by_hue(images) -> np.ndarray:
   """Labels int32 (N,): 1 (marigold) where centre_hue_scores > 0.5, else 0 (dandelion)."""
   return (centre_hue_scores(images) > 0.5).astype(np.int32)
-
-
-def save_preview(
-    path: str, per_class: int = 16, seed: int = 0, size: int = 64, cols: int = 4
-) -> None:
-  """Saves a grid: per class ``per_class`` images, ``cols`` per row, classes side by side."""
-  from PIL import Image
-
-  images, labels, _ = render_images(per_class, seed, size)
-  rows = -(-per_class // cols)
-  gap = 4
-  grid = np.full((rows * (size + gap), 2 * cols * (size + gap) + 3 * gap, 3), 255, np.uint8)
-  for label in (0, 1):
-    for k, img in enumerate(images[labels == label]):
-      rr, cc = divmod(k, cols)
-      x0 = label * (cols * (size + gap) + 3 * gap) + cc * (size + gap)
-      y0 = rr * (size + gap)
-      grid[y0 : y0 + size, x0 : x0 + size] = img
-  Image.fromarray(grid).save(path)
-
-
-if __name__ == "__main__":
-  save_preview("/tmp/synthetic_preview.png")
-  print("wrote /tmp/synthetic_preview.png")

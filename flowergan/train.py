@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import signal
+import threading
 import time
 
 import jax
@@ -18,6 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
+from flax import traverse_util
 
 from flowergan import errors
 from flowergan import checkpointing, sampling
@@ -32,8 +34,11 @@ class TrainingError(errors.FlowerganError):
 
 
 def initialize_distributed_if_requested() -> None:
-  """Multi-host runs (Cloud TPU pods, SLURM, an explicit coordinator) need
-  jax.distributed.initialize() before any other JAX call; single-host runs must not call it."""
+  """Calls `jax.distributed.initialize()` on multi-host runs, before any other JAX call.
+
+  Multi-host: Cloud TPU pods, SLURM with several tasks, or an explicit coordinator address.
+  Single-host runs must not call it.
+  """
   env = os.environ
   multihost = (
       "JAX_COORDINATOR_ADDRESS" in env
@@ -69,8 +74,6 @@ def _graceful_stop():
 
 
 def _in_main_thread() -> bool:
-  import threading
-
   return threading.current_thread() is threading.main_thread()
 
 
@@ -148,37 +151,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     logging.info("Resumed from %s at step %d.", checkpointing.checkpoint_dir(workdir), start_step)
   else:
     state = ts.init_state(gan, jax.random.key(config.seed), mesh)
-  train_step = ts.make_train_step(gan, mesh)
+  step_fn = ts.make_train_step(gan, mesh)
   step_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   sample_seed = config.seed + 1
 
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
   if start_step == 0:
-    writer.write_hparams({k: str(v) for k, v in _flatten(config.to_dict()).items()})
+    hparams = traverse_util.flatten_dict(config.to_dict(), sep=".")
+    writer.write_hparams({k: str(v) for k, v in hparams.items()})
   images_per_step = config.train.batch_size * config.train.n_critic
   num_steps = config.train.num_steps
   last_saved = start_step
   window, window_start, window_step = [], time.perf_counter(), start_step
   eval_cache = {}  # the real images, loaded at the first evaluation
 
-  def save(state):
-    nonlocal last_saved
-    checkpointing.save(manager, state, metadata)
-    last_saved = int(jax.device_get(state.step))
-
   try:
     with _graceful_stop() as stop:
       for step in range(start_step + 1, num_steps + 1):
         batch = mesh_lib.shard_batch(next(batches), mesh)
-        state, metrics = train_step(state, batch, step_key)
+        state, metrics = step_fn(state, batch, step_key)
         metrics = jax.device_get(metrics)
-        if not metrics["finite"]:
-          values = ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items() if k != "finite")
-          raise TrainingError(
-              f"non-finite loss or gradient at step {step} ({values}); the last good checkpoint "
-              f"(step {last_saved}) is kept in {checkpointing.checkpoint_dir(workdir)}: lower "
-              f"--config.train.critic_lr/generator_lr or check the input images."
-          )
+        _check_finite(metrics, step, last_saved, workdir)
         window.append({k: float(v) for k, v in metrics.items() if k != "finite"})
         if step % config.log_every == 0 or step == num_steps:
           now = time.perf_counter()
@@ -192,37 +185,64 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
             )
           window, window_start, window_step = [], now, step
         if step % config.sample_every == 0 or step == num_steps:
-          grids = sample_grids(gan, state, class_names, sample_seed)
-          if is_main:
-            for name, grid in grids.items():
-              sampling.save_png(
-                  grid, os.path.join(workdir, "samples", f"{name}_step{step:07d}.png")
-              )
-            writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
-        if jax.process_count() > 1 and manager.reached_preemption(step):
-          stop.signal_name = "preemption notice"  # every host stops at the same step
+          _write_samples(gan, state, class_names, sample_seed, step, workdir, writer, is_main)
+        _stop_on_preemption_notice(manager, step, stop)
         if step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name:
-          save(state)
+          checkpointing.save(manager, state, metadata)
+          last_saved = int(jax.device_get(state.step))
         if is_main and _evaluation_due(config, step, num_steps) and not stop.signal_name:
           _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
         if stop.signal_name:
-          logging.warning(
-              "%s received: saved step %d to %s; rerun the same command to resume.",
-              stop.signal_name,
-              step,
-              checkpointing.checkpoint_dir(workdir),
-          )
-          print(
-              f"{stop.signal_name}: stopped at step {step}, checkpoint saved; rerun the same "
-              f"command to resume.",
-              flush=True,
-          )
+          _report_stop(stop.signal_name, step, workdir)
           break
   finally:
     manager.wait_until_finished()
     manager.close()
     writer.flush()
   return state
+
+
+def _check_finite(metrics: dict, step: int, last_saved: int, workdir: str) -> None:
+  """Raises `TrainingError` (naming the step and the kept checkpoint) on a non-finite step."""
+  if metrics["finite"]:
+    return
+  values = ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items() if k != "finite")
+  raise TrainingError(
+      f"non-finite loss or gradient at step {step} ({values}); the last good checkpoint "
+      f"(step {last_saved}) is kept in {checkpointing.checkpoint_dir(workdir)}: lower "
+      f"--config.train.critic_lr/generator_lr or check the input images."
+  )
+
+
+def _write_samples(gan, state, class_names, seed: int, step: int, workdir: str, writer, is_main):
+  """`samples/<class>_step<step>.png` and TensorBoard images; every process generates."""
+  grids = sample_grids(gan, state, class_names, seed)
+  if not is_main:
+    return
+  for name, grid in grids.items():
+    sampling.save_png(grid, os.path.join(workdir, "samples", f"{name}_step{step:07d}.png"))
+  writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
+
+
+def _stop_on_preemption_notice(manager, step: int, stop: _StopRequest) -> None:
+  """Multi-host: a preemption notice stops every host at the same step (signals do not)."""
+  if jax.process_count() > 1 and manager.reached_preemption(step):
+    stop.signal_name = "preemption notice"
+
+
+def _report_stop(signal_name: str, step: int, workdir: str) -> None:
+  """Says that the run stopped early, with its checkpoint saved, and how to resume."""
+  logging.warning(
+      "%s received: saved step %d to %s; rerun the same command to resume.",
+      signal_name,
+      step,
+      checkpointing.checkpoint_dir(workdir),
+  )
+  print(
+      f"{signal_name}: stopped at step {step}, checkpoint saved; rerun the same command to "
+      f"resume.",
+      flush=True,
+  )
 
 
 def _evaluation_due(config, step: int, num_steps: int) -> bool:
@@ -249,13 +269,3 @@ def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> 
   )
   writer.write_scalars(step, evaluate.scalars(results))
   print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names), flush=True)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out

@@ -19,17 +19,7 @@ from tests import tiny_config
 
 REPO = tiny_config.REPO
 TINY_FLAGS = [
-    "--config=" + str(REPO / "configs" / "demo.py"),
-    "--config.data.image_size=16",
-    "--config.data.synthetic_num_per_class=16",
-    "--config.model.z_dim=8",
-    "--config.model.width=8",
-    "--config.model.critic_width=8",
-    "--config.train.batch_size=8",
-    "--config.train.n_critic=2",
-    "--config.log_every=1",
-    "--config.sample_every=2",
-    "--config.checkpoint_every=2",
+    f"--config={tiny_config.CONFIG_FILE}:tiny",
     "--config.eval_every=-1",  # evaluation has its own tests (test_quality.py)
 ]
 
@@ -137,6 +127,20 @@ def test_sample_cli_without_checkpoint(tmp_path):
   assert "no checkpoint in" in result.stderr and "python train.py" in result.stderr
 
 
+def test_default_workdir_is_runs_slash_variant(trained, tmp_path):
+  _, root = trained
+  result = _run(
+      "train.py",
+      *TINY_FLAGS,
+      "--config.train.num_steps=1",
+      f"--config.data.cache_dir={root / 'cache'}",
+      cwd=tmp_path,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert os.listdir(tmp_path / "runs") == ["tiny"]
+  assert os.listdir(tmp_path / "runs" / "tiny" / "checkpoints") == ["1"]
+
+
 def test_config_typo_is_an_error(tmp_path):
   result = _run("train.py", *TINY_FLAGS, "--config.train.batchsize=8", f"--workdir={tmp_path}")
   assert result.returncode != 0
@@ -157,7 +161,7 @@ def test_sampling_is_deterministic_and_labels_follow_request(trained):
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
   assert a.shape == (6, 16, 16, 3) and a.min() >= 0 and a.max() <= 1
-  with pytest.raises(sampling.SamplingError, match="available steps: \\[2, 4\\]"):
+  with pytest.raises(checkpointing.CheckpointError, match="available steps: \\[2, 4\\]"):
     checkpointing.load_trained(str(workdir), step=3)
 
 
