@@ -1,10 +1,11 @@
-"""The defaults of `config.eval` (flowergan/evaluate.py), importable without JAX so that config
-files can use them (configs/cwgan128.py) and older configs without an eval block get them."""
+"""The defaults of `config.eval` (what `flowergan.evaluate` measures), importable without JAX so
+that config files can use them (`configs/cwgan128.py`)."""
 
 import ml_collections
 
 
 def default_eval_config() -> ml_collections.ConfigDict:
+  """Every field of `config.eval`, with its default."""
   ev = ml_collections.ConfigDict()
   ev.num_per_class = 1000  # generated images per class (500: ~5x the KID seed-to-seed spread)
   ev.batch_size = 100  # generator and classifier inference batch

@@ -14,8 +14,9 @@ Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table pr
   `kid_std/<class>`) and over all classes (`fd`, `kid`, `kid_std`). They are not FID/KID on
   Inception features: compare them between runs on the same data only. FD is biased by the
   sample count (few real images per class give a large floor); KID is unbiased, so prefer it
-  for small sets. `kid` is the mean of the per-class KIDs (±: the std over random subsets). `fd_real_halves` is the FD between two random halves of the real set: the
-  floor that sampling noise alone gives.
+  for small sets. `kid` is the mean of the per-class KIDs (±: the std over random subsets).
+  `fd_real_halves` is the FD between two random halves of the real set: the floor that
+  sampling noise alone gives.
 * **SWD** (Karras et al. 2018, ×10³) between generated and real images per Laplacian level
   (`swd_<res>`) and `swd_mean`; `swd_real_halves_<res>` / `swd_real_halves_mean` between two
   halves of the real set, the reference.
@@ -30,36 +31,34 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from absl import app, flags, logging
 
-from flowergan import errors
+from flowergan import checkpointing, errors, metrics, sampling
 from flowergan import classifier as clf
-from flowergan import checkpointing, metrics, sampling
-from flowergan.eval_config import default_eval_config
 
 METRICS_FILE = "metrics.jsonl"
 CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
 
 
-def eval_config_of(config) -> ml_collections.ConfigDict:
-  """`config.eval` completed with the defaults (older checkpoints have no eval block)."""
-  return _complete(config.get("eval") if config is not None else None)
-
-
-def _complete(eval_config) -> ml_collections.ConfigDict:
-  out = default_eval_config()
-  if eval_config is not None:
-    out.update(dict(eval_config))
-  return out
-
-
 class EvaluationError(errors.FlowerganError):
-  """Real images that do not fit the model (one-line message)."""
+  """Real images that do not fit the model, or a run without evaluation settings (one line)."""
+
+
+def eval_config_of(config) -> ml_collections.ConfigDict:
+  """A copy of `config.eval`: what the evaluation of a run trained with `config` measures."""
+  if "eval" not in config:
+    raise EvaluationError(
+        "the run's config has no `eval` block (trained before flowergan had evaluation): pass "
+        "`eval_config=flowergan.eval_config.default_eval_config()` to `evaluate.evaluate`."
+    )
+  return ml_collections.ConfigDict(config.eval.to_dict())
 
 
 def _to_model_range(images) -> np.ndarray:
@@ -70,7 +69,11 @@ def _to_model_range(images) -> np.ndarray:
   return x.astype(np.float32)
 
 
+# ------------------------------------------------------------------------- the classifier
+
+
 def _classifier_settings(eval_config, num_classes: int, image_size: int) -> dict:
+  """What the cached classifier was trained with: a different value means another one."""
   return {
       "steps": int(eval_config.classifier_steps),
       "batch_size": int(eval_config.classifier_batch_size),
@@ -83,25 +86,39 @@ def _classifier_settings(eval_config, num_classes: int, image_size: int) -> dict
   }
 
 
+def _cached_classifier(cache_path: str | None, fingerprint: str, settings: str):
+  """(params, meta) from `cache_path` if it was trained on these data with these settings."""
+  if not cache_path or not os.path.exists(cache_path):
+    return None
+  try:
+    params, meta = clf.load_classifier(cache_path)
+  except Exception as e:  # pylint: disable=broad-except  # unreadable cache: retrain
+    logging.warning("unreadable classifier cache %s (%s): training a new one.", cache_path, e)
+    return None
+  if meta.get("fingerprint") != fingerprint or meta.get("settings") != settings:
+    return None
+  return params, meta
+
+
 def get_classifier(
     real_images, real_labels, num_classes: int, eval_config, cache_path: str | None = None
 ) -> tuple[dict, dict]:
-  """The classifier of these real images: from `cache_path` when it was trained on the same data
-  (fingerprint) with the same settings, else trained now (and cached). Returns (params, info);
-  info has holdout_accuracy, train_accuracy, fingerprint and `cached` (reused or not)."""
+  """The classifier of these real images, and its info.
+
+  It comes from `cache_path` when that one was trained on the same data (fingerprint) with the
+  same settings, else it is trained now (and cached there). The info has `holdout_accuracy`,
+  `train_accuracy`, `fingerprint` and `cached` (reused or not).
+  """
   real_images = np.asarray(real_images)
   labels = np.asarray(real_labels, np.int32)
   fingerprint = clf.data_fingerprint(real_images, labels)
   settings = json.dumps(
       _classifier_settings(eval_config, num_classes, real_images.shape[1]), sort_keys=True
   )
-  if cache_path and os.path.exists(cache_path):
-    try:
-      params, meta = clf.load_classifier(cache_path)
-    except Exception:  # pylint: disable=broad-except  # unreadable cache: retrain
-      meta = {}
-    if meta.get("fingerprint") == fingerprint and meta.get("settings") == settings:
-      return params, {**meta, "cached": True}
+  cached = _cached_classifier(cache_path, fingerprint, settings)
+  if cached is not None:
+    params, meta = cached
+    return params, {**meta, "cached": True}
   params, info = clf.train_classifier(
       _to_model_range(real_images),
       labels,
@@ -126,9 +143,112 @@ def get_classifier(
   return params, {**meta, "cached": False}
 
 
+# ---------------------------------------------------------------- the stages of `evaluate`
+
+
+def _checked_real_images(model, real_images, real_labels, class_names):
+  """The real images in [-1, 1] and their int32 labels, refused if they do not fit `model`."""
+  if class_names != list(model.class_names):
+    raise EvaluationError(
+        f"real images have classes {class_names}, the model "
+        f"{list(model.class_names)}: load the run's own data."
+    )
+  real = _to_model_range(real_images)
+  real_labels = np.asarray(real_labels, np.int32)
+  size = model.gan.generator.image_size
+  if real.ndim != 4 or real.shape[1:] != (size, size, 3) or len(real) != len(real_labels):
+    raise EvaluationError(
+        f"real images {real.shape} / labels {real_labels.shape} do not fit "
+        f"the model's {size}×{size} RGB images."
+    )
+  missing = [n for i, n in enumerate(class_names) if not np.any(real_labels == i)]
+  if missing:
+    raise EvaluationError(f"no real images of class(es) {missing}.")
+  return real, real_labels
+
+
+def _generate_per_class(model, num_classes: int, eval_config, seed: int, use_ema: bool):
+  """`num_per_class` generated images of each class in [-1, 1], and their labels.
+
+  The generator runs on host copies of the weights: on one local device even when the training
+  state is spread over a multi-host mesh.
+  """
+  params, batch_stats = jax.device_get(model.variables(use_ema=use_ema))
+  labels = np.repeat(np.arange(num_classes, dtype=np.int32), int(eval_config.num_per_class))
+  images = sampling.generate(
+      model.gan, params, batch_stats, labels, seed=seed, batch_size=int(eval_config.batch_size)
+  )
+  return images * 2.0 - 1.0, labels
+
+
 def _halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Two random halves of `range(n)` (sorted indices), the second one longer if `n` is odd."""
   order = np.random.default_rng(seed).permutation(n)
   return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def _class_consistency(gen_logits, gen_labels, class_names) -> dict[str, float]:
+  """Per class, the share of its generated images that the classifier assigns to it."""
+  gen_pred = np.argmax(gen_logits, axis=-1)
+  out = {
+      f"class_consistency/{name}": float(np.mean(gen_pred[gen_labels == i] == i))
+      for i, name in enumerate(class_names)
+  }
+  out["class_consistency_mean"] = float(np.mean(list(out.values())))
+  return out
+
+
+def _feature_distances(
+    gen_feats, gen_labels, real_feats, real_labels, class_names, halves, eval_config, seed: int
+) -> dict[str, float]:
+  """FD and KID between generated and real classifier features, per class and over all."""
+
+  def kid(a, b):
+    return metrics.kernel_inception_distance(
+        a,
+        b,
+        num_subsets=int(eval_config.kid_subsets),
+        subset_size=int(eval_config.kid_subset_size),
+        seed=seed,
+    )
+
+  out = {}
+  for i, name in enumerate(class_names):
+    g, r = gen_feats[gen_labels == i], real_feats[real_labels == i]
+    out[f"fd/{name}"] = metrics.frechet_distance(g, r)
+    out[f"kid/{name}"], out[f"kid_std/{name}"] = kid(g, r)
+  out["fd"] = metrics.frechet_distance(gen_feats, real_feats)
+  # Not KID of the pooled sets: both are class-stratified (equal counts per label), which the
+  # unbiased estimator does not assume; pooled, it comes out below zero by about the
+  # between-class feature variance / subset size. The mean over classes has no such bias.
+  k = len(class_names)
+  out["kid"] = float(np.mean([out[f"kid/{name}"] for name in class_names]))
+  out["kid_std"] = float(np.sqrt(np.sum([out[f"kid_std/{name}"] ** 2 for name in class_names])) / k)
+  a, b = halves
+  out["fd_real_halves"] = metrics.frechet_distance(real_feats[a], real_feats[b])
+  return out
+
+
+def _sliced_wasserstein(generated, real, halves, eval_config, seed: int) -> dict[str, float]:
+  """SWD of the generated images to the real ones and, as the reference, of two real halves."""
+
+  def swd(x, y):
+    return metrics.sliced_wasserstein_distance(
+        x, y, nhoods_per_image=int(eval_config.swd_nhoods_per_image), seed=seed
+    )
+
+  a, b = halves
+  out = swd(generated, real)
+  for key, value in swd(real[a], real[b[: len(a)]]).items():
+    out[key.replace("swd_", "swd_real_halves_")] = value
+  return out
+
+
+def _append_metrics(workdir: str, results: dict[str, Any]) -> None:
+  """One JSON line (with the time) appended to `workdir/metrics.jsonl`."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, METRICS_FILE), "a") as f:
+    f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **results}) + "\n")
 
 
 def evaluate(
@@ -148,119 +268,53 @@ def evaluate(
   Args:
     model: a workdir (its latest checkpoint is loaded) or a `checkpointing.TrainedModel`.
     real_images: uint8 (N, S, S, 3) as `input_pipeline.load_images` returns (or floats in
-      [-1, 1]); real_labels: int (N,); class_names: the label order (must match the model's).
-    eval_config: `config.eval` fields (default: the model config's own, else the defaults).
+      [-1, 1]).
+    real_labels: int (N,).
+    class_names: the label order (must match the model's).
+    eval_config: every `config.eval` field (default: the model config's own `eval`).
     use_ema: evaluate the EMA generator (what sampling uses) or the raw one.
     workdir: where the classifier cache and metrics.jsonl live (default: `model` if a path).
-    seed: noise seed of the generated images (default eval_config.seed).
+    seed: noise seed of the generated images (default `eval_config.seed`).
     write: append the result to `workdir/metrics.jsonl`.
   """
   if isinstance(model, (str, os.PathLike)):
     workdir = workdir or os.fspath(model)
     model = checkpointing.load_trained(workdir)
-  eval_config = _complete(eval_config) if eval_config is not None else eval_config_of(model.config)
+  if eval_config is None:
+    eval_config = eval_config_of(model.config)
   class_names = list(class_names)
-  if class_names != list(model.class_names):
-    raise EvaluationError(
-        f"real images have classes {class_names}, the model "
-        f"{list(model.class_names)}: load the run's own data."
-    )
-  real = _to_model_range(real_images)
-  real_labels = np.asarray(real_labels, np.int32)
-  size = model.gan.generator.image_size
-  if real.ndim != 4 or real.shape[1:] != (size, size, 3) or len(real) != len(real_labels):
-    raise EvaluationError(
-        f"real images {real.shape} / labels {real_labels.shape} do not fit "
-        f"the model's {size}×{size} RGB images."
-    )
-  missing = [n for i, n in enumerate(class_names) if not np.any(real_labels == i)]
-  if missing:
-    raise EvaluationError(f"no real images of class(es) {missing}.")
+  real, real_labels = _checked_real_images(model, real_images, real_labels, class_names)
   seed = int(eval_config.seed if seed is None else seed)
   start = time.perf_counter()
-  k, n = len(class_names), int(eval_config.num_per_class)
-
-  # Generated images, from host copies of the weights: this runs on one local device even when
-  # the training state is spread over a multi-host mesh.
-  params, batch_stats = jax.device_get(model.variables(use_ema=use_ema))
-  gen_labels = np.repeat(np.arange(k, dtype=np.int32), n)
-  generated = (
-      sampling.generate(
-          model.gan,
-          params,
-          batch_stats,
-          gen_labels,
-          seed=seed,
-          batch_size=int(eval_config.batch_size),
-      )
-      * 2.0
-      - 1.0
-  )
+  k = len(class_names)
+  generated, gen_labels = _generate_per_class(model, k, eval_config, seed, use_ema)
 
   cache = os.path.join(workdir, CLASSIFIER_FILE) if workdir else None
   clf_params, clf_info = get_classifier(real_images, real_labels, k, eval_config, cache)
   gen_logits, gen_feats = clf.predict(clf_params, generated, int(eval_config.batch_size))
   _, real_feats = clf.predict(clf_params, real, int(eval_config.batch_size))
-  gen_pred = np.argmax(gen_logits, axis=-1)
-
-  def kid(a, b):
-    return metrics.kernel_inception_distance(
-        a,
-        b,
-        num_subsets=int(eval_config.kid_subsets),
-        subset_size=int(eval_config.kid_subset_size),
-        seed=seed,
-    )
+  halves = _halves(len(real), seed)
 
   out: dict[str, Any] = {
       "step": int(model.step),
       "use_ema": bool(use_ema),
       "seed": seed,
-      "num_generated_per_class": n,
+      "num_generated_per_class": int(eval_config.num_per_class),
       "num_real": int(len(real)),
       "classifier_holdout_accuracy": float(clf_info["holdout_accuracy"]),
       "classifier_train_accuracy": float(clf_info["train_accuracy"]),
+      **_class_consistency(gen_logits, gen_labels, class_names),
+      **_feature_distances(
+          gen_feats, gen_labels, real_feats, real_labels, class_names, halves, eval_config, seed
+      ),
+      **_sliced_wasserstein(generated, real, halves, eval_config, seed),
+      "checkerboard": metrics.checkerboard_score(generated),
+      "checkerboard_real": metrics.checkerboard_score(real),
+      "eval_seconds": time.perf_counter() - start,
+      "classifier_cached": bool(clf_info["cached"]),
   }
-  for i, name in enumerate(class_names):
-    out[f"class_consistency/{name}"] = float(np.mean(gen_pred[gen_labels == i] == i))
-  out["class_consistency_mean"] = float(
-      np.mean([out[f"class_consistency/{name}"] for name in class_names])
-  )
-  for i, name in enumerate(class_names):
-    g, r = gen_feats[gen_labels == i], real_feats[real_labels == i]
-    out[f"fd/{name}"] = metrics.frechet_distance(g, r)
-    out[f"kid/{name}"], out[f"kid_std/{name}"] = kid(g, r)
-  out["fd"] = metrics.frechet_distance(gen_feats, real_feats)
-  # Not KID of the pooled sets: both are class-stratified (equal counts per label), which the
-  # unbiased estimator does not assume; pooled, it comes out below zero by about the
-  # between-class feature variance / subset size. The mean over classes has no such bias.
-  out["kid"] = float(np.mean([out[f"kid/{name}"] for name in class_names]))
-  out["kid_std"] = float(np.sqrt(np.sum([out[f"kid_std/{name}"] ** 2 for name in class_names])) / k)
-  a, b = _halves(len(real), seed)
-  out["fd_real_halves"] = metrics.frechet_distance(real_feats[a], real_feats[b])
-
-  def swd(x, y):
-    return metrics.sliced_wasserstein_distance(
-        x, y, nhoods_per_image=int(eval_config.swd_nhoods_per_image), seed=seed
-    )
-
-  out.update(swd(generated, real))
-  out.update(
-      {
-          k_.replace("swd_", "swd_real_halves_"): v
-          for k_, v in swd(real[a], real[b[: len(a)]]).items()
-      }
-  )
-  out["checkerboard"] = metrics.checkerboard_score(generated)
-  out["checkerboard_real"] = metrics.checkerboard_score(real)
-  out["eval_seconds"] = time.perf_counter() - start
-  out["classifier_cached"] = bool(clf_info["cached"])
-
   if write and workdir:
-    path = os.path.join(workdir, METRICS_FILE)
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, "a") as f:
-      f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **out}) + "\n")
+    _append_metrics(workdir, out)
   return out
 
 
@@ -310,7 +364,8 @@ def format_table(results: dict, class_names) -> str:
           + ", ".join(f"{s}px {r[f'swd_{s}']:.2f}" for s in res)
           + f", mean {r['swd_mean']:.2f}  (real half vs half: mean "
           f"{r['swd_real_halves_mean']:.2f})",
-          f"checkerboard score: generated {r['checkerboard']:.4f}, real {r['checkerboard_real']:.4f}",
+          f"checkerboard score: generated {r['checkerboard']:.4f}, "
+          f"real {r['checkerboard_real']:.4f}",
       ]
   )
 
@@ -319,10 +374,6 @@ def format_table(results: dict, class_names) -> str:
 
 
 def _main(argv):
-  import sys
-
-  from absl import app, flags, logging
-
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
@@ -357,15 +408,13 @@ def _main(argv):
 
 
 def main():
-  from absl import app, flags
-
   flags.DEFINE_string("workdir", "runs/cwgan128", "Run directory of train.py.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
   flags.DEFINE_bool("no_ema", False, "Evaluate the raw generator weights, not their EMA.")
   flags.DEFINE_integer(
       "num_per_class",
       None,
-      "Generated images per class " "(default: the run's config.eval.num_per_class).",
+      "Generated images per class (default: the run's config.eval.num_per_class).",
   )
   flags.DEFINE_integer("seed", None, "Noise seed (default: config.eval.seed).")
   app.run(_main)

@@ -134,6 +134,18 @@ def test_evaluate_refuses_real_images_that_do_not_fit(run):
     evaluate.evaluate(str(workdir), images[:, :8, :8], labels, names, write=False)
 
 
+def test_eval_config_of_is_a_copy_of_the_runs_eval_block(tmp_path):
+  config = _config(tmp_path)
+  eval_config = evaluate.eval_config_of(config)
+  assert eval_config.to_dict() == config.eval.to_dict()
+  eval_config.num_per_class += 1
+  assert eval_config.num_per_class == config.eval.num_per_class + 1
+  del config.eval  # a run trained before flowergan had evaluation: a one-line error
+  with pytest.raises(evaluate.EvaluationError, match="no `eval` block") as e:
+    evaluate.eval_config_of(config)
+  assert "\n" not in str(e.value)
+
+
 def test_cli_and_no_tensorflow_at_import(run):
   workdir, _, _, _ = run
   env = dict(os.environ, PYTHONPATH=str(tiny_config.REPO))
