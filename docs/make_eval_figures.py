@@ -18,7 +18,7 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -90,7 +90,7 @@ def main(argv):
   what = argv[1] if len(argv) > 1 else "ablation"
   image = {"ablation": ablation, "upsampling": upsampling}[what]()
   Image.fromarray(image).save(_OUT.value, optimize=True)
-  print(f"wrote {_OUT.value} ({os.path.getsize(_OUT.value) // 1024} KB)")
+  logging.info("wrote %s (%d KB)", _OUT.value, os.path.getsize(_OUT.value) // 1024)
 
 
 if __name__ == "__main__":

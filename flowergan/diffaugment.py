@@ -1,17 +1,20 @@
 """DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training").
 
-JAX port of the official ``DiffAugment_pytorch.py`` (mit-han-lab/data-efficient-gans) for
+JAX port of the official `DiffAugment_pytorch.py` (mit-han-lab/data-efficient-gans) for
 NHWC images in [-1, 1]. Every op is per image, vectorised (gathers / masks, no Python loop
-over images), differentiable w.r.t. the images and jit-friendly with ``policy`` static::
+over images), differentiable w.r.t. the images and jit-friendly with `policy` static:
 
-    critic_fn = lambda x: critic(diff_augment(x, key, policy))
+```python
+critic_fn = lambda x: critic(diff_augment(x, key, policy))
+```
 
 Policies (comma-separated, applied in the given order):
-  * ``color``: brightness + U[-0.5, 0.5); saturation × U[0, 2) around the per-pixel channel
-    mean; contrast × U[0.5, 1.5) around the per-image mean.
-  * ``translation``: integer shift by up to round(0.125·size) pixels per axis, zero padding.
-  * ``cutout``: a square of round(0.5·size) pixels zeroed at a random centre (may be clipped
-    at the border).
+
+* `color`: brightness + U[-0.5, 0.5); saturation × U[0, 2) around the per-pixel channel
+  mean; contrast × U[0.5, 1.5) around the per-image mean.
+* `translation`: integer shift by up to round(0.125·size) pixels per axis, zero padding.
+* `cutout`: a square of round(0.5·size) pixels zeroed at a random centre (may be clipped
+  at the border).
 """
 
 from __future__ import annotations
@@ -25,23 +28,27 @@ __all__ = ["diff_augment", "parse_policy", "VALID_POLICIES"]
 
 
 def rand_brightness(x, key):
+  """Adds U[-0.5, 0.5) per image."""
   b = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) - 0.5
   return x + b
 
 
 def rand_saturation(x, key):
+  """Scales each pixel's distance to its channel mean by U[0, 2) per image."""
   s = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) * 2.0
   m = jnp.mean(x, axis=3, keepdims=True)
   return (x - m) * s + m
 
 
 def rand_contrast(x, key):
+  """Scales the distance to the image's mean by U[0.5, 1.5) per image."""
   c = jax.random.uniform(key, (x.shape[0], 1, 1, 1), x.dtype) + 0.5
   m = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
   return (x - m) * c + m
 
 
 def rand_translation(x, key, ratio: float = 0.125):
+  """Shifts each image by up to `round(ratio · size)` pixels per axis, zeros coming in."""
   n, h, w, _ = x.shape
   sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
   ky, kx = jax.random.split(key)
@@ -57,6 +64,7 @@ def rand_translation(x, key, ratio: float = 0.125):
 
 
 def rand_cutout(x, key, ratio: float = 0.5):
+  """Zeroes a square of `round(ratio · size)` pixels at a random centre of each image."""
   n, h, w, _ = x.shape
   ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
   ky, kx = jax.random.split(key)
@@ -80,7 +88,7 @@ VALID_POLICIES: tuple[str, ...] = tuple(AUGMENT_FNS)
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:
-  """'color, translation' -> ('color', 'translation'); '' -> (). ValueError on unknown names."""
+  """`'color, translation'` → `('color', 'translation')`, `''` → `()`; ValueError if unknown."""
   names = tuple(p.strip() for p in (policy or "").split(",") if p.strip())
   bad = [p for p in names if p not in AUGMENT_FNS]
   if bad:
@@ -91,9 +99,9 @@ def parse_policy(policy: str) -> tuple[str, ...]:
 
 
 def diff_augment(images, key, policy: str):
-  """Apply the DiffAugment ``policy`` to NHWC ``images`` with PRNG ``key``.
+  """Applies the DiffAugment `policy` to NHWC `images` with PRNG `key`.
 
-  ``policy=''`` returns ``images`` unchanged (same object). Use the same ``key`` for the
+  `policy=''` returns `images` unchanged (same object). Use the same `key` for the
   real, fake and interpolated batches only if identical transforms are wanted; the official
   code draws fresh randomness per call.
   """

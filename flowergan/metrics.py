@@ -1,11 +1,11 @@
 """Evaluation metrics for generated images (pure numpy/scipy, no TensorFlow).
 
 Distribution metrics take *feature arrays* of shape (N, D), so any feature extractor plugs in:
-our small :mod:`flowergan.classifier` now (``predict(params, images)[1]``), Inception later.
-A feature extractor is simply ``Callable[[images NHWC in [-1, 1]], features (N, D)]``.
+our small `flowergan.classifier` now (`predict(params, images)[1]`), Inception later.
+A feature extractor is simply `Callable[[images NHWC in [-1, 1]], features (N, D)]`.
 
-Image metrics (:func:`sliced_wasserstein_distance`, :func:`checkerboard_score`) take float
-images NHWC in [-1, 1].
+Image metrics (`sliced_wasserstein_distance`, `checkerboard_score`) take float images NHWC in
+[-1, 1].
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> 
 
   Tr((S1 S2)^{1/2}) is computed stably as Σ sqrt(eig(A S2 A)) with A = S1^{1/2}
   (A S2 A is symmetric PSD and similar to S1 S2, so no complex round-off as with
-  ``scipy.linalg.sqrtm``). If the eigendecomposition fails or yields non-finite values,
-  ``eps * I`` is added to both covariances (the usual fallback). Result clipped at 0.
+  `scipy.linalg.sqrtm`). If the eigendecomposition fails or yields non-finite values,
+  `eps * I` is added to both covariances (the usual fallback). Result clipped at 0.
   """
   mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
   mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
@@ -84,7 +84,7 @@ def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> 
 
 
 def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> float:
-  """Fréchet distance (FID when the features are Inception pool3) between two feature sets (N, D)."""
+  """Fréchet distance (FID for Inception pool3 features) between feature sets (N, D)."""
   mu1, s1 = feature_stats(feats_a)
   mu2, s2 = feature_stats(feats_b)
   return frechet_distance_from_stats(mu1, s1, mu2, s2, eps=eps)
@@ -105,7 +105,7 @@ def kernel_inception_distance(
 ) -> tuple[float, float]:
   """KID: unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y / d + 1)³.
 
-  For each of ``num_subsets`` random subsets of m = min(subset_size, N_a, N_b) rows drawn
+  For each of `num_subsets` random subsets of m = min(subset_size, N_a, N_b) rows drawn
   without replacement from each set (Bińkowski et al. 2018; same estimator as the
   StyleGAN2-ADA / torch-fidelity code):
       MMD²_u = 1/(m(m−1)) Σ_{i≠j} [k(x_i,x_j) + k(y_i,y_j)] − 2/m² Σ_{i,j} k(x_i,y_j).
@@ -196,18 +196,18 @@ def sliced_wasserstein_distance(
 ) -> dict[str, float]:
   """SWD between two image sets (NHWC, same H, W, C) as in Progressive GAN's metric.
 
-  Per Laplacian-pyramid level (resolutions H, H/2, ... >= ``min_resolution``):
-  ``nhoods_per_image`` random ``nhood_size``² patches per image → descriptors, normalised per
+  Per Laplacian-pyramid level (resolutions H, H/2, ... >= `min_resolution`):
+  `nhoods_per_image` random `nhood_size`² patches per image → descriptors, normalised per
   channel by the mean/std pooled over all descriptors of a set (as the original, which
-  normalises reals and fakes separately; ``joint_normalization=True`` pools both sets
+  normalises reals and fakes separately; `joint_normalization=True` pools both sets
   instead, which keeps global colour/contrast shifts visible), projected onto
-  ``dir_repeats × dirs_per_repeat`` random unit directions, sorted, mean |difference|.
+  `dir_repeats × dirs_per_repeat` random unit directions, sorted, mean |difference|.
 
-  Results are ×1e3 like the original (``SWDx1e3_<res>``). Returns
-  ``{'swd_<res>': ..., 'swd_mean': ...}``. Deterministic for ``seed``: patch centres are
+  Results are ×1e3 like the original (`SWDx1e3_<res>`). Returns
+  `{'swd_<res>': ..., 'swd_mean': ...}`. Deterministic for `seed`: patch centres are
   drawn once and used for both sets (same marginal distribution as independent draws,
   lower variance; identical sets give exactly 0). If the set sizes differ, a random subset
-  of ``min(N_a, N_b)`` images is taken from the larger one. The input range does not matter
+  of `min(N_a, N_b)` images is taken from the larger one. The input range does not matter
   (descriptors are normalised), so [-1, 1] gives the same value as [0, 255] up to the
   original's uint8 quantisation.
   """
@@ -216,47 +216,77 @@ def sliced_wasserstein_distance(
   if a.ndim != 4 or a.shape[1:] != b.shape[1:]:
     raise ValueError(f"image sets must be NHWC with equal H, W, C; got {a.shape}, {b.shape}")
   rng = np.random.default_rng(seed)
+  a, b = _equal_sizes(a, b, rng)
+  resolutions = _swd_resolutions(a.shape[1], nhood_size, min_resolution)
+  pyr_a = laplacian_pyramid(a, len(resolutions))
+  pyr_b = laplacian_pyramid(b, len(resolutions))
+  out: dict[str, float] = {}
+  for res, level_a, level_b in zip(resolutions, pyr_a, pyr_b):
+    da, db = _patch_descriptors(
+        level_a, level_b, nhood_size, nhoods_per_image, joint_normalization, rng
+    )
+    out[f"swd_{res}"] = _sliced_distance(da, db, dir_repeats, dirs_per_repeat, rng) * 1e3
+  out["swd_mean"] = float(np.mean([out[f"swd_{r}"] for r in resolutions]))
+  return out
+
+
+def _equal_sizes(a: np.ndarray, b: np.ndarray, rng: np.random.Generator):
+  """`a` and `b`, the larger one cut to a random subset (in order) of the smaller one's size."""
   n = min(a.shape[0], b.shape[0])
   if a.shape[0] > n:
     a = a[np.sort(rng.choice(a.shape[0], n, replace=False))]
   if b.shape[0] > n:
     b = b[np.sort(rng.choice(b.shape[0], n, replace=False))]
+  return a, b
 
-  h = a.shape[1]
+
+def _swd_resolutions(size: int, nhood_size: int, min_resolution: int) -> list[int]:
+  """The pyramid levels' sizes: `size`, `size` / 2, ... while >= `min_resolution`."""
   resolutions = []
-  res = h
+  res = size
   while res >= min_resolution and res > nhood_size:
     resolutions.append(res)
     res //= 2
   if not resolutions:
-    raise ValueError(f"image size {h} too small for min_resolution={min_resolution}")
+    raise ValueError(f"image size {size} too small for min_resolution={min_resolution}")
+  return resolutions
 
+
+def _patch_descriptors(
+    level_a: np.ndarray,
+    level_b: np.ndarray,
+    nhood_size: int,
+    nhoods_per_image: int,
+    joint_normalization: bool,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Normalised (P, C·k·k) descriptors of random patches, at the same centres in both sets."""
+  n, h, w, _ = level_a.shape
   half = nhood_size // 2
-  pyr_a = laplacian_pyramid(a, len(resolutions))
-  pyr_b = laplacian_pyramid(b, len(resolutions))
-  out: dict[str, float] = {}
-  for res, la, lb in zip(resolutions, pyr_a, pyr_b):
-    lh, lw = la.shape[1], la.shape[2]
-    p = n * nhoods_per_image
-    img = np.repeat(np.arange(n), nhoods_per_image)
-    iy = rng.integers(half, lh - half, size=p)
-    ix = rng.integers(half, lw - half, size=p)
-    da = _patches(la, iy, ix, img, half)
-    db = _patches(lb, iy, ix, img, half)
-    if joint_normalization:
-      da, db = _normalise([da, db])
-    else:
-      (da,), (db,) = _normalise([da]), _normalise([db])
-    dists = []
-    for _ in range(dir_repeats):
-      dirs = rng.standard_normal((da.shape[1], dirs_per_repeat))
-      dirs /= np.sqrt(np.sum(dirs**2, axis=0, keepdims=True))
-      pa = np.sort(da @ dirs, axis=0)
-      pb = np.sort(db @ dirs, axis=0)
-      dists.append(np.mean(np.abs(pa - pb)))
-    out[f"swd_{res}"] = float(np.mean(dists) * 1e3)
-  out["swd_mean"] = float(np.mean([out[f"swd_{r}"] for r in resolutions]))
-  return out
+  p = n * nhoods_per_image
+  img = np.repeat(np.arange(n), nhoods_per_image)
+  iy = rng.integers(half, h - half, size=p)
+  ix = rng.integers(half, w - half, size=p)
+  da = _patches(level_a, iy, ix, img, half)
+  db = _patches(level_b, iy, ix, img, half)
+  if joint_normalization:
+    return tuple(_normalise([da, db]))
+  (da,), (db,) = _normalise([da]), _normalise([db])
+  return da, db
+
+
+def _sliced_distance(
+    da: np.ndarray, db: np.ndarray, dir_repeats: int, dirs_per_repeat: int, rng
+) -> float:
+  """Mean |difference| of the sorted projections onto random unit directions."""
+  dists = []
+  for _ in range(dir_repeats):
+    dirs = rng.standard_normal((da.shape[1], dirs_per_repeat))
+    dirs /= np.sqrt(np.sum(dirs**2, axis=0, keepdims=True))
+    pa = np.sort(da @ dirs, axis=0)
+    pb = np.sort(db @ dirs, axis=0)
+    dists.append(np.mean(np.abs(pa - pb)))
+  return float(np.mean(dists))
 
 
 # --------------------------------------------------------------------------------------------
