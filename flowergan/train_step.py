@@ -103,6 +103,38 @@ class WGANGP:
   def _augment(self, images, key):
     return images if self.augment_fn is None else self.augment_fn(images, key)
 
+  def critic_objective(self, d_params, real, fake, labels, keys):
+    """The critic's WGAN-GP loss and `(Wasserstein estimate, penalty)`.
+
+    `keys` = (penalty interpolation, augmentation, augmentation inside the penalty).
+    """
+    k_gp, k_aug, k_aug_gp = keys
+    # One critic call on real ++ fake: one large batch runs faster than two halves.
+    scores = self.critic.apply(
+        {"params": d_params},
+        self._augment(jnp.concatenate([real, fake]), k_aug),
+        jnp.concatenate([labels, labels]),
+    )
+    real_scores, fake_scores = jnp.split(scores, 2)
+    critic_fn = lambda x: self.critic.apply(
+        {"params": d_params}, self._augment(x, k_aug_gp), labels
+    )
+    gp = losses.gradient_penalty(critic_fn, real, fake, k_gp)
+    loss = losses.critic_loss(real_scores, fake_scores) + self.gp_weight * gp
+    return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp)
+
+  def generator_objective(self, g_params, g_batch_stats, d_params, z, labels, aug_key):
+    """The generator's loss against the critic `d_params`, and its new BatchNorm statistics."""
+    fake, g_vars = self.generator.apply(
+        {"params": g_params, "batch_stats": g_batch_stats},
+        z,
+        labels,
+        train=True,
+        mutable=["batch_stats"],
+    )
+    scores = self.critic.apply({"params": d_params}, self._augment(fake, aug_key), labels)
+    return losses.generator_loss(scores), g_vars["batch_stats"]
+
   def critic_update(self, g_params, carry, xs):
     d_params, d_opt_state, g_batch_stats = carry
     real, labels, key = xs
@@ -117,20 +149,9 @@ class WGANGP:
     )
     fake = jax.lax.stop_gradient(fake)
 
-    def loss_fn(d_params):
-      critic_fn = lambda x, k: self.critic.apply({"params": d_params}, self._augment(x, k), labels)
-      # One critic call on real ++ fake: one large batch runs faster than two halves.
-      scores = self.critic.apply(
-          {"params": d_params},
-          self._augment(jnp.concatenate([real, fake]), k_aug),
-          jnp.concatenate([labels, labels]),
-      )
-      real_scores, fake_scores = jnp.split(scores, 2)
-      gp = losses.gradient_penalty(lambda x: critic_fn(x, k_aug_gp), real, fake, k_gp)
-      loss = losses.critic_loss(real_scores, fake_scores) + self.gp_weight * gp
-      return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp)
-
-    (loss, (w_dist, gp)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+    (loss, (w_dist, gp)), grads = jax.value_and_grad(self.critic_objective, has_aux=True)(
+        d_params, real, fake, labels, (k_gp, k_aug, k_aug_gp)
+    )
     updates, d_opt_state = self.d_tx.update(grads, d_opt_state, d_params)
     d_params = optax.apply_updates(d_params, updates)
     metrics = dict(
@@ -147,18 +168,9 @@ class WGANGP:
     k_z, k_aug = jax.random.split(key)
     z = jax.random.normal(k_z, (labels.shape[0], self.z_dim))
 
-    def g_loss_fn(g_params):
-      fake, g_vars = self.generator.apply(
-          {"params": g_params, "batch_stats": g_batch_stats},
-          z,
-          labels,
-          train=True,
-          mutable=["batch_stats"],
-      )
-      scores = self.critic.apply({"params": d_params}, self._augment(fake, k_aug), labels)
-      return losses.generator_loss(scores), g_vars["batch_stats"]
-
-    (g_loss, g_batch_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
+    (g_loss, g_batch_stats), g_grads = jax.value_and_grad(self.generator_objective, has_aux=True)(
+        g_params, g_batch_stats, d_params, z, labels, k_aug
+    )
     updates, g_opt_state = self.g_tx.update(g_grads, g_opt_state, g_params)
     return (optax.apply_updates(g_params, updates), g_opt_state, g_batch_stats, g_loss, g_grads)
 
