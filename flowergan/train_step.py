@@ -192,9 +192,8 @@ class WGANGP:
         lambda carry, xs: self.critic_update(state.g_params, carry, xs),
         (state.d_params, state.d_opt_state, state.g_batch_stats),
         (images, labels, critic_keys),
-        # Unrolled: as a while loop, XLA:CPU ran this iteration 10× slower (demo config, this
-        # 2-core machine: 9.0 s vs 0.85 s); n_critic is small, so unrolling costs only some
-        # compile time.
+        # Unrolled: XLA:CPU runs the while-loop form of this scan many times slower (README,
+        # "Performance"); n_critic is small, so unrolling costs only some compile time.
         unroll=True,
     )
 
