@@ -55,6 +55,20 @@ def im2col_conv_general_dilated(
 
   Anything else than NHWC/HWIO, one group, no dilation goes to `lax.conv_general_dilated`.
   """
+  # Every argument, in `lax.conv_general_dilated`'s order, for the cases left to it.
+  general_args = (
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+      precision,
+      preferred_element_type,
+  )
   if not _is_plain_nhwc_conv(
       lhs,
       rhs,
@@ -64,19 +78,7 @@ def im2col_conv_general_dilated(
       feature_group_count,
       batch_group_count,
   ):
-    return jax.lax.conv_general_dilated(
-        lhs,
-        rhs,
-        window_strides,
-        padding,
-        lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-    )
+    return jax.lax.conv_general_dilated(*general_args)
   n, h, w, c = lhs.shape
   kh, kw, _, features = rhs.shape
   sh, sw = window_strides
@@ -259,6 +261,20 @@ def dots_conv_general_dilated(
   Used for the generator, whose convolutions are differentiated once. Anything but a stride-1
   NHWC/HWIO convolution goes to `lax.conv_general_dilated`.
   """
+  # Every argument, in `lax.conv_general_dilated`'s order, for the cases left to it.
+  general_args = (
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+      precision,
+      preferred_element_type,
+  )
   if any(s != 1 for s in window_strides) or not _is_plain_nhwc_conv(
       lhs,
       rhs,
@@ -268,19 +284,7 @@ def dots_conv_general_dilated(
       feature_group_count,
       batch_group_count,
   ):
-    return jax.lax.conv_general_dilated(
-        lhs,
-        rhs,
-        window_strides,
-        padding,
-        lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers,
-        feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-    )
+    return jax.lax.conv_general_dilated(*general_args)
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   padding = tuple(tuple(int(p) for p in pad) for pad in padding)
