@@ -51,7 +51,7 @@ def test_demo_page_in_headless_chromium(workdir, tmp_path):
     assert "THIS FLOWER DOES NOT EXIST" in text and "Seed 7 · ALL" in text
 
     demo_browser.choose_class(driver, "marigold")
-    second = demo_browser.wait_for_images(driver, 9, differ_from=first)
+    second = demo_browser.wait_for_images(driver, 9, differ_from=first, timeout=120)
     assert second != first
     assert "Seed 7 · marigold" in demo_browser.page_text(driver)
     assert "class=marigold" in driver.current_url  # the request is in the URL

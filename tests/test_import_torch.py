@@ -212,3 +212,10 @@ def test_bad_files_are_one_line_errors(authors_files, tmp_path, make, message):
   assert not (tmp_path / "run" / "checkpoints").exists() or not any(
       (tmp_path / "run" / "checkpoints").iterdir()
   )
+
+
+def test_without_torch_the_command_says_how_to_install_it(authors_files, monkeypatch):
+  _, path = authors_files[64]
+  monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+  with pytest.raises(import_torch.TorchImportError, match=r'pip install -e "\.\[torch\]"'):
+    import_torch.read_state_dict(str(path))
