@@ -208,7 +208,12 @@ def import_file(path: str, workdir: str, config) -> tuple[int, str]:
   check_layout(state_dict, expected, path, size)
   variables = imported_variables(state_dict, expected)
 
-  manager = checkpointing.make_manager(workdir)
+  try:
+    manager = checkpointing.make_manager(workdir)
+  except OSError as e:
+    raise TorchImportError(
+        f"cannot create {workdir} ({e.strerror}): choose a writable --workdir."
+    ) from None
   try:
     if manager.all_steps():
       raise TorchImportError(

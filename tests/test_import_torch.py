@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, import_torch
+from flowergan import checkpointing, demo_app, import_torch
 from flowergan import train as train_lib
 from tests import tiny_config, tiny_run
 
@@ -116,6 +116,8 @@ def test_imported_generator_equals_pytorch(authors_files, tmp_path, size):
   assert model.class_names == ["dandelion", "marigold"]
   assert model.config.data.image_size == size and model.config.model.width == 64
   assert "randomly initialised" in model.metadata["imported_generator"]["critic"]
+  caption = demo_app.Demo(model, str(tmp_path / "run")).caption()
+  assert f"the authors' generator ({path.name}), imported, {size}×{size} images" in caption
   for a, b in zip(*map(_leaves, (model.state.g_params, model.state.ema_params))):
     np.testing.assert_array_equal(a, b)
 
@@ -146,6 +148,11 @@ def test_imported_workdir_refuses_to_train_without_fresh_critic(authors_files, t
   _, path = authors_files[64]
   workdir = tmp_path / "run"
   assert _import(path, workdir).returncode == 0
+  # sample.py and the walks use it unchanged.
+  walk = tiny_run.run(
+      "sample.py", f"--workdir={workdir}", "--label=dandelion,marigold", "--interpolate=1,2"
+  )
+  assert walk.returncode == 0, walk.stderr[-2000:]
   config = tiny_config.load_config_file(tiny_config.REPO / "configs" / "cwgan128.py")
   config.data.update(source="synthetic", image_size=64, synthetic_num_per_class=4)
   config.data.cache_dir = str(tmp_path / "cache")
@@ -198,13 +205,15 @@ class _NotATensor:
         ),
         (lambda g, p: torch.save({"model_state_dict": {"w": torch.zeros(2)}}, p), "none of its"),
         (lambda g, p: None, "no file"),
+        (lambda g, p: torch.save({"model_state_dict": g.state_dict()}, p), "cannot create"),
     ],
 )
 def test_bad_files_are_one_line_errors(authors_files, tmp_path, make, message):
   g, _ = authors_files[128]
   path = tmp_path / "bad.pt"
   make(g, path)
-  result = _import(path, tmp_path / "run")
+  workdir = "/proc/forbidden/run" if message == "cannot create" else tmp_path / "run"
+  result = _import(path, workdir)
   assert result.returncode != 0
   assert "Traceback" not in result.stderr
   last = result.stderr.strip().splitlines()[-1]
