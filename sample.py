@@ -1,6 +1,13 @@
 r"""Samples a trained flowergan: python sample.py --label=marigold [--workdir=runs/cwgan128].
 
 Needs only the workdir: the checkpoint carries its config and class names.
+
+  python sample.py --label=marigold --num=16 --seed=3 --truncation=1.5   # a 4×4 grid
+  python sample.py --label=random --num=16 --seed=3 --truncation=1.5     # the web demo's ALL
+  python sample.py --label=marigold --interpolate=3,7 --frames=8         # a latent walk
+  python sample.py --label=dandelion,marigold --interpolate=3,3          # a class morph
+  python sample.py --label=marigold --seed=3 --save_z=z.npy              # keep the noise …
+  python sample.py --label=marigold --z_file=z.npy                       # … and reuse it
 """
 
 import sys
@@ -8,7 +15,12 @@ import sys
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cwgan128", "Run directory of train.py.")
-_LABEL = flags.DEFINE_string("label", "all", "A class name, or 'all' for --num of each class.")
+_LABEL = flags.DEFINE_string(
+    "label",
+    "all",
+    "A class name; 'all' for --num of each class; 'random' for --num classes drawn from --seed "
+    "(the web demo's ALL); with --interpolate also A,B (a class morph from A to B).",
+)
 _NUM = flags.DEFINE_integer("num", 16, "Images per class.")
 _SEED = flags.DEFINE_integer("seed", 0, "Noise seed: same seed, same images.")
 _TRUNCATION = flags.DEFINE_float(
@@ -21,10 +33,25 @@ _OUT = flags.DEFINE_string(
     "out",
     None,
     "A .png path for one grid, or a directory for single "
-    "PNGs (default: <workdir>/samples/sample_<label>_seed<seed>.png).",
+    "PNGs (default: <workdir>/samples/sample_<label>_seed<seed>.png). For a walk: the .png "
+    "strip; the GIF is written beside it.",
 )
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _NO_EMA = flags.DEFINE_bool("no_ema", False, "Use the raw generator weights, not their EMA.")
+_INTERPOLATE = flags.DEFINE_string(
+    "interpolate",
+    None,
+    "SEED_A,SEED_B: a latent walk (spherical interpolation) from the single sample of seed A "
+    "to that of seed B, written as a PNG strip and an animated GIF.",
+)
+_FRAMES = flags.DEFINE_integer("frames", 8, "Frames of a walk (--interpolate), ends included.")
+_SAVE_Z = flags.DEFINE_string("save_z", None, "Also write the exact noise used to this .npy.")
+_Z_FILE = flags.DEFINE_string(
+    "z_file",
+    None,
+    "Read the noise from this .npy (from --save_z) instead of drawing it from --seed; the "
+    "image count is its row count.",
+)
 
 
 def main(argv):
@@ -32,31 +59,113 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
-  from flowergan import checkpointing, errors, sampling  # after flag parsing: keeps --help fast
+  from flowergan import checkpointing, errors  # after flag parsing: keeps --help fast
 
   try:
-    if _NUM.value < 1:
-      raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
+    _check_flags()
     model = checkpointing.load_trained(_WORKDIR.value, _STEP.value)
-    labels = sampling.resolve_labels(_LABEL.value, model.class_names, _NUM.value)
-    params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
-    images = sampling.generate(
-        model.gan, params, batch_stats, labels, seed=_SEED.value, truncation=_TRUNCATION.value
-    )
-    out = _OUT.value or f"{_WORKDIR.value}/samples/sample_{_LABEL.value}_seed{_SEED.value}.png"
-    paths = sampling.write_images(
-        images,
-        out,
-        labels=labels,
-        class_names=model.class_names,
-        ncols=_NUM.value if _LABEL.value == "all" else None,
-    )
+    message = _walk(model) if _INTERPOLATE.value is not None else _grid(model)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
+  print(message)
+
+
+def _check_flags() -> None:
+  from flowergan import sampling
+
+  if _NUM.value < 1:
+    raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
+  conflicts = [
+      (_Z_FILE, _INTERPOLATE, "a walk draws its noise from its two seeds"),
+      (_Z_FILE, _TRUNCATION, "the noise is read from the file as it is"),
+      (_INTERPOLATE, _NUM, "a walk has --frames images"),
+  ]
+  for a, b, why in conflicts:
+    if a.present and b.present:
+      raise sampling.SamplingError(f"--{a.name} and --{b.name} exclude each other: {why}.")
+  if "," in _LABEL.value and _INTERPOLATE.value is None:
+    raise sampling.SamplingError(
+        f"two labels ({_LABEL.value}) make a class morph, which needs --interpolate=SEED_A,SEED_B."
+    )
+
+
+def _grid(model) -> str:
+  """A grid (or single files) of `--num` images, the noise from --seed or --z_file."""
+  from flowergan import latents, sampling
+
+  z_dim, class_names = model.gan.z_dim, model.class_names
+  if _Z_FILE.value:
+    z = latents.load_z(_Z_FILE.value, z_dim)
+    labels = sampling.resolve_labels(
+        _LABEL.value, class_names, _num_for_rows(len(z), len(class_names)), _SEED.value
+    )
+    if len(labels) != len(z):
+      raise latents.LatentError(
+          f"{_Z_FILE.value} has {len(z)} noise vectors but --label={_LABEL.value} "
+          f"--num={_NUM.value} asks for {len(labels)} images."
+      )
+  else:
+    labels = sampling.resolve_labels(_LABEL.value, class_names, _NUM.value, _SEED.value)
+    z = sampling.noise(_SEED.value, len(labels), z_dim, _TRUNCATION.value)
+  params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
+  images = sampling.generate_from_z(model.gan, params, batch_stats, z, labels)
+  out = _OUT.value or f"{_WORKDIR.value}/samples/sample_{_LABEL.value}_seed{_SEED.value}.png"
+  paths = sampling.write_images(
+      images,
+      out,
+      labels=labels,
+      class_names=class_names,
+      ncols=len(labels) // len(class_names) if _LABEL.value == "all" else None,
+  )
+  if _SAVE_Z.value:
+    latents.save_z(_SAVE_Z.value, z)
   what = "a grid of" if len(paths) == 1 else f"{len(paths)} files with"
-  print(
-      f"wrote {what} {len(labels)} images ({_LABEL.value}, step {model.step}, seed "
-      f"{_SEED.value}) to {out}"
+  source = f"noise {_Z_FILE.value}" if _Z_FILE.value else f"seed {_SEED.value}"
+  return f"wrote {what} {len(labels)} images ({_LABEL.value}, step {model.step}, {source}) to {out}"
+
+
+def _num_for_rows(rows: int, num_classes: int) -> int:
+  """--num for a noise file of `rows` vectors: as given, or what makes the counts match."""
+  if _NUM.present:
+    return _NUM.value
+  return max(1, rows // num_classes) if _LABEL.value == "all" else rows
+
+
+def _walk(model) -> str:
+  """A latent walk between the single samples of two seeds (and labels): PNG strip + GIF."""
+  from flowergan import latents, sampling
+
+  seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
+  names = model.class_names
+  pair = _LABEL.value.split(",")
+  if len(pair) == 1:
+    pair *= 2
+  if len(pair) != 2 or any(name not in names for name in pair):
+    raise latents.LatentError(
+        f"--interpolate needs --label=CLASS or --label=A,B with classes from "
+        f"{', '.join(names)}; got --label={_LABEL.value}."
+    )
+  out = _OUT.value or (
+      f"{_WORKDIR.value}/samples/walk_{'-'.join(dict.fromkeys(pair))}_seed{seed_a}-{seed_b}.png"
+  )
+  if not out.lower().endswith(".png"):
+    raise latents.LatentError(f"--out of a walk is the .png strip (the GIF goes beside it): {out}.")
+  z_dim, truncation = model.gan.z_dim, _TRUNCATION.value
+  z = latents.walk(
+      latents.seed_noise(seed_a, z_dim, truncation),
+      latents.seed_noise(seed_b, z_dim, truncation),
+      _FRAMES.value,
+  )
+  weights = latents.blend_labels(names.index(pair[0]), names.index(pair[1]), len(z), len(names))
+  params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
+  images = sampling.generate_from_z(model.gan, params, batch_stats, z, weights)
+  gif = out[: -len(".png")] + ".gif"
+  latents.write_walk(images, out, gif)
+  if _SAVE_Z.value:
+    latents.save_z(_SAVE_Z.value, z)
+  return (
+      f"wrote a walk of {len(z)} frames ({' → '.join(pair)}, seeds {seed_a} → {seed_b}, "
+      f"step {model.step}) to {out} and {gif}"
   )
 
 

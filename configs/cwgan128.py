@@ -111,6 +111,9 @@ def _paper_config() -> ml_collections.ConfigDict:
   train.ema_decay = 0.999  # generator EMA used for sampling
   train.ema_warmup = True
   train.diffaugment = ""  # e.g. 'color,translation,cutout' for small data
+  # A workdir of `python -m flowergan.import_torch` has the authors' generator but a random
+  # critic (theirs was never published); training it must be asked for explicitly.
+  train.fresh_critic = False
 
   config.log_every = 50
   config.sample_every = 1000

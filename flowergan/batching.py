@@ -17,8 +17,11 @@ def _pad_rows(array: np.ndarray, size: int) -> np.ndarray:
   return np.pad(array, [(0, missing)] + [(0, 0)] * (array.ndim - 1))
 
 
-def map_padded_batches(fn: Callable[..., Any], arrays: Sequence[Any], batch_size: int) -> Any:
-  """`fn(*arrays)` computed in batches of `min(batch_size, N)` rows, N the rows of `arrays`.
+def map_padded_batches(
+    fn: Callable[..., Any], arrays: Sequence[Any], batch_size: int, *, full: bool = False
+) -> Any:
+  """`fn(*arrays)` computed in batches of `min(batch_size, N)` rows, N the rows of `arrays`
+  (of `batch_size` rows whatever N with `full`: one shape for requests of any size).
 
   Every call of `fn` gets batches of that one shape: the last batch is zero-padded to it and the
   outputs of the padding rows are dropped. `fn` takes one batch of each array and returns an
@@ -33,7 +36,7 @@ def map_padded_batches(fn: Callable[..., Any], arrays: Sequence[Any], batch_size
     raise ValueError("no rows to compute")
   if batch_size < 1:
     raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-  size = min(batch_size, n)
+  size = batch_size if full else min(batch_size, n)
   results = []
   for start in range(0, n, size):
     rows = min(size, n - start)

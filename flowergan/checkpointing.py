@@ -95,7 +95,8 @@ def restore_state(manager: ocp.CheckpointManager, step: int, gan: ts.WGANGP, mes
 def check_compatible(
     metadata: dict, config: ml_collections.ConfigDict, class_names, workdir: str
 ) -> None:
-  """Refuses to resume a run whose image size, classes or architecture differ from `config`."""
+  """Refuses to resume a run whose image size, classes or architecture differ from `config`,
+  and a workdir of `flowergan.import_torch` (random critic) unless `train.fresh_critic`."""
   saved = config_from_metadata(metadata)
   problems = []
   if metadata["class_names"] != list(class_names):
@@ -118,6 +119,13 @@ def check_compatible(
         + "; ".join(problems)
         + "): pass a new --workdir, or restore the old config."
     )
+  imported = metadata.get("imported_generator")
+  if imported and not config.train.get("fresh_critic", False):
+    raise CheckpointError(
+        f"{workdir} holds the authors' generator ({imported.get('file')}) but no trained critic "
+        f"(they never published theirs): pass --config.train.fresh_critic=True to train it "
+        f"against a freshly initialised critic."
+    )
 
 
 @dataclasses.dataclass
@@ -129,6 +137,7 @@ class TrainedModel:
   class_names: list[str]
   step: int
   config: object
+  metadata: dict | None = None  # the checkpoint's own (e.g. `imported_generator`)
 
   def variables(self, use_ema: bool = True) -> tuple:
     params = self.state.ema_params if use_ema else self.state.g_params
@@ -151,10 +160,29 @@ def load_trained(workdir: str, step: int | None = None) -> TrainedModel:
     raise CheckpointError(
         f"no checkpoint for step {step} in {workdir}; available steps: {sorted(steps)}."
     )
-  metadata = restore_metadata(manager, step)
-  config = config_from_metadata(metadata)
-  class_names = metadata["class_names"]
-  gan = ts.wgangp_from_config(config, num_classes=len(class_names))
-  state = restore_state(manager, step, gan, mesh_lib.make_mesh())
-  manager.close()
-  return TrainedModel(gan=gan, state=state, class_names=class_names, step=step, config=config)
+  try:
+    metadata = restore_metadata(manager, step)
+    config = config_from_metadata(metadata)
+    class_names = metadata["class_names"]
+    gan = ts.wgangp_from_config(config, num_classes=len(class_names))
+    state = restore_state(manager, step, gan, mesh_lib.make_mesh())
+  # Orbax and TensorStore report damaged files with many exception types (plain Exception
+  # included); any of them means the same thing to the user.
+  except Exception as e:  # pylint: disable=broad-except
+    reason = (str(e).strip().splitlines() or [""])[0].split(" See full")[0][:160]
+    others = sorted(set(steps) - {step})
+    remedy = f"pass --step= one of {others}" if others else "retrain, or restore it from a copy"
+    raise CheckpointError(
+        f"the checkpoint of step {step} in {workdir} cannot be read ({type(e).__name__}: "
+        f"{reason}): it is damaged or incomplete; {remedy}."
+    ) from None
+  finally:
+    manager.close()
+  return TrainedModel(
+      gan=gan,
+      state=state,
+      class_names=class_names,
+      step=step,
+      config=config,
+      metadata=metadata,
+  )

@@ -146,7 +146,8 @@ def pre_batchnorm_bias_mask(params):
 
 
 class Generator(nn.Module):
-  """Conditional generator: (z, integer labels) → images in [-1, 1], shape (N, S, S, 3).
+  """Conditional generator: (z, labels) → images in [-1, 1], shape (N, S, S, 3); labels are
+  integer classes (N,) or class weights (N, num_classes) (see `class_weights`).
 
   Attributes:
     image_size: output resolution, a power of two ≥ 8.
@@ -168,12 +169,23 @@ class Generator(nn.Module):
   dtype: Dtype = jnp.float32
   conv: ModuleDef = nn.Conv
 
+  def class_weights(self, labels, dtype) -> jax.Array:
+    """The class input: one-hot of integer `labels` (N,), or `labels` itself when it is already
+    (N, num_classes) weights, e.g. a blend of two one-hots for a class morph. A one-hot row of
+    weights is the same input as its integer label, so it gives the same image."""
+    if labels.ndim == 2:
+      if labels.shape[-1] != self.num_classes:
+        raise ValueError(
+            f"class weights must be (N, {self.num_classes}), got shape {labels.shape}."
+        )
+      return labels.astype(dtype)
+    return jax.nn.one_hot(labels, self.num_classes, dtype=dtype)
+
   @nn.compact
   def __call__(self, z, labels, train: bool = True):
     if self.upsample not in ("bilinear", "transpose"):
       raise ValueError(f"upsample must be 'bilinear' or 'transpose', got {self.upsample!r}.")
-    onehot = jax.nn.one_hot(labels, self.num_classes, dtype=z.dtype)
-    x = jnp.concatenate([z, onehot], axis=-1)[:, None, None, :]
+    x = jnp.concatenate([z, self.class_weights(labels, z.dtype)], axis=-1)[:, None, None, :]
     # 1×1 → 4×4: PyTorch Conv2d(k=4, padding=3) on a 1×1 input.
     x = ConvBlock(
         4 * self.width,

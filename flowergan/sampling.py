@@ -27,22 +27,50 @@ def truncated_normal_z(key, shape: Sequence[int], truncation: float | None) -> j
   return jax.random.truncated_normal(key, -truncation, truncation, shape)
 
 
-def resolve_labels(label: str, class_names, num: int) -> np.ndarray:
-  """`num` labels of class `label`, or `num` of every class in order for label='all'."""
+# Every request is computed in padded batches of this one shape, the largest grid of the web
+# demo (7×7). Padding is not only about compiling once: XLA's results for the same row differ in
+# the last bits between batch shapes, so one shape everywhere makes an image depend only on its
+# own noise and label, and `sample.py`, the demo and the latent walks agree bit for bit.
+BATCH_SIZE = 49
+
+# `fold_in` tag of the stream that draws labels for label='random' (the noise uses the seed's
+# own key): the same seed gives the same noise whether or not labels are drawn too.
+_LABEL_STREAM = 1
+
+
+def random_labels(seed: int, num: int, num_classes: int) -> np.ndarray:
+  """`num` classes drawn uniformly from `seed` (the original demo's ALL drew them at random)."""
+  key = jax.random.fold_in(jax.random.key(seed), _LABEL_STREAM)
+  return np.asarray(jax.random.randint(key, (num,), 0, num_classes), np.int32)
+
+
+def resolve_labels(label: str, class_names, num: int, seed: int = 0) -> np.ndarray:
+  """`num` labels of class `label`; `num` of every class in order for label='all'; `num`
+  classes drawn from `seed` for label='random' (the web demo's ALL)."""
   if num < 1:
     raise SamplingError(f"--num must be at least 1, got {num}.")
   if label == "all":
     return np.repeat(np.arange(len(class_names), dtype=np.int32), num)
+  if label == "random":
+    return random_labels(seed, num, len(class_names))
   if label not in class_names:
     raise SamplingError(
-        f"unknown label {label!r}; valid labels: {', '.join(class_names)} (or 'all')."
+        f"unknown label {label!r}; valid labels: {', '.join(class_names)} (or 'all', 'random')."
     )
   return np.full((num,), class_names.index(label), np.int32)
 
 
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """Integer labels (N,) → one-hot float32 (N, C); (N, C) weights are returned as float32."""
+  labels = np.asarray(labels)
+  if labels.ndim == 2:
+    return labels.astype(np.float32)
+  return np.eye(num_classes, dtype=np.float32)[labels.astype(np.int64)]
+
+
 @functools.partial(jax.jit, static_argnames=("gan",))
-def _generate(gan: ts.WGANGP, params, batch_stats, z, labels):
-  return gan.generate(params, batch_stats, z, labels)
+def _generate(gan: ts.WGANGP, params, batch_stats, z, weights):
+  return gan.generate(params, batch_stats, z, weights)
 
 
 def generate(
@@ -53,17 +81,31 @@ def generate(
     *,
     seed: int = 0,
     truncation: float | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> np.ndarray:
-  """Images in [0, 1], float32 (N, S, S, 3).
+  """Images in [0, 1], float32 (N, S, S, 3) of integer `labels` (N,) or class weights (N, C).
+  The noise is `noise(seed, N, ...)`, whose first rows do not depend on N: image i is the same
+  in any request that asks for at least i + 1."""
+  z = noise(seed, len(labels), gan.z_dim, truncation)
+  return generate_from_z(gan, params, batch_stats, z, labels, batch_size=batch_size)
 
-  The noise depends only on (`seed`, N, `truncation`), so the same request gives the same
-  images; the batches have one shape (`batching.map_padded_batches`), so one shape compiles.
-  """
-  labels = np.asarray(labels, np.int32)
-  z = truncated_normal_z(jax.random.key(seed), (len(labels), gan.z_dim), truncation)
+
+def noise(seed: int, num: int, z_dim: int, truncation: float | None) -> np.ndarray:
+  """The noise of a request of `num` images from `seed`, float32 (num, z_dim)."""
+  return np.asarray(truncated_normal_z(jax.random.key(seed), (num, z_dim), truncation), np.float32)
+
+
+def generate_from_z(
+    gan: ts.WGANGP, params, batch_stats, z, labels, *, batch_size: int = BATCH_SIZE
+) -> np.ndarray:
+  """Images in [0, 1] of the noise `z` (N, z_dim) and integer labels (N,) or class weights
+  (N, C), in batches zero-padded to `batch_size` (one compiled shape, see BATCH_SIZE)."""
+  z = np.asarray(z, np.float32)
+  weights = class_weights(labels, gan.num_classes)
+  if len(z) != len(weights):
+    raise SamplingError(f"{len(z)} noise vectors but {len(weights)} labels.")
   images = batching.map_padded_batches(
-      functools.partial(_generate, gan, params, batch_stats), (z, labels), batch_size
+      functools.partial(_generate, gan, params, batch_stats), (z, weights), batch_size, full=True
   )
   return (images + 1.0) / 2.0
 

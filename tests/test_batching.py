@@ -55,3 +55,16 @@ def test_bad_requests_are_refused():
     batching.map_padded_batches(lambda x: x, (np.zeros((0, 2)),), 2)
   with pytest.raises(ValueError, match="batch_size"):
     batching.map_padded_batches(lambda x: x, (np.zeros(3),), 0)
+
+
+def test_full_batches_have_one_shape_whatever_the_request_size():
+  shapes = []
+
+  def double(x):
+    shapes.append(x.shape)
+    return 2 * x
+
+  for n in (1, 3, 7):
+    x = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    np.testing.assert_array_equal(batching.map_padded_batches(double, [x], 5, full=True), 2 * x)
+  assert set(shapes) == {(5, 2)}

@@ -1,0 +1,138 @@
+"""Latent walks and saved noise vectors.
+
+A walk goes from the noise of one seed to the noise of another along the great circle
+(spherical interpolation, "slerp": Gaussian noise of dimension d lies near a sphere of radius
+√d, and a straight line between two points would pass through its less likely inside). With two
+labels the class input is blended from one one-hot to the other along the way (a class morph).
+A walk's first and last frames are exactly the single samples of its two seeds and labels.
+
+Saved noise (`save_z` / `load_z`) is the exact float32 array the generator was fed, as a `.npy`
+file, so a chosen flower can be regenerated bit for bit without its seed.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from flowergan import errors, fileio, sampling
+
+
+class LatentError(errors.FlowerganError):
+  """A bad walk request or noise file; the message is one line that says what to do."""
+
+
+def seed_noise(seed: int, z_dim: int, truncation: float | None) -> np.ndarray:
+  """The noise of the single sample of `seed` (`sample.py --seed=SEED --num=1`), (z_dim,)."""
+  return sampling.noise(seed, 1, z_dim, truncation)[0]
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+  """Spherical interpolation from `a` (t = 0) to `b` (t = 1), in float64, returned as float32.
+
+  The norm is interpolated linearly, so a walk between vectors of different length stays
+  between them; (nearly) parallel vectors fall back to the straight line.
+  """
+  a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
+  if na == 0 or nb == 0:
+    return ((1 - t) * a64 + t * b64).astype(np.float32)
+  cos = np.clip(np.dot(a64 / na, b64 / nb), -1.0, 1.0)
+  omega = np.arccos(cos)
+  if np.sin(omega) < 1e-6:
+    return ((1 - t) * a64 + t * b64).astype(np.float32)
+  direction = (np.sin((1 - t) * omega) * a64 / na + np.sin(t * omega) * b64 / nb) / np.sin(omega)
+  return (direction * ((1 - t) * na + t * nb)).astype(np.float32)
+
+
+def walk(z_a: np.ndarray, z_b: np.ndarray, frames: int) -> np.ndarray:
+  """`frames` noise vectors (frames, z_dim) from `z_a` to `z_b`; the ends are the inputs
+  themselves (set exactly, not recomputed, so they match the single samples bit for bit)."""
+  if frames < 2:
+    raise LatentError(f"a walk needs at least 2 frames, got {frames}.")
+  z = np.stack([slerp(z_a, z_b, t) for t in np.linspace(0.0, 1.0, frames)])
+  z[0], z[-1] = z_a, z_b
+  return z
+
+
+def blend_labels(label_a: int, label_b: int, frames: int, num_classes: int) -> np.ndarray:
+  """Class weights (frames, num_classes) going linearly from one-hot `label_a` to `label_b`."""
+  t = np.linspace(0.0, 1.0, frames)[:, None]
+  eye = np.eye(num_classes)
+  return ((1 - t) * eye[label_a] + t * eye[label_b]).astype(np.float32)
+
+
+def parse_seed_pair(text: str) -> tuple[int, int]:
+  """'A,B' → (A, B), two non-negative integer seeds."""
+  parts = [p.strip() for p in text.split(",")]
+  if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    raise LatentError(f"--interpolate takes two seeds as A,B (e.g. 3,7), got {text!r}.")
+  return int(parts[0]), int(parts[1])
+
+
+def save_z(path: str, z: np.ndarray) -> None:
+  """Writes the noise `z` (N, z_dim) float32 to `path` (a .npy file, written atomically)."""
+  try:
+    with fileio.atomic_file(path) as tmp, open(tmp, "wb") as f:
+      np.save(f, np.asarray(z, np.float32), allow_pickle=False)
+  except OSError as e:
+    raise LatentError(f"cannot write the noise to {path} ({e.strerror}).") from None
+
+
+def load_z(path: str, z_dim: int) -> np.ndarray:
+  """The noise saved by `save_z`, checked: a .npy of float32 (N, z_dim), N ≥ 1, all finite."""
+  try:
+    with open(path, "rb") as f:
+      is_npy = f.read(6) == b"\x93NUMPY"  # the format's magic string
+    z = np.load(path, allow_pickle=False) if is_npy else None
+  except FileNotFoundError:
+    raise LatentError(f"no noise file {path}: write one with --save_z={path}.") from None
+  except (OSError, ValueError, EOFError) as e:
+    reason = (str(e).splitlines() or [type(e).__name__])[0]
+    raise LatentError(f"cannot read the noise in {path} ({reason}).") from None
+  if z is None:
+    raise LatentError(f"{path} is not a .npy file (as --save_z writes).")
+  if z.dtype != np.float32 or z.ndim != 2 or z.shape[1] != z_dim or len(z) == 0:
+    raise LatentError(
+        f"{path} holds {z.dtype} {z.shape}; this model needs float32 (N, {z_dim}) with N >= 1."
+    )
+  if not np.all(np.isfinite(z)):
+    raise LatentError(f"{path} contains NaN or infinite values.")
+  return z
+
+
+def strip(images: np.ndarray) -> np.ndarray:
+  """The frames (N, S, S, 3) in [0, 1] side by side, as one uint8 image with white borders."""
+  return sampling.make_grid(images, ncols=len(images))
+
+
+def gif_bytes(images: np.ndarray, frame_ms: int = 120, scale: int = 1) -> bytes:
+  """An animated GIF that plays the walk forth and back (loops without a jump), each frame
+  enlarged `scale`× with nearest-neighbour."""
+  frames = [Image.fromarray(enlarge(x, scale)) for x in sampling.to_uint8(images)]
+  frames += frames[-2:0:-1]
+  buffer = io.BytesIO()
+  frames[0].save(
+      buffer, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0
+  )
+  return buffer.getvalue()
+
+
+def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
+  """Nearest-neighbour enlargement of an (H, W, C) image: every pixel becomes a factor² block."""
+  return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def write_walk(images: np.ndarray, png_path: str, gif_path: str) -> None:
+  """The strip as a PNG (the generator's pixels) and the animation as a GIF (enlarged to at
+  least 256 px, nearest-neighbour), each written atomically."""
+  try:
+    sampling.save_png(strip(images), png_path)
+    with fileio.atomic_file(gif_path) as tmp, open(tmp, "wb") as f:
+      f.write(gif_bytes(images, scale=max(1, 256 // images.shape[1])))
+  except OSError as e:
+    raise LatentError(
+        f"cannot write the walk to {png_path} ({e.strerror}): choose a writable --out."
+    ) from None
