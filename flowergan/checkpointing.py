@@ -139,7 +139,8 @@ def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
     metadata = restore_metadata(manager, step)
     for key in ("class_names", "image_size", "config"):
       metadata[key]  # pylint: disable=pointless-statement  # KeyError: damaged
-    config_from_metadata(metadata)
+    config = config_from_metadata(metadata)
+    config.data, config.model, config.train  # pylint: disable=pointless-statement
   except Exception as e:  # pylint: disable=broad-except  # anything unreadable is damage
     raise DamagedCheckpointError(step, manager.directory, e) from None
   config_checks.check_class_names(

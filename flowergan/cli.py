@@ -50,7 +50,8 @@ def _without_traceback(message: str) -> str:
 
 def _unknown_field(error: BaseException, argv: list[str]) -> str:
   """`unknown config field 'x' in --config.a.x: Did you mean "y" instead of "x"?`"""
-  chain = []  # AttributeError(KeyError("'x'\nDid you mean ...")) ← KeyError(...) ← KeyError('x')
+  # AttributeError(KeyError("'x'\nDid you mean ...")) ← KeyError(the same) ← KeyError('x')
+  chain = []
   while isinstance(error, (KeyError, AttributeError)):
     chain.append(error)
     error = error.__context__
