@@ -217,9 +217,9 @@ def restore_newest(
 def set_aside(manager: ocp.CheckpointManager, workdir: str, steps) -> list[str]:
   """Moves damaged `steps` to `workdir/damaged_checkpoints/` (kept, out of Orbax's sight).
 
-  Training does this before it saves again: Orbax would neither overwrite a step that exists
-  nor save a step below its latest one, so the damaged step would stay the newest and hide the
-  new checkpoints after it from nothing but the step order. Returns the new paths.
+  Training does this before it saves again: Orbax neither overwrites a step nor saves one below
+  its latest, so with the damaged step in place the steps trained again would not be saved (and
+  `max_to_keep` would count it). Returns the new paths.
   """
   moved = []
   for step in steps:

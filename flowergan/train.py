@@ -143,14 +143,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     return _train(config, workdir, mesh)
 
 
-def _resume_point(manager, config, workdir: str, mesh) -> tuple[int, ts.TrainState | None, dict]:
-  """`(step, state, metadata)` of the newest checkpoint that restores; `(0, None, {})` if none.
+def _resume_point(manager, config, workdir: str, mesh):
+  """`(step, state, metadata, damaged steps)` of the newest checkpoint that restores.
 
-  A damaged newer checkpoint gets a warning and is moved to `workdir/damaged_checkpoints/`, so
-  that the steps after the resume point are saved again. An incompatible one is refused.
+  `(0, None, {}, [])` without one. Damaged newer steps get a warning each (moved aside by
+  `_set_aside` once the data agree with the checkpoint); an incompatible one is refused.
   """
   if not manager.all_steps():
-    return 0, None, {}
+    return 0, None, {}, []
 
   def restore(step):
     metadata = checkpointing.read_metadata(manager, step)
@@ -165,13 +165,17 @@ def _resume_point(manager, config, workdir: str, mesh) -> tuple[int, ts.TrainSta
       restore,
       advice="move the checkpoints folder away to start afresh, or pass another --workdir.",
   )
-  if damaged:
-    _set_aside(manager, workdir, damaged)
-  return step, state, metadata
+  return step, state, metadata, damaged
 
 
 def _set_aside(manager, workdir: str, damaged: list[int]) -> None:
-  """`checkpointing.set_aside` on process 0; the other processes wait and then re-list."""
+  """`checkpointing.set_aside` on process 0; the other processes wait and then re-list.
+
+  Damaged steps newer than the resume point must leave `checkpoints/`: Orbax neither overwrites
+  a step nor saves one below its latest, so the steps trained again would not be saved.
+  """
+  if not damaged:
+    return
   if jax.process_index() == 0:
     checkpointing.set_aside(manager, workdir, damaged)
   if jax.process_count() > 1:
@@ -186,7 +190,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
   is_main = jax.process_index() == 0
   manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints)
   try:
-    start_step, restored, saved_metadata = _resume_point(manager, config, workdir, mesh)
+    start_step, restored, saved_metadata, damaged = _resume_point(manager, config, workdir, mesh)
   except BaseException:
     manager.close()
     raise
@@ -205,6 +209,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
   metadata = checkpointing.make_metadata(config, class_names)
   if start_step:
     checkpointing.check_compatible(saved_metadata, config, class_names, workdir)
+    _set_aside(manager, workdir, damaged)
     state = restored
     logging.info("Resumed from %s at step %d.", checkpointing.checkpoint_dir(workdir), start_step)
   else:
