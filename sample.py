@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags, logging
 
+from flowergan import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", "runs/cwgan128", "Run directory of train.py.")
 _LABEL = flags.DEFINE_string(
     "label",
@@ -32,9 +34,10 @@ _TRUNCATION = flags.DEFINE_float(
 _OUT = flags.DEFINE_string(
     "out",
     None,
-    "A .png path for one grid, or a directory for single "
-    "PNGs (default: <workdir>/samples/sample_<label>_seed<seed>.png). For a walk: the .png "
-    "strip; the GIF is written beside it.",
+    "A .png/.jpg/.jpeg/.webp path for one grid (at most 16 columns), or a path without an "
+    "extension for a directory of single PNGs (default: "
+    "<workdir>/samples/sample_<label>_seed<seed>.png). For a walk: the .png strip; the GIF is "
+    "written beside it.",
 )
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _NO_EMA = flags.DEFINE_bool("no_ema", False, "Use the raw generator weights, not their EMA.")
@@ -83,6 +86,8 @@ def _check_flags() -> None:
   for a, b, why in conflicts:
     if a.present and b.present:
       raise sampling.SamplingError(f"--{a.name} and --{b.name} exclude each other: {why}.")
+  if _OUT.value and _INTERPOLATE.value is None:
+    sampling.grid_format(_OUT.value)  # a bad extension fails before the checkpoint is read
   if "," in _LABEL.value and _INTERPOLATE.value is None:
     raise sampling.SamplingError(
         f"two labels ({_LABEL.value}) make a class morph, which needs --interpolate=SEED_A,SEED_B."
@@ -91,7 +96,7 @@ def _check_flags() -> None:
 
 def _grid(model) -> str:
   """A grid (or single files) of `--num` images, the noise from --seed or --z_file."""
-  from flowergan import latents, sampling
+  from flowergan import config_checks, latents, sampling
 
   z_dim, class_names = model.gan.z_dim, model.class_names
   if _Z_FILE.value:
@@ -109,13 +114,11 @@ def _grid(model) -> str:
     z = sampling.noise(_SEED.value, len(labels), z_dim, _TRUNCATION.value)
   params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
   images = sampling.generate_from_z(model.gan, params, batch_stats, z, labels)
-  out = _OUT.value or f"{_WORKDIR.value}/samples/sample_{_LABEL.value}_seed{_SEED.value}.png"
+  label = config_checks.file_stem(_LABEL.value)
+  out = _OUT.value or f"{_WORKDIR.value}/samples/sample_{label}_seed{_SEED.value}.png"
+  per_class = len(labels) // len(class_names) if _LABEL.value == "all" else None
   paths = sampling.write_images(
-      images,
-      out,
-      labels=labels,
-      class_names=class_names,
-      ncols=len(labels) // len(class_names) if _LABEL.value == "all" else None,
+      images, out, labels=labels, class_names=class_names, ncols=per_class, group_size=per_class
   )
   if _SAVE_Z.value:
     latents.save_z(_SAVE_Z.value, z)
@@ -133,7 +136,7 @@ def _num_for_rows(rows: int, num_classes: int) -> int:
 
 def _walk(model) -> str:
   """A latent walk between the single samples of two seeds (and labels): PNG strip + GIF."""
-  from flowergan import latents, sampling
+  from flowergan import config_checks, latents, sampling
 
   seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
   names = model.class_names
@@ -146,7 +149,8 @@ def _walk(model) -> str:
         f"{', '.join(names)}; got --label={_LABEL.value}."
     )
   out = _OUT.value or (
-      f"{_WORKDIR.value}/samples/walk_{'-'.join(dict.fromkeys(pair))}_seed{seed_a}-{seed_b}.png"
+      f"{_WORKDIR.value}/samples/walk_{'-'.join(map(config_checks.file_stem, dict.fromkeys(pair)))}"
+      f"_seed{seed_a}-{seed_b}.png"
   )
   if not out.lower().endswith(".png"):
     raise latents.LatentError(f"--out of a walk is the .png strip (the GIF goes beside it): {out}.")
@@ -170,4 +174,4 @@ def _walk(model) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

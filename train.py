@@ -2,6 +2,9 @@ r"""Trains flowergan: `python train.py --config=configs/cwgan128.py[:VARIANT] [-
 
 The variants and their commands are in configs/cwgan128.py. The workdir defaults to
 `runs/<variant>` (`runs/<config file stem>` without one); an existing checkpoint there is resumed.
+
+Exit status: 0 done; 1 an error (`error: <one line>`); 3 stopped early by SIGTERM, Ctrl-C or a
+preemption notice after saving a checkpoint (rerun the same command to resume).
 """
 
 import os
@@ -10,6 +13,8 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from flowergan import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -43,6 +48,8 @@ def main(argv):
     train.train_and_evaluate(_CONFIG.value, workdir)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
+  except train.StoppedEarly:
+    sys.exit(cli.EXIT_STOPPED_EARLY)  # the loop said where it saved; no "done"
   print(
       f"done: checkpoints and samples in {workdir}; sample with "
       f"`python sample.py --workdir={workdir} --label=all`"
@@ -50,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

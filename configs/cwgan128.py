@@ -76,6 +76,9 @@ def _paper_config() -> ml_collections.ConfigDict:
   data.synthetic_num_per_class = 450  # used by source='synthetic' (450 + 450 like the paper)
   data.synthetic_seed = 0
   data.cache_dir = "~/.cache/flowergan"
+  # Images with more pixels are skipped and counted as "too large" (PIL's decompression-bomb
+  # limit, about 9459²); raise it for huge photos, 0 = no limit.
+  data.max_image_pixels = 89_478_485
 
   config.model = model = ml_collections.ConfigDict()
   model.z_dim = 64

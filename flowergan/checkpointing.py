@@ -3,6 +3,11 @@
 Layout: `workdir/checkpoints/<step>/{state, metadata}`. `metadata` holds the whole config as JSON
 and the class names, so sampling needs nothing but the workdir. Arrays are restored onto the
 current mesh (a run saved on 8 devices samples on 1).
+
+Checkpoints are shared between people and survive crashes, so what they hold is checked when
+read: a step that does not restore is *damaged* (`DamagedCheckpointError`, naming the step) and
+the readers fall back to the newest one that restores (`restore_newest`); class names and the
+stored config are validated like the user's own (`flowergan.config_checks`).
 """
 
 from __future__ import annotations
@@ -10,21 +15,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 
-from flowergan import errors
+from flowergan import config_checks, errors
 from flowergan import train_step as ts
 from flowergan import mesh as mesh_lib
 
 FORMAT_VERSION = 1
+DAMAGED_DIR = "damaged_checkpoints"  # in the workdir: where training moves unrestorable steps
+_T = TypeVar("_T")
 
 
 class CheckpointError(errors.FlowerganError):
   """A checkpoint is missing or does not fit the current config (one-line message)."""
+
+
+class DamagedCheckpointError(CheckpointError):
+  """A checkpoint step that does not restore (truncated, missing or unparsable files)."""
+
+  def __init__(self, step: int, directory, cause: BaseException):
+    self.step = step
+    super().__init__(f"checkpoint step {step} in {directory} is damaged ({_reason(cause)})")
+
+
+def _reason(e: BaseException, limit: int = 160) -> str:
+  """`e` in one short line (Orbax's and TensorStore's messages run to kilobytes)."""
+  text = " ".join(str(getattr(e, "strerror", None) or e).split())
+  if len(text) > limit:
+    text = text[:limit] + "…"
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -35,10 +62,13 @@ def make_manager(
     workdir: str, *, max_to_keep: int = 3, create: bool = True
 ) -> ocp.CheckpointManager:
   """Async-saving manager keeping the last `max_to_keep` checkpoints."""
+  # Synchronous saves: a save that fails raises in `save` at once. Async ones left Orbax's
+  # signalling threads waiting 300 s when the step directory could not be created; the state
+  # is small (about 50 MB at 128×128), so the wait costs well under a second per save.
   return ocp.CheckpointManager(
       checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=max_to_keep, create=create, enable_async_checkpointing=True
+          max_to_keep=max_to_keep, create=create, enable_async_checkpointing=False
       ),
       item_names=("state", "metadata"),
   )
@@ -60,17 +90,23 @@ def config_from_metadata(metadata: dict) -> ml_collections.ConfigDict:
 def save(
     manager: ocp.CheckpointManager, state: ts.TrainState, metadata: dict, *, force: bool = False
 ) -> bool:
-  """Starts an async save of `state` at its step (returns at once; `wait_until_finished`)."""
+  """Saves `state` at its step; `CheckpointError` in one line if it cannot be written.
+
+  A step that is already on disk is not written again (returns False).
+  """
   step = int(jax.device_get(state.step))
   if step in manager.all_steps():
     return False
-  return manager.save(
-      step,
-      args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)
-      ),
-      force=force,
-  )
+  try:
+    return manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)
+        ),
+        force=force,
+    )
+  except Exception as e:  # pylint: disable=broad-except  # any failure: one line, not 9 traces
+    raise CheckpointError(f"cannot save step {step} to {manager.directory} ({_reason(e)})") from e
 
 
 def restore_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
@@ -90,6 +126,113 @@ def restore_state(manager: ocp.CheckpointManager, step: int, gan: ts.WGANGP, mes
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state(gan, mesh)))
   )
   return restored["state"]
+
+
+def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
+  """`restore_metadata` with its contents checked.
+
+  Raises:
+    DamagedCheckpointError: it does not parse or lacks a field.
+    config_checks.ClassNameError: a class name could choose where files go (`../x`).
+  """
+  try:
+    metadata = restore_metadata(manager, step)
+    for key in ("class_names", "image_size", "config"):
+      metadata[key]  # pylint: disable=pointless-statement  # KeyError: damaged
+    config = config_from_metadata(metadata)
+    config.data, config.model, config.train  # pylint: disable=pointless-statement
+  except Exception as e:  # pylint: disable=broad-except  # anything unreadable is damage
+    raise DamagedCheckpointError(step, manager.directory, e) from None
+  config_checks.check_class_names(
+      metadata["class_names"], f"the metadata of checkpoint step {step} in {manager.directory}"
+  )
+  return metadata
+
+
+def read_state(manager: ocp.CheckpointManager, step: int, gan: ts.WGANGP, mesh) -> ts.TrainState:
+  """`restore_state`, with any failure to read it as `DamagedCheckpointError`.
+
+  Call it only with a `gan` whose architecture matches the checkpoint's (`check_compatible`),
+  so that a failure here means damage, not a changed config.
+  """
+  _ignore_closed_event_loop_callbacks()
+  try:
+    return restore_state(manager, step, gan, mesh)
+  except Exception as e:  # pylint: disable=broad-except  # pytree / TensorStore / asyncio errors
+    raise DamagedCheckpointError(step, manager.directory, e) from None
+
+
+def _ignore_closed_event_loop_callbacks() -> None:
+  """Silences the leftovers of an aborted restore (installed once per process, before any).
+
+  When one array of a restore fails, Orbax closes its event loop while TensorStore still
+  completes the other reads; each completion then reports "Event loop is closed" through
+  `sys.unraisablehook` (a hundred tracebacks, some before the restore raises). Only those are
+  dropped; anything else still reaches the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_flowergan_filter", False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook._flowergan_filter = True
+  sys.unraisablehook = hook
+
+
+def restore_newest(
+    manager: ocp.CheckpointManager, restore: Callable[[int], _T], *, advice: str
+) -> tuple[int, _T, list[int]]:
+  """`(step, restore(step), damaged steps)` for the newest step that restores.
+
+  Each damaged step gets one warning; when none restores, `CheckpointError` says so and ends
+  with `advice`. Other errors of `restore` (an incompatible config) pass through at once.
+  """
+  damaged = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      result = restore(step)
+    except DamagedCheckpointError as e:
+      logging.warning("%s; trying the previous checkpoint.", e)
+      damaged.append(step)
+      continue
+    if damaged:
+      logging.warning(
+          "using checkpoint step %d of %s instead of the damaged step(s) %s.",
+          step,
+          manager.directory,
+          damaged,
+      )
+    return step, result, damaged
+  raise CheckpointError(
+      f"no checkpoint in {manager.directory} restores (damaged: steps {sorted(damaged)}, see "
+      f"the warnings above): {advice}"
+  )
+
+
+def set_aside(manager: ocp.CheckpointManager, workdir: str, steps) -> list[str]:
+  """Moves damaged `steps` to `workdir/damaged_checkpoints/` (kept, out of Orbax's sight).
+
+  Training does this before it saves again: Orbax neither overwrites a step nor saves one below
+  its latest, so with the damaged step in place the steps trained again would not be saved (and
+  `max_to_keep` would count it). Returns the new paths.
+  """
+  moved = []
+  for step in steps:
+    source = os.path.join(checkpoint_dir(workdir), str(step))
+    target = os.path.join(os.path.abspath(os.path.expanduser(workdir)), DAMAGED_DIR, str(step))
+    if os.path.exists(target):
+      target += time.strftime("-%Y%m%d-%H%M%S")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.rename(source, target)
+    logging.warning("moved damaged checkpoint step %d to %s (kept for inspection).", step, target)
+    moved.append(target)
+  manager.reload()
+  return moved
 
 
 def check_compatible(
@@ -145,44 +288,50 @@ class TrainedModel:
 
 
 def load_trained(workdir: str, step: int | None = None) -> TrainedModel:
-  """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint."""
+  """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint.
+
+  Without `step`, a damaged latest checkpoint is skipped with a warning for the newest one that
+  restores; a damaged `step` is refused in one line naming the available ones.
+  """
   directory = checkpoint_dir(workdir)
   how_to_train = "train one with `python train.py --config=configs/cwgan128.py` (or pass --workdir)"
   if not os.path.isdir(directory):
     raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
   manager = make_manager(workdir, create=False)
-  steps = manager.all_steps()
-  if not steps:
-    raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
-  if step is None:
-    step = max(steps)
-  elif step not in steps:
-    raise CheckpointError(
-        f"no checkpoint for step {step} in {workdir}; available steps: {sorted(steps)}."
-    )
   try:
-    metadata = restore_metadata(manager, step)
-    config = config_from_metadata(metadata)
-    class_names = metadata["class_names"]
-    gan = ts.wgangp_from_config(config, num_classes=len(class_names))
-    state = restore_state(manager, step, gan, mesh_lib.make_mesh())
-  # Orbax and TensorStore report damaged files with many exception types (plain Exception
-  # included); any of them means the same thing to the user.
-  except Exception as e:  # pylint: disable=broad-except
-    reason = (str(e).strip().splitlines() or [""])[0].split(" See full")[0][:160]
-    others = sorted(set(steps) - {step})
-    remedy = f"pass --step= one of {others}" if others else "retrain, or restore it from a copy"
-    raise CheckpointError(
-        f"the checkpoint of step {step} in {workdir} cannot be read ({type(e).__name__}: "
-        f"{reason}): it is damaged or incomplete; {remedy}."
-    ) from None
+    steps = sorted(manager.all_steps())
+    if not steps:
+      raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
+    if step is None:
+      step, model, _ = restore_newest(
+          manager,
+          lambda s: _load_step(manager, s),
+          advice=f"train again (another --workdir) or restore them; steps: {steps}.",
+      )
+      return model
+    if step not in steps:
+      raise CheckpointError(
+          f"no checkpoint for step {step} in {workdir}; available steps: {steps}."
+      )
+    try:
+      return _load_step(manager, step)
+    except DamagedCheckpointError as e:
+      raise CheckpointError(
+          f"{e}; available steps: {steps}: pass another --step, or none for the newest one "
+          "that restores."
+      ) from None
   finally:
     manager.close()
+
+
+def _load_step(manager: ocp.CheckpointManager, step: int) -> TrainedModel:
+  """The model of one step, its stored config validated before anything is built from it."""
+  metadata = read_metadata(manager, step)
+  config = config_from_metadata(metadata)
+  config_checks.validate(config, what=f"config stored in checkpoint step {step}")
+  class_names = metadata["class_names"]
+  gan = ts.wgangp_from_config(config, num_classes=len(class_names))
+  state = read_state(manager, step, gan, mesh_lib.make_mesh())
   return TrainedModel(
-      gan=gan,
-      state=state,
-      class_names=class_names,
-      step=step,
-      config=config,
-      metadata=metadata,
+      gan=gan, state=state, class_names=class_names, step=step, config=config, metadata=metadata
   )

@@ -1,6 +1,7 @@
 r"""Evaluation of a trained run: class consistency, distances to the real images, artefacts.
 
   python -m flowergan.evaluate --workdir=runs/demo [--step=N] [--no_ema] [--num_per_class=N]
+      [--cache_dir=~/.cache/flowergan]
 
 Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table printed):
 
@@ -24,7 +25,9 @@ Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table pr
   (`checkerboard`) and of the real images (`checkerboard_real`).
 
 No TensorFlow is imported here except by the CLI, lazily, to load the real images with the
-run's own data config; `evaluate()` takes the real images as arrays.
+run's own data config; `evaluate()` takes the real images as arrays. A checkpoint's config says
+which images to read, never where to write: the CLI renders synthetic data into its own
+`--cache_dir`, not into the stored `data.cache_dir` (checkpoints come from other people).
 """
 
 from __future__ import annotations
@@ -40,10 +43,11 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from flowergan import checkpointing, errors, metrics, sampling
+from flowergan import checkpointing, cli, errors, metrics, sampling
 from flowergan import classifier as clf
 
 METRICS_FILE = "metrics.jsonl"
+DEFAULT_CACHE_DIR = "~/.cache/flowergan"  # configs/cwgan128.py's data.cache_dir
 CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
 
 
@@ -373,6 +377,17 @@ def format_table(results: dict, class_names) -> str:
 # --------------------------------------------------------------------------------- the CLI
 
 
+def data_config_to_read(stored_config, cache_dir: str) -> ml_collections.ConfigDict:
+  """A copy of a checkpoint's `data` config whose writable location is the user's own.
+
+  The stored `data.cache_dir` is where the training machine rendered synthetic data; taken
+  from an untrusted checkpoint it could point anywhere, so the current `cache_dir` replaces it.
+  """
+  data = ml_collections.ConfigDict(stored_config.data.to_dict())
+  data.cache_dir = cache_dir
+  return data
+
+
 def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -389,7 +404,9 @@ def _main(argv):
     from flowergan import input_pipeline  # TensorFlow: only here, to read the run's data
 
     try:
-      images, labels, class_names = input_pipeline.load_images(model.config.data)
+      images, labels, class_names = input_pipeline.load_images(
+          data_config_to_read(model.config, f.cache_dir)
+      )
     except input_pipeline.DataError as e:
       raise EvaluationError(f"cannot load the run's real images ({e})") from None
     results = evaluate(
@@ -417,7 +434,12 @@ def main():
       "Generated images per class (default: the run's config.eval.num_per_class).",
   )
   flags.DEFINE_integer("seed", None, "Noise seed (default: config.eval.seed).")
-  app.run(_main)
+  flags.DEFINE_string(
+      "cache_dir",
+      DEFAULT_CACHE_DIR,
+      "Where synthetic data is rendered (never the checkpoint's stored data.cache_dir).",
+  )
+  app.run(_main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

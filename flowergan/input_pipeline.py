@@ -13,8 +13,11 @@ Stages:
      conversion: grayscale / 16-bit / palette / CMYK / YCbCr → RGB; anything with transparency
      (RGBA, LA, palette with transparency) is alpha-composited ON WHITE. EXIF orientation is
      applied. Files that cannot be decoded (truncated, corrupt, not an image, unknown
-     extension) are skipped and reported in ONE warning with their count and a few names.
-     Hidden files (`.*`) are ignored.
+     extension) are skipped and reported in ONE warning with their count and a few names;
+     images of more than `max_image_pixels` pixels (PIL's decompression-bomb limit by
+     default) are skipped and counted there as "too large". Hidden files (`.*`) are ignored.
+     Class names become file names: unusable ones (`config_checks.check_class_names`) are
+     refused, whatever the source.
    * `tfds:NAME`: an already prepared TFDS data set (never downloaded here). Examples are read
      with the image left encoded, filtered to the wanted labels (`features['label'].names` +
      `tfds_label_names`), relabelled 0..K-1, then decoded by the same PIL code as folders.
@@ -41,6 +44,7 @@ Stages:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import difflib
 import io
 import math
@@ -53,7 +57,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image, ImageOps
 
-from flowergan import errors, fileio, synthetic
+from flowergan import config_checks, errors, fileio, synthetic
 
 # TensorFlow only feeds the host: it must not grab accelerator memory.
 for _kind in ("GPU", "TPU"):
@@ -64,6 +68,12 @@ for _kind in ("GPU", "TPU"):
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _MAX_NAMED = 5  # how many skipped files a warning names
+# PIL's decompression-bomb limit (about 9459² pixels): `data.max_image_pixels` by default.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+
+class ImageTooLarge(OSError):
+  """An image with more pixels than `data.max_image_pixels` (skipped, counted apart)."""
 
 
 class DataError(errors.FlowerganError):
@@ -110,17 +120,24 @@ def _to_rgb(im: Image.Image) -> Image.Image:
   return im
 
 
-def decode_and_resize(source, size: int) -> np.ndarray:
+def decode_and_resize(source, size: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
   """Decodes a file path or encoded bytes to uint8 (size, size, 3).
 
   Shorter side resized to `size` (LANCZOS) and centre crop, done in one resampling step through
   PIL's `box`. Raises on unreadable or truncated data (`ImageFile.LOAD_TRUNCATED_IMAGES` is left
-  False).
+  False), and `ImageTooLarge` for more than `max_pixels` pixels (0: no limit), read from the
+  header before anything is decoded.
   """
   if isinstance(source, (bytes, bytearray, memoryview)):
     source = io.BytesIO(bytes(source))
-  with Image.open(source) as im:
+  try:
+    im = Image.open(source)
+  except Image.DecompressionBombError as e:  # PIL's own limit, outside `_decode_many`
+    raise ImageTooLarge(str(e)) from None
+  with im:
     w, h = im.size
+    if max_pixels and w * h > max_pixels:
+      raise ImageTooLarge(f"{w}×{h} pixels")
     if im.format == "JPEG" and min(w, h) > 2 * size:
       # DCT-domain downscale while decoding; keep >= 2x the target for quality.
       scale = 2 * size / min(w, h)
@@ -143,38 +160,74 @@ def decode_and_resize(source, size: int) -> np.ndarray:
   return arr
 
 
-def _decode_many(sources: Sequence, size: int, names: Sequence[str]):
-  """Decodes in a thread pool. Returns (list of arrays or None, list of failed names)."""
+@contextlib.contextmanager
+def _without_pils_pixel_limit():
+  """PIL's global decompression-bomb check off while `_decode_many` applies its own limit.
+
+  PIL's check warns through `warnings` (leaking to the console) above its limit and raises
+  above twice that, which counted a huge photo as corrupt; `decode_and_resize` checks the
+  header against `max_pixels` instead. Restored afterwards: PIL is shared with other code.
+  """
+  previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+  try:
+    yield
+  finally:
+    Image.MAX_IMAGE_PIXELS = previous
+
+
+class _Skipped:
+  """Names of the files that were skipped, by reason (for `_warn_skipped`)."""
+
+  def __init__(self):
+    self.unreadable, self.too_large, self.not_images = [], [], []
+
+  def total(self) -> int:
+    return len(self.unreadable) + len(self.too_large) + len(self.not_images)
+
+
+def _decode_many(sources: Sequence, size: int, names: Sequence[str], max_pixels: int, skipped):
+  """Decodes in a thread pool; a list of arrays or None. Failures are added to `skipped`."""
 
   def one(src):
     try:
-      return decode_and_resize(src, size)
+      return decode_and_resize(src, size, max_pixels)
+    except ImageTooLarge:
+      return ImageTooLarge
     except Exception:  # pylint: disable=broad-except  # any undecodable input is skipped
       return None
 
   workers = min(16, 2 * (os.cpu_count() or 1))
-  if len(sources) <= 1:
-    results = [one(s) for s in sources]
-  else:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-      results = list(pool.map(one, sources))
-  failed = [n for n, r in zip(names, results) if r is None]
-  return results, failed
+  with _without_pils_pixel_limit():
+    if len(sources) <= 1:
+      results = [one(s) for s in sources]
+    else:
+      with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, sources))
+  skipped.unreadable.extend(n for n, r in zip(names, results) if r is None)
+  skipped.too_large.extend(n for n, r in zip(names, results) if r is ImageTooLarge)
+  return [None if r is ImageTooLarge else r for r in results]
 
 
-def _warn_skipped(where: str, undecodable: Sequence[str], not_images: Sequence[str]) -> None:
-  total = len(undecodable) + len(not_images)
+def _max_pixels(data_config) -> int:
+  return int(_cfg(data_config, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
+
+
+def _warn_skipped(where: str, skipped: _Skipped, max_pixels: int) -> None:
+  total = skipped.total()
   if not total:
     return
-  named = (list(undecodable) + list(not_images))[:_MAX_NAMED]
+  named = (skipped.unreadable + skipped.too_large + skipped.not_images)[:_MAX_NAMED]
   more = f", ... ({total - len(named)} more)" if total > len(named) else ""
   logging.warning(
-      "Skipped %d files in %s (%d unreadable/truncated/corrupt images, %d without an "
-      "image extension %s): %s%s",
+      "Skipped %d files in %s (%d unreadable/truncated/corrupt images; too large: %d, more "
+      "than data.max_image_pixels=%d pixels, raise it to use them; %d without an image "
+      "extension %s): %s%s",
       total,
       where,
-      len(undecodable),
-      len(not_images),
+      len(skipped.unreadable),
+      len(skipped.too_large),
+      max_pixels,
+      len(skipped.not_images),
       "/".join(e[1:] for e in IMAGE_EXTENSIONS),
       ", ".join(named),
       more,
@@ -212,6 +265,7 @@ def _load_folder(
     process_count: int,
     *,
     what: str = "data.source='folder:PATH'",
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ):
   root = os.path.abspath(os.path.expanduser(root))
   if not os.path.isdir(root):
@@ -248,15 +302,16 @@ def _load_folder(
         f"subfolders of {root}: add images to {root}/<class_name>/, or use "
         "data.source='synthetic'."
     )
-  per_class, undecodable, not_images = [], [], []
+  per_class, skipped = [], _Skipped()
   for files, others in listed:
     shard = files[process_index::process_count]
-    not_images.extend(others[process_index::process_count])
-    results, failed = _decode_many(shard, size, [os.path.relpath(f, root) for f in shard])
-    undecodable.extend(failed)
-    arrays = [r for r in results if r is not None]
-    per_class.append(arrays)
-  _warn_skipped(root, undecodable, not_images)
+    skipped.not_images.extend(
+        os.path.relpath(f, root) for f in others[process_index::process_count]
+    )
+    names = [os.path.relpath(f, root) for f in shard]
+    results = _decode_many(shard, size, names, max_pixels, skipped)
+    per_class.append([r for r in results if r is not None])
+  _warn_skipped(root, skipped, max_pixels)
   for c, arrays, (files, _) in zip(classes, per_class, listed):
     if not arrays:
       if process_count > 1 and len(files) < process_count:
@@ -264,10 +319,11 @@ def _load_folder(
             f"Class '{c}' in {root} has {len(files)} image files, fewer than the "
             f"{process_count} processes: add images or run on fewer hosts."
         )
+      # The warning above exists only if some file of this class was skipped.
+      why = "see the warning above" if files else "the folder has no image files"
       raise _error(
-          f"Class '{c}' has no readable images in {os.path.join(root, c)} (see the "
-          "warning above): add valid jpg/png/... files there or remove the class "
-          "from data.classes."
+          f"Class '{c}' has no readable images in {os.path.join(root, c)} ({why}): add valid "
+          "jpg/png/... files there or remove the class from data.classes."
       )
   images, labels = _stack(per_class, size)
   return images, labels, list(classes)
@@ -294,13 +350,13 @@ def _load_tfds(name: str, data_config, size: int, process_index: int, process_co
   label_map = _cfg(data_config, "tfds_label_names", {}) or {}
   lut = _tfds_label_lut(name, classes, label_map, label_names)
   encoded = _read_tfds_encoded(name, builder, split, data_dir, image_key, lut, len(classes))
-  per_class, undecodable = [], []
+  per_class, skipped, max_pixels = [], _Skipped(), _max_pixels(data_config)
   for c, blobs in zip(classes, encoded):
     shard = blobs[process_index::process_count]
-    results, failed = _decode_many(shard, size, [f"{c}#{i}" for i in range(len(shard))])
-    undecodable.extend(failed)
+    names = [f"{c}#{i}" for i in range(len(shard))]
+    results = _decode_many(shard, size, names, max_pixels, skipped)
     per_class.append([r for r in results if r is not None])
-  _warn_skipped(f"tfds:{name}", undecodable, [])
+  _warn_skipped(f"tfds:{name}", skipped, max_pixels)
   for c, arrays, blobs in zip(classes, per_class, encoded):
     if not arrays:
       raise _error(
@@ -436,6 +492,17 @@ def load_images(data_config, *, process_index: int = 0, process_count: int = 1):
   if size < 1:
     raise _error(f"data.image_size must be a positive integer, got {size}.")
   classes = tuple(_cfg(data_config, "classes", ()) or ())
+  # Before anything is read: `../x` in data.classes would also be read outside the folder.
+  config_checks.check_class_names(classes, "data.classes")
+  images, labels, class_names = _load_source(
+      source, data_config, classes, size, process_index, process_count
+  )
+  config_checks.check_class_names(class_names, f"the class names of {source}")
+  return images, labels, class_names
+
+
+def _load_source(source: str, data_config, classes, size, process_index, process_count):
+  max_pixels = _max_pixels(data_config)
   if source == "synthetic":
     folder = ensure_synthetic(data_config)
     return _load_folder(
@@ -445,12 +512,13 @@ def load_images(data_config, *, process_index: int = 0, process_count: int = 1):
         process_index,
         process_count,
         what="data.cache_dir",
+        max_pixels=max_pixels,
     )
   if source.startswith("folder:"):
     path = source[len("folder:") :]
     if not path:
       raise _error("data.source='folder:' needs a path, e.g. 'folder:/data/flowers'.")
-    return _load_folder(path, classes, size, process_index, process_count)
+    return _load_folder(path, classes, size, process_index, process_count, max_pixels=max_pixels)
   if source.startswith("tfds:"):
     name = source[len("tfds:") :]
     if not name:

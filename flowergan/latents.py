@@ -105,7 +105,7 @@ def load_z(path: str, z_dim: int) -> np.ndarray:
 
 def strip(images: np.ndarray) -> np.ndarray:
   """The frames (N, S, S, 3) in [0, 1] side by side, as one uint8 image with white borders."""
-  return sampling.make_grid(images, ncols=len(images))
+  return sampling.make_grid(images, ncols=len(images), max_columns=len(images))  # one row
 
 
 def gif_bytes(images: np.ndarray, frame_ms: int = 120, scale: int = 1) -> bytes:

@@ -10,8 +10,13 @@ import jax
 import numpy as np
 from PIL import Image
 
-from flowergan import batching, errors, fileio
+from flowergan import batching, config_checks, errors, fileio
 from flowergan import train_step as ts
+
+# `--out` extensions that mean one grid image, and their PIL formats; no extension: a directory.
+GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_MAX_SIDE = {"JPEG": 65_535, "WEBP": 16_383}  # what the formats can store; PNG has no limit
+MAX_GRID_COLUMNS = 16  # wider grids wrap: `--label=all --num=5000` stays viewable
 
 
 class SamplingError(errors.FlowerganError):
@@ -115,37 +120,90 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
   return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
 
 
-def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarray:
-  """(N, H, W, 3) in [0, 1] → one uint8 image of `ncols` columns with a white border."""
+def make_grid(
+    images: np.ndarray,
+    ncols: int | None = None,
+    pad: int = 2,
+    *,
+    group_size: int | None = None,
+    max_columns: int = MAX_GRID_COLUMNS,
+) -> np.ndarray:
+  """(N, H, W, 3) in [0, 1] → one uint8 image of `ncols` columns with a white border.
+
+  At most `max_columns` columns: longer rows wrap. With `group_size`, each group of that
+  many consecutive images (one class of `--label=all`) starts on a new row.
+  """
   n, h, w, c = images.shape
-  ncols = ncols or int(np.ceil(np.sqrt(n)))
-  nrows = int(np.ceil(n / ncols))
+  ncols = max(1, min(ncols or int(np.ceil(np.sqrt(n))), max_columns))
+  group = group_size or n
+  rows_per_group = int(np.ceil(group / ncols))
+  cells = [divmod(i, group) for i in range(n)]  # (group, index within it)
+  rows = [g * rows_per_group + j // ncols for g, j in cells]
+  nrows = max(rows, default=0) + 1
   grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, np.uint8)
-  for i, image in enumerate(to_uint8(images)):
-    r, col = divmod(i, ncols)
-    y, x = pad + r * (h + pad), pad + col * (w + pad)
+  for image, r, (_, j) in zip(to_uint8(images), rows, cells):
+    y, x = pad + r * (h + pad), pad + (j % ncols) * (w + pad)
     grid[y : y + h, x : x + w] = image
   return grid
 
 
 def save_png(array: np.ndarray, path: str) -> None:
   """Writes `array` as a PNG atomically, so an interrupted write leaves no broken file."""
+  save_image(array, path, "PNG")
+
+
+def save_image(array: np.ndarray, path: str, image_format: str) -> None:
+  """Writes `array` atomically as `image_format` ('PNG', 'JPEG' or 'WEBP')."""
+  limit = _MAX_SIDE.get(image_format)
+  if limit and max(array.shape[:2]) > limit:
+    raise SamplingError(
+        f"a grid of {array.shape[1]}×{array.shape[0]} pixels is larger than {image_format} "
+        f"allows ({limit} per side): ask for fewer images, or write a .png or a directory."
+    )
   with fileio.atomic_file(path) as tmp:
-    Image.fromarray(array).save(tmp, format="PNG")
+    options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
+    Image.fromarray(array).save(tmp, format=image_format, **options)
+
+
+def grid_format(out: str) -> str | None:
+  """The image format of `--out` (one grid), or None for a directory of single PNGs.
+
+  An existing directory or a path without an extension is a directory; an extension other
+  than .png/.jpg/.jpeg/.webp is refused, so that `grid.jpeg2` does not become a directory.
+  """
+  extension = os.path.splitext(out.rstrip(os.sep))[1].lower()
+  if extension in GRID_FORMATS:
+    return GRID_FORMATS[extension]
+  if not extension or os.path.isdir(out):
+    return None
+  raise SamplingError(
+      f"--out={out}: {extension!r} is not an image format here; use .png, .jpg, .jpeg or "
+      ".webp for one grid, or a path without an extension for a folder of PNGs."
+  )
 
 
 def write_images(
-    images: np.ndarray, out: str, *, labels=None, class_names=None, ncols: int | None = None
+    images: np.ndarray,
+    out: str,
+    *,
+    labels=None,
+    class_names=None,
+    ncols: int | None = None,
+    group_size: int | None = None,
 ) -> list[str]:
-  """`out` ending in .png: one grid; otherwise a directory of single PNGs. Returns the paths."""
+  """`out` with an image extension: one grid (see `grid_format`, `make_grid`); otherwise a
+  directory of single PNGs named after their class. Returns the paths written."""
+  image_format = grid_format(out)
   try:
-    if out.lower().endswith(".png"):
-      save_png(make_grid(images, ncols), out)
+    if image_format:
+      save_image(make_grid(images, ncols, group_size=group_size), out, image_format)
       return [out]
     os.makedirs(out, exist_ok=True)
     paths = []
     for i, image in enumerate(to_uint8(images)):
-      name = f"{i:04d}.png" if labels is None else f"{class_names[labels[i]]}_{i:04d}.png"
+      name = f"{i:04d}.png"
+      if labels is not None:
+        name = f"{config_checks.file_stem(class_names[labels[i]])}_{name}"
       path = os.path.join(out, name)
       save_png(image, path)
       paths.append(path)

@@ -1,8 +1,12 @@
 """The training loop: data, state, checkpoints (with resume), progress, sample grids.
 
-Stages, in order: mesh → checkpoint manager (resume point) → input → model and state (fresh or
-restored) → jitted step → loop. Per-step randomness is `fold_in(key, step)` and the input for
+Stages, in order: config check → claim on the workdir (writable, locked) → mesh → checkpoint
+manager and resume point (the newest checkpoint that restores) → input → model and state (fresh
+or restored) → jitted step → loop. Per-step randomness is `fold_in(key, step)` and the input for
 step s is a function of (seed, s), so a resumed run continues exactly where it stopped.
+
+Exit statuses of train.py (README, "Reliability"): 0 done, 1 an error (one line), and
+`EXIT_STOPPED_EARLY` (3) when a signal or preemption notice stopped the run after saving.
 """
 
 from __future__ import annotations
@@ -22,15 +26,26 @@ from clu import metric_writers
 from flax import traverse_util
 
 from flowergan import errors
-from flowergan import checkpointing, sampling
+from flowergan import checkpointing, config_checks, sampling, workdir_guard
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
 SAMPLES_PER_CLASS = 16  # grid of 4×4 per class, same noise at every sample step
+EXIT_STOPPED_EARLY = 3  # train.py's exit status after a signal: saved, rerun to resume
 
 
 class TrainingError(errors.FlowerganError):
   """Training stopped; the message is one line that says why and what to do."""
+
+
+class StoppedEarly(Exception):  # not a FlowerganError: nothing is wrong, the run is resumable
+  """A signal or preemption notice stopped training before `num_steps`, after saving."""
+
+  def __init__(self, signal_name: str, step: int, state):
+    super().__init__(f"{signal_name}: stopped at step {step}")
+    self.signal_name = signal_name
+    self.step = step
+    self.state = state
 
 
 def initialize_distributed_if_requested() -> None:
@@ -87,16 +102,6 @@ def _augment_fn(config):
   return functools.partial(diff_augment, policy=policy)
 
 
-def _check_config(config) -> None:
-  t = config.train
-  for name in ("batch_size", "n_critic", "num_steps"):
-    if t[name] < 1:
-      raise TrainingError(f"config.train.{name} must be >= 1, got {t[name]}.")
-  for name in ("log_every", "sample_every", "checkpoint_every"):
-    if config[name] < 1:
-      raise TrainingError(f"config.{name} must be >= 1, got {config[name]}.")
-
-
 def sample_grids(gan: ts.WGANGP, state: ts.TrainState, class_names, seed: int) -> dict:
   """One grid per class from the EMA generator with the same noise every time."""
   labels = np.repeat(np.arange(len(class_names), dtype=np.int32), SAMPLES_PER_CLASS)
@@ -118,18 +123,77 @@ def _format_progress(step, num_steps, steps_per_sec, images_per_step, metrics) -
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one."""
-  _check_config(config)
+  """Trains `config` in `workdir`, resuming from its newest checkpoint that restores.
+
+  Raises:
+    errors.FlowerganError: a bad config value, an unusable or busy workdir, an incompatible
+      checkpoint, a failed save, a non-finite step (one-line messages).
+    StoppedEarly: SIGTERM/SIGINT or a preemption notice stopped the run; it saved first.
+  """
+  config_checks.validate(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  is_main = jax.process_index() == 0
   mesh = mesh_lib.make_mesh()
   try:
     mesh_lib.check_batch_size(config.train.batch_size, mesh)
   except ValueError as e:
     raise TrainingError(str(e)) from None
+  # Multi-host: the hosts of one run share the workdir, so process 0 alone holds the lock.
+  with workdir_guard.claim(workdir, take_lock=jax.process_index() == 0):
+    workdir_guard.check_writable(checkpointing.checkpoint_dir(workdir), what="checkpoint folder")
+    return _train(config, workdir, mesh)
 
+
+def _resume_point(manager, config, workdir: str, mesh):
+  """`(step, state, metadata, damaged steps)` of the newest checkpoint that restores.
+
+  `(0, None, {}, [])` without one. Damaged newer steps get a warning each (moved aside by
+  `_set_aside` once the data agree with the checkpoint); an incompatible one is refused.
+  """
+  if not manager.all_steps():
+    return 0, None, {}, []
+
+  def restore(step):
+    metadata = checkpointing.read_metadata(manager, step)
+    # The classes of the data are checked after loading them; the architecture is checked now,
+    # so that a state that does not fit means a changed config, not damage.
+    checkpointing.check_compatible(metadata, config, metadata["class_names"], workdir)
+    gan = ts.wgangp_from_config(config, num_classes=len(metadata["class_names"]))
+    return checkpointing.read_state(manager, step, gan, mesh), metadata
+
+  step, (state, metadata), damaged = checkpointing.restore_newest(
+      manager,
+      restore,
+      advice="move the checkpoints folder away to start afresh, or pass another --workdir.",
+  )
+  return step, state, metadata, damaged
+
+
+def _set_aside(manager, workdir: str, damaged: list[int]) -> None:
+  """`checkpointing.set_aside` on process 0; the other processes wait and then re-list.
+
+  Damaged steps newer than the resume point must leave `checkpoints/`: Orbax neither overwrites
+  a step nor saves one below its latest, so the steps trained again would not be saved.
+  """
+  if not damaged:
+    return
+  if jax.process_index() == 0:
+    checkpointing.set_aside(manager, workdir, damaged)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("flowergan: damaged checkpoints set aside")
+    manager.reload()
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainState:
+  """The run itself, once the workdir is claimed."""
+  is_main = jax.process_index() == 0
   manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints)
-  start_step = manager.latest_step() or 0
+  try:
+    start_step, restored, saved_metadata, damaged = _resume_point(manager, config, workdir, mesh)
+  except BaseException:
+    manager.close()
+    raise
 
   from flowergan import input_pipeline  # TensorFlow is imported by the input pipeline only
 
@@ -144,10 +208,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   gan = ts.wgangp_from_config(config, num_classes=len(class_names), augment_fn=_augment_fn(config))
   metadata = checkpointing.make_metadata(config, class_names)
   if start_step:
-    checkpointing.check_compatible(
-        checkpointing.restore_metadata(manager, start_step), config, class_names, workdir
-    )
-    state = checkpointing.restore_state(manager, start_step, gan, mesh)
+    checkpointing.check_compatible(saved_metadata, config, class_names, workdir)
+    _set_aside(manager, workdir, damaged)
+    state = restored
     logging.info("Resumed from %s at step %d.", checkpointing.checkpoint_dir(workdir), start_step)
   else:
     state = ts.init_state(gan, jax.random.key(config.seed), mesh)
@@ -188,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
           _write_samples(gan, state, class_names, sample_seed, step, workdir, writer, is_main)
         _stop_on_preemption_notice(manager, step, stop)
         if step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name:
-          checkpointing.save(manager, state, metadata)
+          _save(manager, state, metadata, step, last_saved, workdir)
           last_saved = int(jax.device_get(state.step))
         if is_main and _evaluation_due(config, step, num_steps) and not stop.signal_name:
           _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
@@ -199,18 +262,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     manager.wait_until_finished()
     manager.close()
     writer.flush()
+  if stop.signal_name:
+    raise StoppedEarly(stop.signal_name, step, state)
   return state
 
 
+def _kept(last_saved: int, workdir: str) -> str:
+  """What is kept on disk, truthfully: the last saved step, or nothing yet."""
+  if last_saved:
+    return (
+        f"the last good checkpoint (step {last_saved}) is kept in "
+        + checkpointing.checkpoint_dir(workdir)
+    )
+  return "no checkpoint had been saved yet"
+
+
+def _save(manager, state, metadata: dict, step: int, last_saved: int, workdir: str) -> None:
+  """`checkpointing.save`; a failure stops training at once, saying what is kept."""
+  try:
+    checkpointing.save(manager, state, metadata)
+  except checkpointing.CheckpointError as e:
+    raise TrainingError(
+        f"{e}; training stopped at step {step}, {_kept(last_saved, workdir)}: free space or fix "
+        "the folder, then rerun the same command to resume."
+    ) from None
+
+
 def _check_finite(metrics: dict, step: int, last_saved: int, workdir: str) -> None:
-  """Raises `TrainingError` (naming the step and the kept checkpoint) on a non-finite step."""
+  """Raises `TrainingError` (naming the step and what is kept) on a non-finite step."""
   if metrics["finite"]:
     return
   values = ", ".join(f"{k}={float(v):.4g}" for k, v in metrics.items() if k != "finite")
   raise TrainingError(
-      f"non-finite loss or gradient at step {step} ({values}); the last good checkpoint "
-      f"(step {last_saved}) is kept in {checkpointing.checkpoint_dir(workdir)}: lower "
-      f"--config.train.critic_lr/generator_lr or check the input images."
+      f"non-finite loss or gradient at step {step} ({values}); {_kept(last_saved, workdir)}: "
+      "lower --config.train.critic_lr/generator_lr or check the input images."
   )
 
 
@@ -220,7 +305,8 @@ def _write_samples(gan, state, class_names, seed: int, step: int, workdir: str, 
   if not is_main:
     return
   for name, grid in grids.items():
-    sampling.save_png(grid, os.path.join(workdir, "samples", f"{name}_step{step:07d}.png"))
+    stem = config_checks.file_stem(name)  # the names were checked; this keeps them a file name
+    sampling.save_png(grid, os.path.join(workdir, "samples", f"{stem}_step{step:07d}.png"))
   writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
 
 

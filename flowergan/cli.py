@@ -1,0 +1,63 @@
+"""What the entry points share: flag parsing that fails in one line, and the exit statuses.
+
+Light on purpose (absl only): train.py and sample.py import it before parsing their flags.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+EXIT_ERROR = 1  # a bad value, path, checkpoint or save: `error: <one line>` on stderr
+EXIT_STOPPED_EARLY = 3  # train.py: SIGTERM, Ctrl-C or a preemption notice; saved, resumable
+
+
+def one_line(text) -> str:
+  return " ".join(str(text).split())
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """`flags.FLAGS(argv)`, or `error: <one line>` and exit 1 (for `app.run(flags_parser=...)`).
+
+  absl prints its own parsing errors with the usage text; ml_collections raises a misspelt
+  `--config.x.y` field as a chain of KeyError/AttributeError tracebacks, puts the traceback of
+  a failing `get_config` into its message, and reports a missing config file only when the
+  config is first used. All of them become one line here, "Did you mean" included.
+  """
+  try:
+    remaining = flags.FLAGS(argv)
+    if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
+      hasattr(flags.FLAGS["config"].value, "keys")  # loads it now: an OSError if it cannot
+    return remaining
+  except flags.Error as e:
+    sys.exit(f"error: {_without_traceback(str(e))}")
+  except (KeyError, AttributeError) as e:  # ml_collections: an override of an unknown field
+    sys.exit(f"error: {_unknown_field(e, argv)}")
+  except OSError as e:  # ml_collections: the config file does not load
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    sys.exit(f"error: cannot load --config ({one_line(lines[-1] if lines else e)}).")
+
+
+def _without_traceback(message: str) -> str:
+  """A message with an embedded traceback → its first part and the exception's last line."""
+  head, marker, tail = message.partition("Traceback (most recent call last):")
+  if not marker:
+    return one_line(message)
+  last = [line for line in tail.splitlines() if line.strip()][-1:]
+  return one_line(head + " " + " ".join(last))
+
+
+def _unknown_field(error: BaseException, argv: list[str]) -> str:
+  """`unknown config field 'x' in --config.a.x: Did you mean "y" instead of "x"?`"""
+  # AttributeError(KeyError("'x'\nDid you mean ...")) ← KeyError(the same) ← KeyError('x')
+  chain = []
+  while isinstance(error, (KeyError, AttributeError)):
+    chain.append(error)
+    error = error.__context__
+  texts = [str(e.args[0]) for e in chain if e.args and isinstance(e.args[0], str)]
+  field = texts[-1] if texts else "?"
+  hints = [t.partition("\n")[2] for t in texts if "Did you mean" in t]
+  where = next((a.split("=")[0] for a in argv if a.startswith("--config.") and field in a), "")
+  where = f" in {where}" if where else " in a --config override"
+  return one_line(f"unknown config field {field!r}{where}" + (f": {hints[0]}" if hints else "."))

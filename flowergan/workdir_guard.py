@@ -1,0 +1,100 @@
+"""A training run's claim on its workdir: writable, and used by no other run at the same time.
+
+`claim(workdir)` checks, before the first step, that the workdir is a directory this process can
+write (creating it), and takes an exclusive `fcntl.flock` on `workdir/train.lock`. The kernel
+releases the lock when the process ends in any way (`kill -9` included), so a lock is never
+stale: the file stays, but only a live process holds the lock. The file names the holder
+(host, pid, start time) for the refusal message.
+
+Multi-host runs: the hosts of one run share the workdir, so only process 0 takes the lock (the
+others would collide with it); a second run is still refused on its process 0. On file systems
+without `flock` (some FUSE mounts) the run goes on with a warning and without the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+
+from absl import logging
+
+from flowergan import errors
+
+LOCK_FILE = "train.lock"
+
+
+class WorkdirError(errors.FlowerganError):
+  """The workdir cannot be written, or another run is using it (one line)."""
+
+
+def check_writable(directory: str, *, what: str = "workdir") -> None:
+  """Creates `directory` if needed and proves it writable by writing and removing a file."""
+  if os.path.exists(directory) and not os.path.isdir(directory):
+    raise WorkdirError(f"the {what} {directory} is a file, not a folder: pass another --workdir.")
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+      pass
+  except OSError as e:
+    reason = e.strerror or type(e).__name__
+    raise WorkdirError(
+        f"cannot write to the {what} {directory} ({reason}): pass a writable --workdir."
+    ) from None
+
+
+@contextlib.contextmanager
+def claim(workdir: str, *, take_lock: bool = True) -> Iterator[None]:
+  """Checks that `workdir` is writable and holds its lock for the duration of the block."""
+  check_writable(workdir)
+  if not take_lock:
+    yield
+    return
+  path = os.path.join(workdir, LOCK_FILE)
+  # Opened without truncating: the holder's description must survive a refused attempt.
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+  try:
+    if _lock(fd, path):
+      _describe_holder(fd)
+    yield
+  finally:
+    os.close(fd)  # releases the lock
+
+
+def _lock(fd: int, path: str) -> bool:
+  """True if this process now holds the lock; refuses if another one does."""
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return True
+  except BlockingIOError:
+    raise WorkdirError(
+        f"{os.path.dirname(path)} is in use by another training run ({_holder(fd)}): wait "
+        "for it to finish or stop it, or pass another --workdir."
+    ) from None
+  except OSError as e:
+    if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+      raise
+    logging.warning(
+        "cannot lock %s (%s): nothing stops a second run on this workdir.", path, e.strerror
+    )
+    return False
+
+
+def _describe_holder(fd: int) -> None:
+  started = time.strftime("%Y-%m-%d %H:%M:%S")
+  text = f"pid {os.getpid()} on {socket.gethostname()}, started {started}"
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, (text + "\n").encode(), 0)
+
+
+def _holder(fd: int) -> str:
+  try:
+    text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+  except OSError:
+    text = ""
+  return " ".join(text.split()) or "holder unknown"
