@@ -117,13 +117,15 @@ def chromium(paths: tuple[str, str], *, width: int = 1600, height: int = 1300):
       f"--window-size={width},{height}",
   ):
     options.add_argument(flag)
-  driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+  driver = None
   try:
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(60)
     driver.set_script_timeout(60)
     yield driver
   finally:
-    driver.quit()
+    if driver is not None:
+      driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
 
 
