@@ -23,8 +23,24 @@ _OUT = flags.DEFINE_string(
     "A .png path for one grid, or a directory for single "
     "PNGs (default: <workdir>/samples/sample_<label>_seed<seed>.png).",
 )
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_STEP = flags.DEFINE_string(
+    "step", None, "Checkpoint step: a number, 'best' (the best evaluated) or the latest if unset."
+)
 _NO_EMA = flags.DEFINE_bool("no_ema", False, "Use the raw generator weights, not their EMA.")
+
+
+def _parse_step(value: str | None) -> int | str | None:
+  """`--step`: None (the latest), 'best', or a step number."""
+  from flowergan import sampling
+
+  if value is None or value == "best":
+    return value
+  try:
+    return int(value)
+  except ValueError:
+    raise sampling.SamplingError(
+        f"--step must be a step number or 'best', got {value!r}."
+    ) from None
 
 
 def main(argv):
@@ -37,7 +53,7 @@ def main(argv):
   try:
     if _NUM.value < 1:
       raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
-    model = checkpointing.load_trained(_WORKDIR.value, _STEP.value)
+    model = checkpointing.load_trained(_WORKDIR.value, _parse_step(_STEP.value))
     labels = sampling.resolve_labels(_LABEL.value, model.class_names, _NUM.value)
     params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
     images = sampling.generate(

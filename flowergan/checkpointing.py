@@ -31,14 +31,66 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
 
 
+@dataclasses.dataclass(frozen=True)
+class BestCheckpoint:
+  """Which evaluation metric ranks checkpoints: `metric` a key of `evaluate`'s results."""
+
+  metric: str = "kid"
+  mode: str = "min"  # 'min': lower is better; 'max': higher is better
+  keep: int = 1
+
+  def value(self, metrics: dict) -> float:
+    return float(metrics[self.metric])
+
+
+def best_checkpoint_of(config: ml_collections.ConfigDict) -> BestCheckpoint | None:
+  """The config's `best_checkpoint` settings (None without one, or with an empty metric)."""
+  best = config.get("best_checkpoint")
+  if not best or not best.get("metric"):
+    return None
+  if best.get("mode", "min") not in ("min", "max") or best.get("keep", 1) < 1:
+    raise CheckpointError(
+        f"config.best_checkpoint: mode must be 'min' or 'max' and keep >= 1, got "
+        f"mode={best.get('mode')!r}, keep={best.get('keep')!r}."
+    )
+  return BestCheckpoint(str(best.metric), str(best.get("mode", "min")), int(best.get("keep", 1)))
+
+
+def _preservation(max_to_keep: int, best: BestCheckpoint | None) -> dict:
+  """Manager options that keep the latest `max_to_keep` and, with `best`, the best ones."""
+  if best is None:
+    return {"max_to_keep": max_to_keep}
+  policies = ocp.checkpoint_managers
+  return {
+      "preservation_policy": policies.AnyPreservationPolicy(
+          [
+              policies.LatestN(n=max_to_keep),
+              # BestN keeps the last `n` of the ascending order: reverse it when lower is better.
+              policies.BestN(
+                  get_metric_fn=best.value,
+                  reverse=best.mode == "min",
+                  n=best.keep,
+                  keep_checkpoints_without_metrics=False,
+              ),
+          ]
+      ),
+      "best_fn": best.value,
+      "best_mode": best.mode,
+  }
+
+
 def make_manager(
-    workdir: str, *, max_to_keep: int = 3, create: bool = True
+    workdir: str,
+    *,
+    max_to_keep: int = 3,
+    create: bool = True,
+    best: BestCheckpoint | None = None,
 ) -> ocp.CheckpointManager:
-  """Async-saving manager keeping the last `max_to_keep` checkpoints."""
+  """Async-saving manager keeping the last `max_to_keep` checkpoints, and the best by `best`."""
   return ocp.CheckpointManager(
       checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=max_to_keep, create=create, enable_async_checkpointing=True
+          create=create, enable_async_checkpointing=True, **_preservation(max_to_keep, best)
       ),
       item_names=("state", "metadata"),
   )
@@ -58,9 +110,17 @@ def config_from_metadata(metadata: dict) -> ml_collections.ConfigDict:
 
 
 def save(
-    manager: ocp.CheckpointManager, state: ts.TrainState, metadata: dict, *, force: bool = False
+    manager: ocp.CheckpointManager,
+    state: ts.TrainState,
+    metadata: dict,
+    *,
+    force: bool = False,
+    metrics: dict | None = None,
 ) -> bool:
-  """Starts an async save of `state` at its step (returns at once; `wait_until_finished`)."""
+  """Starts an async save of `state` at its step (returns at once; `wait_until_finished`).
+
+  `metrics` (the same on every process) rank the checkpoint for the best-checkpoint policy.
+  """
   step = int(jax.device_get(state.step))
   if step in manager.all_steps():
     return False
@@ -69,6 +129,7 @@ def save(
       args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)
       ),
+      metrics=metrics,
       force=force,
   )
 
@@ -135,8 +196,31 @@ class TrainedModel:
     return params, self.state.g_batch_stats
 
 
-def load_trained(workdir: str, step: int | None = None) -> TrainedModel:
-  """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint."""
+def best_step(workdir: str, manager: ocp.CheckpointManager) -> int:
+  """The step of the best checkpoint, ranked as the run's config says (`best_checkpoint`)."""
+  config = config_from_metadata(restore_metadata(manager, manager.latest_step()))
+  best = best_checkpoint_of(config)
+  if best is None:
+    raise CheckpointError(
+        f"the run in {workdir} does not rank its checkpoints (no config.best_checkpoint): "
+        "pass --step=N or leave --step out for the latest."
+    )
+  ranked = make_manager(workdir, create=False, best=best)
+  step = ranked.best_step()  # None when no checkpoint has metrics
+  ranked.close()
+  if step is None:
+    raise CheckpointError(
+        f"no evaluated checkpoint in {workdir} (config.eval_every > 0 evaluates during "
+        "training): pass --step=N or leave --step out for the latest."
+    )
+  return step
+
+
+def load_trained(workdir: str, step: int | str | None = None) -> TrainedModel:
+  """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint.
+
+  `step`: a step number, None for the latest, or `'best'` for the best evaluated one.
+  """
   directory = checkpoint_dir(workdir)
   how_to_train = "train one with `python train.py --config=configs/cwgan128.py` (or pass --workdir)"
   if not os.path.isdir(directory):
@@ -147,6 +231,8 @@ def load_trained(workdir: str, step: int | None = None) -> TrainedModel:
     raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
   if step is None:
     step = max(steps)
+  elif step == "best":
+    step = best_step(workdir, manager)
   elif step not in steps:
     raise CheckpointError(
         f"no checkpoint for step {step} in {workdir}; available steps: {sorted(steps)}."

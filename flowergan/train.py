@@ -33,22 +33,6 @@ class TrainingError(errors.FlowerganError):
   """Training stopped; the message is one line that says why and what to do."""
 
 
-def initialize_distributed_if_requested() -> None:
-  """Calls `jax.distributed.initialize()` on multi-host runs, before any other JAX call.
-
-  Multi-host: Cloud TPU pods, SLURM with several tasks, or an explicit coordinator address.
-  Single-host runs must not call it.
-  """
-  env = os.environ
-  multihost = (
-      "JAX_COORDINATOR_ADDRESS" in env
-      or "," in env.get("TPU_WORKER_HOSTNAMES", "")
-      or int(env.get("SLURM_NTASKS", "1")) > 1
-  )
-  if multihost:
-    jax.distributed.initialize()
-
-
 class _StopRequest:
   """SIGTERM (preemption) and Ctrl-C set a flag; the loop finishes its step, saves, exits."""
 
@@ -128,7 +112,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   except ValueError as e:
     raise TrainingError(str(e)) from None
 
-  manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints)
+  best = checkpointing.best_checkpoint_of(config)
+  manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints, best=best)
   start_step = manager.latest_step() or 0
 
   from flowergan import input_pipeline  # TensorFlow is imported by the input pipeline only
@@ -187,11 +172,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
         if step % config.sample_every == 0 or step == num_steps:
           _write_samples(gan, state, class_names, sample_seed, step, workdir, writer, is_main)
         _stop_on_preemption_notice(manager, step, stop)
-        if step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name:
-          checkpointing.save(manager, state, metadata)
+        ranking = None
+        if _evaluation_due(config, step, num_steps) and not stop.signal_name:
+          results = _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
+          ranking = _checkpoint_metrics(results, best)
+        # An evaluated state is always saved, so that it can become the best checkpoint.
+        due = step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name
+        if due or ranking is not None:
+          checkpointing.save(manager, state, metadata, metrics=ranking)
           last_saved = int(jax.device_get(state.step))
-        if is_main and _evaluation_due(config, step, num_steps) and not stop.signal_name:
-          _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
         if stop.signal_name:
           _report_stop(stop.signal_name, step, workdir)
           break
@@ -250,11 +239,34 @@ def _evaluation_due(config, step: int, num_steps: int) -> bool:
   return every >= 0 and (step == num_steps or (every > 0 and step % every == 0))
 
 
-def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> None:
-  """flowergan.evaluate on the current state (process 0 only): metrics.jsonl, TensorBoard
-  scalars `eval/...` and the table on stdout."""
+def _checkpoint_metrics(results: dict, best: checkpointing.BestCheckpoint | None) -> dict | None:
+  """`{metric: value}` for the checkpoint manager, process 0's value on every process.
+
+  Saving is collective: every process must pass the same metrics, or their preservation
+  decisions (which checkpoint to delete) could differ.
+  """
+  if best is None:
+    return None
+  if best.metric not in results:
+    raise TrainingError(
+        f"config.best_checkpoint.metric {best.metric!r} is not an evaluation result; valid: "
+        f"{', '.join(sorted(k for k in results if k not in ('step', 'use_ema')))}."
+    )
+  value = np.float32(results[best.metric])
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    value = multihost_utils.broadcast_one_to_all(value)
+  return {best.metric: float(value)}
+
+
+def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> dict:
+  """flowergan.evaluate on the current state, on every process (the same computation, so no
+  process waits long for another); process 0 writes metrics.jsonl, TensorBoard scalars
+  `eval/...` and the table on stdout. Returns the results."""
   from flowergan import evaluate, input_pipeline
 
+  is_main = jax.process_index() == 0
   if "real" not in cache:
     cache["real"] = input_pipeline.load_images(config.data)[:2]
   model = checkpointing.TrainedModel(
@@ -265,7 +277,10 @@ def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> 
       *cache["real"],
       class_names,
       eval_config=evaluate.eval_config_of(config),
-      workdir=workdir,
+      workdir=workdir if is_main else None,  # the classifier cache too: process 0 only
+      write=is_main,
   )
-  writer.write_scalars(step, evaluate.scalars(results))
-  print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names), flush=True)
+  if is_main:
+    writer.write_scalars(step, evaluate.scalars(results))
+    print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names), flush=True)
+  return results
