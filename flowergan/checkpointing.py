@@ -15,8 +15,9 @@ from typing import Any
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 
-from flowergan import errors
+from flowergan import errors, storage
 from flowergan import train_step as ts
 from flowergan import mesh as mesh_lib
 
@@ -27,8 +28,9 @@ class CheckpointError(errors.FlowerganError):
   """A checkpoint is missing or does not fit the current config (one-line message)."""
 
 
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
+  """`workdir/checkpoints`; a `gs://` workdir stays a URL (see `flowergan.storage`)."""
+  return storage.workdir_path(workdir) / "checkpoints"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +225,7 @@ def load_trained(workdir: str, step: int | str | None = None) -> TrainedModel:
   """
   directory = checkpoint_dir(workdir)
   how_to_train = "train one with `python train.py --config=configs/cwgan128.py` (or pass --workdir)"
-  if not os.path.isdir(directory):
+  if not directory.is_dir():
     raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
   manager = make_manager(workdir, create=False)
   steps = manager.all_steps()

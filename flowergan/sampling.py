@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from flowergan import batching, errors, fileio
+from flowergan import batching, errors, storage
 from flowergan import train_step as ts
 
 
@@ -86,10 +87,11 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.
   return grid
 
 
-def save_png(array: np.ndarray, path: str) -> None:
-  """Writes `array` as a PNG atomically, so an interrupted write leaves no broken file."""
-  with fileio.atomic_file(path) as tmp:
-    Image.fromarray(array).save(tmp, format="PNG")
+def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
+  """Writes `array` as a PNG atomically (local) or as one object (`gs://`), never half."""
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format="PNG")
+  storage.write_bytes(path, buffer.getvalue())
 
 
 def write_images(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import signal
 import threading
 import time
@@ -22,7 +21,7 @@ from clu import metric_writers
 from flax import traverse_util
 
 from flowergan import errors
-from flowergan import checkpointing, sampling
+from flowergan import checkpointing, sampling, storage
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
@@ -104,7 +103,11 @@ def _format_progress(step, num_steps, steps_per_sec, images_per_step, metrics) -
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one."""
   _check_config(config)
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  workdir = storage.workdir_path(workdir)
+  try:
+    storage.check_reachable(workdir)
+  except storage.StorageError as e:
+    raise TrainingError(str(e)) from None
   is_main = jax.process_index() == 0
   mesh = mesh_lib.make_mesh()
   try:
@@ -140,7 +143,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
   step_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   sample_seed = config.seed + 1
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
   if start_step == 0:
     hparams = traverse_util.flatten_dict(config.to_dict(), sep=".")
     writer.write_hparams({k: str(v) for k, v in hparams.items()})
@@ -209,7 +212,7 @@ def _write_samples(gan, state, class_names, seed: int, step: int, workdir: str, 
   if not is_main:
     return
   for name, grid in grids.items():
-    sampling.save_png(grid, os.path.join(workdir, "samples", f"{name}_step{step:07d}.png"))
+    sampling.save_png(grid, workdir / "samples" / f"{name}_step{step:07d}.png")
   writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
 
 
