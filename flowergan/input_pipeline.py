@@ -249,8 +249,9 @@ def _load_folder(
         "data.source='synthetic'."
     )
   per_class, undecodable, not_images = [], [], []
-  for files, others in listed:
+  for c, (files, others) in zip(classes, listed):
     shard = files[process_index::process_count]
+    _log_shard(c, shard, len(files), root, process_index, process_count)
     not_images.extend(others[process_index::process_count])
     results, failed = _decode_many(shard, size, [os.path.relpath(f, root) for f in shard])
     undecodable.extend(failed)
@@ -271,6 +272,26 @@ def _load_folder(
       )
   images, labels = _stack(per_class, size)
   return images, labels, list(classes)
+
+
+def _log_shard(name, shard, total, root, process_index, process_count) -> None:
+  """Which files of class `name` this process reads (the names at --verbosity=1)."""
+  logging.info(
+      "process %d of %d reads %d of the %d files of class %r in %s",
+      process_index,
+      process_count,
+      len(shard),
+      total,
+      name,
+      root,
+  )
+  logging.vlog(
+      1,
+      "shard of process %d, class %r: %s",
+      process_index,
+      name,
+      " ".join(os.path.relpath(f, root) for f in shard),
+  )
 
 
 # ============================================================================ tfds source
