@@ -76,6 +76,10 @@ def _paper_config() -> ml_collections.ConfigDict:
   data.synthetic_num_per_class = 450  # used by source='synthetic' (450 + 450 like the paper)
   data.synthetic_seed = 0
   data.cache_dir = "~/.cache/flowergan"
+  # Input shards (0: one per process): each draws its batch share from its own part of the files
+  # with its own key. Fix it (a multiple of the process count) to get the same global batches on
+  # any number of hosts.
+  data.input_shards = 0
 
   config.model = model = ml_collections.ConfigDict()
   model.z_dim = 64
