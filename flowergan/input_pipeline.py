@@ -708,10 +708,14 @@ def create_train_iterator(
   if global_batch_size < 1 or n_critic < 1:
     raise _error(f"global_batch_size ({global_batch_size}) and n_critic ({n_critic}) must be >= 1.")
   shards = int(_cfg(data_config, "input_shards", 0)) or process_count
-  if shards % process_count or global_batch_size % shards:
+  if global_batch_size % shards:
     raise _error(
-        f"data.input_shards ({shards}) must be a multiple of the {process_count} processes and "
-        f"divide the global batch size {global_batch_size}."
+        f"Global batch size {global_batch_size} is not divisible by the {shards} input shards "
+        f"(data.input_shards, default one per process): choose a multiple of {shards}."
+    )
+  if shards % process_count:
+    raise _error(
+        f"data.input_shards ({shards}) must be a multiple of the {process_count} processes."
     )
   per_process = shards // process_count
   datasets, class_names = [], []
