@@ -39,7 +39,9 @@ _OUT = flags.DEFINE_string(
     "<workdir>/samples/sample_<label>_seed<seed>.png). For a walk: the .png strip; the GIF is "
     "written beside it.",
 )
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+_STEP = flags.DEFINE_string(
+    "step", None, "Checkpoint step: a number, 'best' (the best evaluated) or the latest if unset."
+)
 _NO_EMA = flags.DEFINE_bool("no_ema", False, "Use the raw generator weights, not their EMA.")
 _INTERPOLATE = flags.DEFINE_string(
     "interpolate",
@@ -57,6 +59,20 @@ _Z_FILE = flags.DEFINE_string(
 )
 
 
+def _parse_step(value: str | None) -> int | str | None:
+  """`--step`: None (the latest), 'best', or a step number."""
+  from flowergan import sampling
+
+  if value is None or value == "best":
+    return value
+  try:
+    return int(value)
+  except ValueError:
+    raise sampling.SamplingError(
+        f"--step must be a step number or 'best', got {value!r}."
+    ) from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -66,7 +82,7 @@ def main(argv):
 
   try:
     _check_flags()
-    model = checkpointing.load_trained(_WORKDIR.value, _STEP.value)
+    model = checkpointing.load_trained(_WORKDIR.value, _parse_step(_STEP.value))
     message = _walk(model) if _INTERPOLATE.value is not None else _grid(model)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")

@@ -25,6 +25,19 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (default: runs/<variant>, or runs/<config stem> without one)."
 )
+# Multi-process runs that JAX cannot detect by itself (see flowergan/distributed.py).
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Number of processes (default: $JAX_NUM_PROCESSES or detected)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's id, 0..n-1 (default: $JAX_PROCESS_ID or detected)."
+)
+_CLUSTER_DETECTION = flags.DEFINE_string(
+    "cluster_detection", "auto", "JAX's cluster detection: auto, off, or a method (mpi4py, ...)."
+)
 
 
 def _default_workdir(config_arg: str) -> str:
@@ -39,9 +52,15 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from flowergan import errors, train  # after flags: keeps --help fast
+  from flowergan import distributed, errors, train  # after flags: keeps --help fast
 
-  train.initialize_distributed_if_requested()
+  try:
+    distributed.initialize(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _CLUSTER_DETECTION.value
+    )
+  except errors.FlowerganError as e:
+    sys.exit(f"error: {e}")
+  print(distributed.describe(), flush=True)
   workdir = _WORKDIR.value or _default_workdir(flags.FLAGS["config"].config_filename)
   logging.info("Workdir: %s", workdir)
   try:

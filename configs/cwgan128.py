@@ -79,6 +79,10 @@ def _paper_config() -> ml_collections.ConfigDict:
   # Images with more pixels are skipped and counted as "too large" (PIL's decompression-bomb
   # limit, about 9459²); raise it for huge photos, 0 = no limit.
   data.max_image_pixels = 89_478_485
+  # Input shards (0: one per process): each draws its batch share from its own part of the files
+  # with its own key. Fix it (a multiple of the process count) to get the same global batches on
+  # any number of hosts.
+  data.input_shards = 0
 
   config.model = model = ml_collections.ConfigDict()
   model.z_dim = 64
@@ -125,6 +129,10 @@ def _paper_config() -> ml_collections.ConfigDict:
   # Evaluation (flowergan/evaluate.py) every eval_every steps and at the end; 0 = only at the
   # end, < 0 = never. Also: python -m flowergan.evaluate --workdir=runs/NAME
   config.eval_every = 0
+  # Besides the latest `keep_checkpoints`, keep the `keep` best evaluated checkpoints by this key
+  # of the evaluation's results (metrics.jsonl): the class-averaged KID, lower is better.
+  # `python sample.py --step=best` samples the best one; metric '' keeps only the latest.
+  config.best_checkpoint = ml_collections.ConfigDict({"metric": "kid", "mode": "min", "keep": 1})
 
   # What the evaluation measures and with how many samples: see flowergan/eval_config.py,
   # override as --config.eval.num_per_class=500.

@@ -24,8 +24,9 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
-from flowergan import config_checks, errors
+from flowergan import config_checks, errors, storage
 from flowergan import train_step as ts
 from flowergan import mesh as mesh_lib
 
@@ -54,21 +55,73 @@ def _reason(e: BaseException, limit: int = 160) -> str:
   return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
+  """`workdir/checkpoints`; a `gs://` workdir stays a URL (see `flowergan.storage`)."""
+  return storage.workdir_path(workdir) / "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class BestCheckpoint:
+  """Which evaluation metric ranks checkpoints: `metric` a key of `evaluate`'s results."""
+
+  metric: str = "kid"
+  mode: str = "min"  # 'min': lower is better; 'max': higher is better
+  keep: int = 1
+
+  def value(self, metrics: dict) -> float:
+    return float(metrics[self.metric])
+
+
+def best_checkpoint_of(config: ml_collections.ConfigDict) -> BestCheckpoint | None:
+  """The config's `best_checkpoint` settings (None without one, or with an empty metric)."""
+  best = config.get("best_checkpoint")
+  if not best or not best.get("metric"):
+    return None
+  if best.get("mode", "min") not in ("min", "max") or best.get("keep", 1) < 1:
+    raise CheckpointError(
+        f"config.best_checkpoint: mode must be 'min' or 'max' and keep >= 1, got "
+        f"mode={best.get('mode')!r}, keep={best.get('keep')!r}."
+    )
+  return BestCheckpoint(str(best.metric), str(best.get("mode", "min")), int(best.get("keep", 1)))
+
+
+def _preservation(max_to_keep: int, best: BestCheckpoint | None) -> dict:
+  """Manager options that keep the latest `max_to_keep` and, with `best`, the best ones."""
+  if best is None:
+    return {"max_to_keep": max_to_keep}
+  policies = ocp.checkpoint_managers
+  return {
+      "preservation_policy": policies.AnyPreservationPolicy(
+          [
+              policies.LatestN(n=max_to_keep),
+              # BestN keeps the last `n` of the ascending order: reverse it when lower is better.
+              policies.BestN(
+                  get_metric_fn=best.value,
+                  reverse=best.mode == "min",
+                  n=best.keep,
+                  keep_checkpoints_without_metrics=False,
+              ),
+          ]
+      ),
+      "best_fn": best.value,
+      "best_mode": best.mode,
+  }
 
 
 def make_manager(
-    workdir: str, *, max_to_keep: int = 3, create: bool = True
+    workdir: str,
+    *,
+    max_to_keep: int = 3,
+    create: bool = True,
+    best: BestCheckpoint | None = None,
 ) -> ocp.CheckpointManager:
-  """Async-saving manager keeping the last `max_to_keep` checkpoints."""
+  """Manager keeping the last `max_to_keep` checkpoints, and the best by `best`."""
   # Synchronous saves: a save that fails raises in `save` at once. Async ones left Orbax's
-  # signalling threads waiting 300 s when the step directory could not be created; the state
-  # is small (about 50 MB at 128×128), so the wait costs well under a second per save.
+  # signalling threads waiting 300 s when the step directory could not be created.
   return ocp.CheckpointManager(
       checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=max_to_keep, create=create, enable_async_checkpointing=False
+          create=create, enable_async_checkpointing=False, **_preservation(max_to_keep, best)
       ),
       item_names=("state", "metadata"),
   )
@@ -88,11 +141,17 @@ def config_from_metadata(metadata: dict) -> ml_collections.ConfigDict:
 
 
 def save(
-    manager: ocp.CheckpointManager, state: ts.TrainState, metadata: dict, *, force: bool = False
+    manager: ocp.CheckpointManager,
+    state: ts.TrainState,
+    metadata: dict,
+    *,
+    force: bool = False,
+    metrics: dict | None = None,
 ) -> bool:
   """Saves `state` at its step; `CheckpointError` in one line if it cannot be written.
 
-  A step that is already on disk is not written again (returns False).
+  A step that is already on disk is not written again (returns False). `metrics` (the same on
+  every process) rank the checkpoint for the best-checkpoint policy.
   """
   step = int(jax.device_get(state.step))
   if step in manager.all_steps():
@@ -103,6 +162,7 @@ def save(
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)
         ),
+        metrics=metrics,
         force=force,
     )
   except Exception as e:  # pylint: disable=broad-except  # any failure: one line, not 9 traces
@@ -223,12 +283,12 @@ def set_aside(manager: ocp.CheckpointManager, workdir: str, steps) -> list[str]:
   """
   moved = []
   for step in steps:
-    source = os.path.join(checkpoint_dir(workdir), str(step))
-    target = os.path.join(os.path.abspath(os.path.expanduser(workdir)), DAMAGED_DIR, str(step))
-    if os.path.exists(target):
-      target += time.strftime("-%Y%m%d-%H%M%S")
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.rename(source, target)
+    source = checkpoint_dir(workdir) / str(step)
+    target = storage.workdir_path(workdir) / DAMAGED_DIR / str(step)
+    if target.exists():
+      target = target.parent / (target.name + time.strftime("-%Y%m%d-%H%M%S"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
     logging.warning("moved damaged checkpoint step %d to %s (kept for inspection).", step, target)
     moved.append(target)
   manager.reload()
@@ -287,15 +347,36 @@ class TrainedModel:
     return params, self.state.g_batch_stats
 
 
-def load_trained(workdir: str, step: int | None = None) -> TrainedModel:
+def best_step(workdir: str, manager: ocp.CheckpointManager) -> int:
+  """The step of the best checkpoint, ranked as the run's config says (`best_checkpoint`)."""
+  config = config_from_metadata(restore_metadata(manager, manager.latest_step()))
+  best = best_checkpoint_of(config)
+  if best is None:
+    raise CheckpointError(
+        f"the run in {workdir} does not rank its checkpoints (no config.best_checkpoint): "
+        "pass --step=N or leave --step out for the latest."
+    )
+  ranked = make_manager(workdir, create=False, best=best)
+  step = ranked.best_step()  # None when no checkpoint has metrics
+  ranked.close()
+  if step is None:
+    raise CheckpointError(
+        f"no evaluated checkpoint in {workdir} (config.eval_every > 0 evaluates during "
+        "training): pass --step=N or leave --step out for the latest."
+    )
+  return step
+
+
+def load_trained(workdir: str, step: int | str | None = None) -> TrainedModel:
   """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint.
 
-  Without `step`, a damaged latest checkpoint is skipped with a warning for the newest one that
-  restores; a damaged `step` is refused in one line naming the available ones.
+  `step`: a step number, `'best'` for the best evaluated one, or None: the newest checkpoint
+  that restores (a damaged latest one is skipped with a warning). A damaged `step` is refused
+  in one line naming the available ones.
   """
   directory = checkpoint_dir(workdir)
   how_to_train = "train one with `python train.py --config=configs/cwgan128.py` (or pass --workdir)"
-  if not os.path.isdir(directory):
+  if not directory.is_dir():
     raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
   manager = make_manager(workdir, create=False)
   try:
@@ -309,6 +390,8 @@ def load_trained(workdir: str, step: int | None = None) -> TrainedModel:
           advice=f"train again (another --workdir) or restore them; steps: {steps}.",
       )
       return model
+    if step == "best":
+      step = best_step(workdir, manager)
     if step not in steps:
       raise CheckpointError(
           f"no checkpoint for step {step} in {workdir}; available steps: {steps}."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from flowergan import batching, fileio
+from flowergan import batching, storage
 
 __all__ = [
     "Classifier",
@@ -211,7 +212,7 @@ def data_fingerprint(images, labels) -> str:
   return h.hexdigest()[:16]
 
 
-def save_classifier(path: str, params, meta: dict[str, Any] | None = None) -> None:
+def save_classifier(path: str | os.PathLike, params, meta: dict[str, Any] | None = None) -> None:
   """Writes params + metadata to `path` (flax msgpack), atomically.
 
   `meta` should hold plain values (str/int/float/bool/lists), e.g.
@@ -224,13 +225,11 @@ def save_classifier(path: str, params, meta: dict[str, Any] | None = None) -> No
   meta.setdefault("num_classes", num_classes)
   meta.setdefault("widths", list(widths))
   data = flax.serialization.msgpack_serialize({"params": p, "meta": meta})
-  with fileio.atomic_file(path) as tmp, open(tmp, "wb") as f:
-    f.write(data)
+  storage.write_bytes(path, data)
 
 
-def load_classifier(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_classifier(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
   """Inverse of `save_classifier`: returns `({'params': ...}, meta)`."""
-  with open(path, "rb") as f:
-    data = flax.serialization.msgpack_restore(f.read())
+  data = flax.serialization.msgpack_restore(storage.read_bytes(path))
   params = jax.tree_util.tree_map(jnp.asarray, data["params"])
   return {"params": params}, dict(data.get("meta", {}))

@@ -43,7 +43,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from flowergan import checkpointing, cli, errors, metrics, sampling
+from flowergan import checkpointing, cli, errors, metrics, sampling, storage
 from flowergan import classifier as clf
 
 METRICS_FILE = "metrics.jsonl"
@@ -92,7 +92,7 @@ def _classifier_settings(eval_config, num_classes: int, image_size: int) -> dict
 
 def _cached_classifier(cache_path: str | None, fingerprint: str, settings: str):
   """(params, meta) from `cache_path` if it was trained on these data with these settings."""
-  if not cache_path or not os.path.exists(cache_path):
+  if not cache_path or not storage.exists(cache_path):
     return None
   try:
     params, meta = clf.load_classifier(cache_path)
@@ -248,11 +248,10 @@ def _sliced_wasserstein(generated, real, halves, eval_config, seed: int) -> dict
   return out
 
 
-def _append_metrics(workdir: str, results: dict[str, Any]) -> None:
-  """One JSON line (with the time) appended to `workdir/metrics.jsonl`."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, METRICS_FILE), "a") as f:
-    f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **results}) + "\n")
+def _append_metrics(workdir: str | os.PathLike, results: dict[str, Any]) -> None:
+  """One JSON line (with the time) appended to `workdir/metrics.jsonl` (local or `gs://`)."""
+  line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **results})
+  storage.append_line(storage.workdir_path(workdir) / METRICS_FILE, line)
 
 
 def evaluate(
@@ -293,7 +292,7 @@ def evaluate(
   k = len(class_names)
   generated, gen_labels = _generate_per_class(model, k, eval_config, seed, use_ema)
 
-  cache = os.path.join(workdir, CLASSIFIER_FILE) if workdir else None
+  cache = storage.workdir_path(workdir) / CLASSIFIER_FILE if workdir else None
   clf_params, clf_info = get_classifier(real_images, real_labels, k, eval_config, cache)
   gen_logits, gen_feats = clf.predict(clf_params, generated, int(eval_config.batch_size))
   _, real_feats = clf.predict(clf_params, real, int(eval_config.batch_size))

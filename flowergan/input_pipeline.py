@@ -303,8 +303,9 @@ def _load_folder(
         "data.source='synthetic'."
     )
   per_class, skipped = [], _Skipped()
-  for files, others in listed:
+  for c, (files, others) in zip(classes, listed):
     shard = files[process_index::process_count]
+    _log_shard(c, shard, len(files), root, process_index, process_count)
     skipped.not_images.extend(
         os.path.relpath(f, root) for f in others[process_index::process_count]
     )
@@ -327,6 +328,26 @@ def _load_folder(
       )
   images, labels = _stack(per_class, size)
   return images, labels, list(classes)
+
+
+def _log_shard(name, shard, total, root, process_index, process_count) -> None:
+  """Which files of class `name` this process reads (the names at --verbosity=1)."""
+  logging.info(
+      "process %d of %d reads %d of the %d files of class %r in %s",
+      process_index,
+      process_count,
+      len(shard),
+      total,
+      name,
+      root,
+  )
+  logging.vlog(
+      1,
+      "shard of process %d, class %r: %s",
+      process_index,
+      name,
+      " ".join(os.path.relpath(f, root) for f in shard),
+  )
 
 
 # ============================================================================ tfds source
@@ -721,6 +742,13 @@ def _steps_dataset(item: Callable[[tf.Tensor], dict], start_step: int) -> tf.dat
   return ds.with_options(options)
 
 
+def _concatenated(datasets: list[tf.data.Dataset]) -> tf.data.Dataset:
+  """Items of `datasets` side by side along the batch axis (axis 1 of `(n_critic, B, ...)`)."""
+  return tf.data.Dataset.zip(tuple(datasets)).map(
+      lambda *items: {k: tf.concat([item[k] for item in items], axis=1) for k in items[0]}
+  )
+
+
 def create_train_iterator(
     data_config,
     *,
@@ -733,8 +761,12 @@ def create_train_iterator(
 ) -> tuple[Iterator[dict], list[str]]:
   """Infinite iterator of numpy dicts, one per training iteration (see `make_train_dataset`).
 
-  Batch for step s = f(data, seed, s, process_index): starting at `start_step=k` yields exactly
-  the k-th item of a run started at 0.
+  Batch for step s = f(data, seed, s, shard): starting at `start_step=k` yields exactly the k-th
+  item of a run started at 0. The files are split into `data.input_shards` shards (default: one
+  per process), each drawn with its own key; a process reads its consecutive share of them and
+  puts their sub-batches side by side. So with the same `input_shards`, the global batch is the
+  same whatever the number of processes (one process with `input_shards=2` sees exactly what two
+  processes see).
   """
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top
@@ -743,26 +775,37 @@ def create_train_iterator(
     process_count = jax.process_count() if process_count is None else process_count
   if global_batch_size < 1 or n_critic < 1:
     raise _error(f"global_batch_size ({global_batch_size}) and n_critic ({n_critic}) must be >= 1.")
-  if global_batch_size % process_count:
+  shards = int(_cfg(data_config, "input_shards", 0)) or process_count
+  if global_batch_size % shards:
     raise _error(
-        f"Global batch size {global_batch_size} is not divisible by the "
-        f"{process_count} processes: choose a multiple of {process_count}."
+        f"Global batch size {global_batch_size} is not divisible by the {shards} input shards "
+        f"(data.input_shards, default one per process): choose a multiple of {shards}."
     )
-  images, labels, class_names = load_images(
-      data_config, process_index=process_index, process_count=process_count
-  )
-  ds = make_train_dataset(
-      images,
-      labels,
-      len(class_names),
-      local_batch_size=global_batch_size // process_count,
-      n_critic=n_critic,
-      seed=seed,
-      start_step=start_step,
-      process_index=process_index,
-      max_rotation_deg=float(_cfg(data_config, "max_rotation_deg", 0.0)),
-      random_hflip=bool(_cfg(data_config, "random_hflip", False)),
-      random_vflip=bool(_cfg(data_config, "random_vflip", False)),
-      balanced=bool(_cfg(data_config, "balanced", True)),
-  )
+  if shards % process_count:
+    raise _error(
+        f"data.input_shards ({shards}) must be a multiple of the {process_count} processes."
+    )
+  per_process = shards // process_count
+  datasets, class_names = [], []
+  for shard in range(process_index * per_process, (process_index + 1) * per_process):
+    images, labels, class_names = load_images(
+        data_config, process_index=shard, process_count=shards
+    )
+    datasets.append(
+        make_train_dataset(
+            images,
+            labels,
+            len(class_names),
+            local_batch_size=global_batch_size // shards,
+            n_critic=n_critic,
+            seed=seed,
+            start_step=start_step,
+            process_index=shard,
+            max_rotation_deg=float(_cfg(data_config, "max_rotation_deg", 0.0)),
+            random_hflip=bool(_cfg(data_config, "random_hflip", False)),
+            random_vflip=bool(_cfg(data_config, "random_vflip", False)),
+            balanced=bool(_cfg(data_config, "balanced", True)),
+        )
+    )
+  ds = datasets[0] if len(datasets) == 1 else _concatenated(datasets)
   return iter(ds.as_numpy_iterator()), class_names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from flowergan import batching, config_checks, errors, fileio
+from flowergan import batching, config_checks, errors, storage
 from flowergan import train_step as ts
 
 # `--out` extensions that mean one grid image, and their PIL formats; no extension: a directory.
@@ -147,22 +148,23 @@ def make_grid(
   return grid
 
 
-def save_png(array: np.ndarray, path: str) -> None:
-  """Writes `array` as a PNG atomically, so an interrupted write leaves no broken file."""
+def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
+  """Writes `array` as a PNG atomically (local) or as one object (`gs://`), never half."""
   save_image(array, path, "PNG")
 
 
-def save_image(array: np.ndarray, path: str, image_format: str) -> None:
-  """Writes `array` atomically as `image_format` ('PNG', 'JPEG' or 'WEBP')."""
+def save_image(array: np.ndarray, path: str | os.PathLike, image_format: str) -> None:
+  """Writes `array` as `image_format` ('PNG', 'JPEG' or 'WEBP'), atomically if local."""
   limit = _MAX_SIDE.get(image_format)
   if limit and max(array.shape[:2]) > limit:
     raise SamplingError(
         f"a grid of {array.shape[1]}×{array.shape[0]} pixels is larger than {image_format} "
         f"allows ({limit} per side): ask for fewer images, or write a .png or a directory."
     )
-  with fileio.atomic_file(path) as tmp:
-    options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
-    Image.fromarray(array).save(tmp, format=image_format, **options)
+  buffer = io.BytesIO()
+  options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
+  Image.fromarray(array).save(buffer, format=image_format, **options)
+  storage.write_bytes(path, buffer.getvalue())
 
 
 def grid_format(out: str) -> str | None:

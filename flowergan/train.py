@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import signal
 import threading
 import time
@@ -26,7 +25,7 @@ from clu import metric_writers
 from flax import traverse_util
 
 from flowergan import errors
-from flowergan import checkpointing, config_checks, sampling, workdir_guard
+from flowergan import checkpointing, config_checks, sampling, storage, workdir_guard
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
@@ -46,22 +45,6 @@ class StoppedEarly(Exception):  # not a FlowerganError: nothing is wrong, the ru
     self.signal_name = signal_name
     self.step = step
     self.state = state
-
-
-def initialize_distributed_if_requested() -> None:
-  """Calls `jax.distributed.initialize()` on multi-host runs, before any other JAX call.
-
-  Multi-host: Cloud TPU pods, SLURM with several tasks, or an explicit coordinator address.
-  Single-host runs must not call it.
-  """
-  env = os.environ
-  multihost = (
-      "JAX_COORDINATOR_ADDRESS" in env
-      or "," in env.get("TPU_WORKER_HOSTNAMES", "")
-      or int(env.get("SLURM_NTASKS", "1")) > 1
-  )
-  if multihost:
-    jax.distributed.initialize()
 
 
 class _StopRequest:
@@ -131,7 +114,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     StoppedEarly: SIGTERM/SIGINT or a preemption notice stopped the run; it saved first.
   """
   config_checks.validate(config)
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  workdir = storage.workdir_path(workdir)
+  try:
+    storage.check_reachable(workdir)
+  except storage.StorageError as e:
+    raise TrainingError(str(e)) from None
   mesh = mesh_lib.make_mesh()
   try:
     mesh_lib.check_batch_size(config.train.batch_size, mesh)
@@ -188,7 +175,8 @@ def _set_aside(manager, workdir: str, damaged: list[int]) -> None:
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainState:
   """The run itself, once the workdir is claimed."""
   is_main = jax.process_index() == 0
-  manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints)
+  best = checkpointing.best_checkpoint_of(config)
+  manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints, best=best)
   try:
     start_step, restored, saved_metadata, damaged = _resume_point(manager, config, workdir, mesh)
   except BaseException:
@@ -218,7 +206,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
   step_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   sample_seed = config.seed + 1
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
   if start_step == 0:
     hparams = traverse_util.flatten_dict(config.to_dict(), sep=".")
     writer.write_hparams({k: str(v) for k, v in hparams.items()})
@@ -250,11 +238,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
         if step % config.sample_every == 0 or step == num_steps:
           _write_samples(gan, state, class_names, sample_seed, step, workdir, writer, is_main)
         _stop_on_preemption_notice(manager, step, stop)
-        if step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name:
-          _save(manager, state, metadata, step, last_saved, workdir)
+        ranking = None
+        if _evaluation_due(config, step, num_steps) and not stop.signal_name:
+          results = _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
+          ranking = _checkpoint_metrics(results, best)
+        # An evaluated state is always saved, so that it can become the best checkpoint.
+        due = step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name
+        if due or ranking is not None:
+          _save(manager, state, metadata, step, last_saved, workdir, ranking)
           last_saved = int(jax.device_get(state.step))
-        if is_main and _evaluation_due(config, step, num_steps) and not stop.signal_name:
-          _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
         if stop.signal_name:
           _report_stop(stop.signal_name, step, workdir)
           break
@@ -277,10 +269,11 @@ def _kept(last_saved: int, workdir: str) -> str:
   return "no checkpoint had been saved yet"
 
 
-def _save(manager, state, metadata: dict, step: int, last_saved: int, workdir: str) -> None:
-  """`checkpointing.save`; a failure stops training at once, saying what is kept."""
+def _save(manager, state, metadata, step, last_saved, workdir, ranking: dict | None) -> None:
+  """`checkpointing.save` (with the best-checkpoint `ranking`); a failure stops training at once,
+  saying what is kept."""
   try:
-    checkpointing.save(manager, state, metadata)
+    checkpointing.save(manager, state, metadata, metrics=ranking)
   except checkpointing.CheckpointError as e:
     raise TrainingError(
         f"{e}; training stopped at step {step}, {_kept(last_saved, workdir)}: free space or fix "
@@ -306,7 +299,7 @@ def _write_samples(gan, state, class_names, seed: int, step: int, workdir: str, 
     return
   for name, grid in grids.items():
     stem = config_checks.file_stem(name)  # the names were checked; this keeps them a file name
-    sampling.save_png(grid, os.path.join(workdir, "samples", f"{stem}_step{step:07d}.png"))
+    sampling.save_png(grid, workdir / "samples" / f"{stem}_step{step:07d}.png")
   writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
 
 
@@ -336,11 +329,34 @@ def _evaluation_due(config, step: int, num_steps: int) -> bool:
   return every >= 0 and (step == num_steps or (every > 0 and step % every == 0))
 
 
-def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> None:
-  """flowergan.evaluate on the current state (process 0 only): metrics.jsonl, TensorBoard
-  scalars `eval/...` and the table on stdout."""
+def _checkpoint_metrics(results: dict, best: checkpointing.BestCheckpoint | None) -> dict | None:
+  """`{metric: value}` for the checkpoint manager, process 0's value on every process.
+
+  Saving is collective: every process must pass the same metrics, or their preservation
+  decisions (which checkpoint to delete) could differ.
+  """
+  if best is None:
+    return None
+  if best.metric not in results:
+    raise TrainingError(
+        f"config.best_checkpoint.metric {best.metric!r} is not an evaluation result; valid: "
+        f"{', '.join(sorted(k for k in results if k not in ('step', 'use_ema')))}."
+    )
+  value = np.float32(results[best.metric])
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    value = multihost_utils.broadcast_one_to_all(value)
+  return {best.metric: float(value)}
+
+
+def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> dict:
+  """flowergan.evaluate on the current state, on every process (the same computation, so no
+  process waits long for another); process 0 writes metrics.jsonl, TensorBoard scalars
+  `eval/...` and the table on stdout. Returns the results."""
   from flowergan import evaluate, input_pipeline
 
+  is_main = jax.process_index() == 0
   if "real" not in cache:
     cache["real"] = input_pipeline.load_images(config.data)[:2]
   model = checkpointing.TrainedModel(
@@ -351,7 +367,10 @@ def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> 
       *cache["real"],
       class_names,
       eval_config=evaluate.eval_config_of(config),
-      workdir=workdir,
+      workdir=workdir if is_main else None,  # the classifier cache too: process 0 only
+      write=is_main,
   )
-  writer.write_scalars(step, evaluate.scalars(results))
-  print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names), flush=True)
+  if is_main:
+    writer.write_scalars(step, evaluate.scalars(results))
+    print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names), flush=True)
+  return results

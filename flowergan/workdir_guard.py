@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from absl import logging
 
-from flowergan import errors
+from flowergan import errors, storage
 
 LOCK_FILE = "train.lock"
 
@@ -34,7 +34,12 @@ class WorkdirError(errors.FlowerganError):
 
 
 def check_writable(directory: str, *, what: str = "workdir") -> None:
-  """Creates `directory` if needed and proves it writable by writing and removing a file."""
+  """Creates `directory` if needed and proves it writable by writing and removing a file.
+
+  Remote (`gs://`) directories are left to `storage.check_reachable`.
+  """
+  if storage.is_remote(directory):
+    return
   if os.path.exists(directory) and not os.path.isdir(directory):
     raise WorkdirError(f"the {what} {directory} is a file, not a folder: pass another --workdir.")
   try:
@@ -52,6 +57,9 @@ def check_writable(directory: str, *, what: str = "workdir") -> None:
 def claim(workdir: str, *, take_lock: bool = True) -> Iterator[None]:
   """Checks that `workdir` is writable and holds its lock for the duration of the block."""
   check_writable(workdir)
+  if storage.is_remote(workdir):
+    logging.warning("%s is remote: no lock keeps a second run out of it.", workdir)
+    take_lock = False
   if not take_lock:
     yield
     return

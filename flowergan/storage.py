@@ -1,0 +1,102 @@
+"""Workdir paths that may be local or remote (`gs://bucket/run`), through `etils.epath`.
+
+`etils.epath` is what Orbax itself uses, so a `gs://` workdir reaches the checkpoints, the
+TensorBoard writer, the sample PNGs, `metrics.jsonl` and the evaluation cache unchanged. Local
+paths keep the local guarantees: atomic writes (`fileio`) and appends.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from etils import epath
+
+from flowergan import errors, fileio
+
+# How long the first access to a remote workdir may take before the run gives up.
+ENV_REMOTE_TIMEOUT = "FLOWERGAN_REMOTE_TIMEOUT_S"
+DEFAULT_REMOTE_TIMEOUT_S = 60.0
+
+
+class StorageError(errors.FlowerganError):
+  """A workdir that cannot be reached or written (one line)."""
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+  """True for URL-style paths (`gs://...`, `s3://...`): no local file system operations."""
+  return "://" in os.fspath(path)
+
+
+def workdir_path(workdir: str | os.PathLike) -> epath.Path:
+  """`workdir` as an `epath.Path`: local paths absolute (with `~` expanded), URLs untouched."""
+  if is_remote(workdir):
+    return epath.Path(os.fspath(workdir))
+  return epath.Path(os.path.abspath(os.path.expanduser(os.fspath(workdir))))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Writes `data` to `path`: atomically (one rename) if local, one object write if remote."""
+  if is_remote(path):
+    target = epath.Path(os.fspath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return
+  with fileio.atomic_file(os.fspath(path)) as tmp, open(tmp, "wb") as f:
+    f.write(data)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+  return epath.Path(os.fspath(path)).read_bytes()
+
+
+def exists(path: str | os.PathLike) -> bool:
+  return epath.Path(os.fspath(path)).exists()
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+  """Appends `line` and a newline; remote objects cannot be appended to, so they are rewritten."""
+  if not is_remote(path):
+    os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)
+    with open(path, "a") as f:
+      f.write(line + "\n")
+    return
+  target = epath.Path(os.fspath(path))
+  before = target.read_text() if target.exists() else ""
+  write_bytes(target, (before + line + "\n").encode())
+
+
+def check_reachable(workdir: str | os.PathLike, timeout_s: float | None = None) -> None:
+  """Creates a remote `workdir` (if needed) within `timeout_s`, else one-line `StorageError`.
+
+  Local workdirs are left to the code that writes them. Remote storage clients retry for
+  minutes when the network or the credentials are missing; this bounds the wait.
+  """
+  if not is_remote(workdir):
+    return
+  if timeout_s is None:
+    timeout_s = float(os.environ.get(ENV_REMOTE_TIMEOUT, DEFAULT_REMOTE_TIMEOUT_S))
+  outcome = []
+
+  def probe():
+    try:
+      epath.Path(os.fspath(workdir)).mkdir(parents=True, exist_ok=True)
+      outcome.append(None)
+    except Exception as e:  # pylint: disable=broad-except  # any backend's error
+      outcome.append(e)
+
+  thread = threading.Thread(target=probe, daemon=True)  # a hung client must not block exit
+  thread.start()
+  thread.join(timeout_s)
+  if not outcome:
+    raise StorageError(
+        f"workdir {workdir} did not answer within {timeout_s:g} s: check the bucket name, the "
+        f"credentials and the network (or raise {ENV_REMOTE_TIMEOUT})."
+    )
+  if outcome[0] is not None:
+    e = outcome[0]
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    raise StorageError(
+        f"cannot create workdir {workdir} ({type(e).__name__}: {first[:200]}): check the bucket "
+        "name, the credentials and the network."
+    )
