@@ -252,13 +252,14 @@ def restore_newest(
   Each damaged step gets one warning; when none restores, `CheckpointError` says so and ends
   with `advice`. Other errors of `restore` (an incompatible config) pass through at once.
   """
-  damaged = []
+  damaged, newest_damage = [], None
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       result = restore(step)
     except DamagedCheckpointError as e:
       logging.warning("%s; trying the previous checkpoint.", e)
       damaged.append(step)
+      newest_damage = newest_damage or e
       continue
     if damaged:
       logging.warning(
@@ -269,8 +270,8 @@ def restore_newest(
       )
     return step, result, damaged
   raise CheckpointError(
-      f"no checkpoint in {manager.directory} restores (damaged: steps {sorted(damaged)}, see "
-      f"the warnings above): {advice}"
+      f"no checkpoint in {manager.directory} restores (damaged: steps {sorted(damaged)}; the "
+      f"newest: {newest_damage}): {advice}"
   )
 
 

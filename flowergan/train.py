@@ -264,7 +264,7 @@ def _kept(last_saved: int, workdir: str) -> str:
   if last_saved:
     return (
         f"the last good checkpoint (step {last_saved}) is kept in "
-        + checkpointing.checkpoint_dir(workdir)
+        f"{checkpointing.checkpoint_dir(workdir)}"
     )
   return "no checkpoint had been saved yet"
 

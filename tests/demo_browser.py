@@ -168,6 +168,17 @@ def page_text(driver) -> str:
   return driver.execute_script("return document.body ? document.body.innerText : '';")
 
 
+def wait_for_text(driver, text: str, *, timeout: float = 60.0) -> str:
+  """The page's text once it contains `text` (the caption may follow the images by a frame)."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    shown = page_text(driver)
+    if text in shown:
+      return shown
+    time.sleep(0.2)
+  raise TimeoutError(f"{text!r} not on the page within {timeout:.0f} s: {page_text(driver)[:500]}")
+
+
 def choose_class(driver, name: str) -> None:
   """Clicks the sidebar radio option `name`."""
   from selenium.webdriver.common.by import By

@@ -163,7 +163,7 @@ def test_no_checkpoint_damaged_checkpoint_and_bad_arguments_are_one_message(work
   (damaged / "checkpoints" / "2" / "metadata" / "metadata").write_text("{not json")
   cases = [
       ([f"--workdir={tmp_path / 'empty'}"], "no checkpoint in"),
-      ([f"--workdir={damaged}"], "cannot be read"),
+      ([f"--workdir={damaged}"], "is damaged"),
       (["--workdir=x", "--bogus"], "unexpected argument '--bogus'"),
   ]
   for argv, message in cases:

@@ -53,7 +53,7 @@ def test_demo_page_in_headless_chromium(workdir, tmp_path):
     demo_browser.choose_class(driver, "marigold")
     second = demo_browser.wait_for_images(driver, 9, differ_from=first, timeout=120)
     assert second != first
-    assert "Seed 7 · marigold" in demo_browser.page_text(driver)
+    assert "Seed 7 · marigold" in demo_browser.wait_for_text(driver, "Seed 7 · marigold")
     assert "class=marigold" in driver.current_url  # the request is in the URL
 
     screenshot = tmp_path / "demo.png"

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowergan import checkpointing
+from flowergan import checkpointing, cli
 from tests import tiny_config
 
 pytestmark = pytest.mark.multiprocess
@@ -183,7 +183,8 @@ def runs(tmp_path_factory):
     for p in a:
       p.kill()
   stops = [re.findall(r"stopped at step (\d+)", p.stdout()) for p in a]
-  assert codes_a == [0, 0] and all(stops), [p.stderr()[-3000:] for p in a]
+  # Stopped early, resumable: train.py's documented exit status, on every process.
+  assert codes_a == [cli.EXIT_STOPPED_EARLY] * 2 and all(stops), [p.stderr()[-3000:] for p in a]
   stop = int(stops[0][0])
   steps_a = _steps(workdir)
   time_a = time.monotonic() - start
