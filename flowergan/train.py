@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import threading
 import time
@@ -100,8 +101,11 @@ def _format_progress(step, num_steps, steps_per_sec, images_per_step, metrics) -
   )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one."""
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike
+) -> ts.TrainState:
+  """Trains `config` in `workdir` (a local path or `gs://...`), resuming from its latest
+  checkpoint if there is one."""
   _check_config(config)
   workdir = storage.workdir_path(workdir)
   try:
