@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import threading
 import time
@@ -105,8 +106,10 @@ def _format_progress(step, num_steps, steps_per_sec, images_per_step, metrics) -
   )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
-  """Trains `config` in `workdir`, resuming from its newest checkpoint that restores.
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike
+) -> ts.TrainState:
+  """Trains `config` in `workdir` (a local path or `gs://...`), resuming from its newest checkpoint that restores.
 
   Raises:
     errors.FlowerganError: a bad config value, an unusable or busy workdir, an incompatible
