@@ -109,7 +109,8 @@ def _format_progress(step, num_steps, steps_per_sec, images_per_step, metrics) -
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str | os.PathLike
 ) -> ts.TrainState:
-  """Trains `config` in `workdir` (a local path or `gs://...`), resuming from its newest checkpoint that restores.
+  """Trains `config` in `workdir` (a local path or `gs://...`), resuming from its newest
+  checkpoint that restores.
 
   Raises:
     errors.FlowerganError: a bad config value, an unusable or busy workdir, an incompatible
@@ -127,10 +128,21 @@ def train_and_evaluate(
     mesh_lib.check_batch_size(config.train.batch_size, mesh)
   except ValueError as e:
     raise TrainingError(str(e)) from None
-  # Multi-host: the hosts of one run share the workdir, so process 0 alone holds the lock.
-  with workdir_guard.claim(workdir, take_lock=jax.process_index() == 0):
+  # Multi-host: the hosts of one run share the workdir, so process 0 alone checks and locks it;
+  # then every process checks the checkpoint folder, which all of them write to.
+  is_main = jax.process_index() == 0
+  with workdir_guard.claim(workdir) if is_main else contextlib.nullcontext():
+    _sync_processes("flowergan: workdir claimed")
     workdir_guard.check_writable(checkpointing.checkpoint_dir(workdir), what="checkpoint folder")
     return _train(config, workdir, mesh)
+
+
+def _sync_processes(name: str) -> None:
+  """A barrier across processes (nothing on a single process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
 
 
 def _resume_point(manager, config, workdir: str, mesh):
@@ -169,9 +181,7 @@ def _set_aside(manager, workdir: str, damaged: list[int]) -> None:
   if jax.process_index() == 0:
     checkpointing.set_aside(manager, workdir, damaged)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    multihost_utils.sync_global_devices("flowergan: damaged checkpoints set aside")
+    _sync_processes("flowergan: damaged checkpoints set aside")
     manager.reload()
 
 
