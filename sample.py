@@ -12,7 +12,7 @@ Needs only the workdir: the checkpoint carries its config and class names.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from flowergan import cli
 
@@ -76,9 +76,8 @@ def _parse_step(value: str | None) -> int | str | None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
-  from flowergan import checkpointing, errors  # after flag parsing: keeps --help fast
+  cli.quiet_logs()
+  from flowergan import checkpointing, errors  # after the log settings; keeps --help fast
 
   try:
     _check_flags()

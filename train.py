@@ -49,10 +49,8 @@ def _default_workdir(config_arg: str) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows it
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from flowergan import distributed, errors, train  # after flags: keeps --help fast
+  cli.quiet_logs()
+  from flowergan import distributed, errors, train  # after the log settings; keeps --help fast
 
   try:
     distributed.initialize(

@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from flowergan import config_checks, errors, storage
+from flowergan import config_checks, default_config, errors, storage
 from flowergan import train_step as ts
 from flowergan import mesh as mesh_lib
 
@@ -73,16 +73,17 @@ class BestCheckpoint:
 
 
 def best_checkpoint_of(config: ml_collections.ConfigDict) -> BestCheckpoint | None:
-  """The config's `best_checkpoint` settings (None without one, or with an empty metric)."""
-  best = config.get("best_checkpoint")
-  if not best or not best.get("metric"):
+  """The config's `best_checkpoint` settings (None with an empty metric).
+
+  Raises:
+    config_checks.ConfigError: a mode or keep that cannot work (a stored config reaches here
+      unvalidated from `best_step`).
+  """
+  best = config.best_checkpoint
+  config_checks.check_best_checkpoint(best)
+  if not best.metric:
     return None
-  if best.get("mode", "min") not in ("min", "max") or best.get("keep", 1) < 1:
-    raise CheckpointError(
-        f"config.best_checkpoint: mode must be 'min' or 'max' and keep >= 1, got "
-        f"mode={best.get('mode')!r}, keep={best.get('keep')!r}."
-    )
-  return BestCheckpoint(str(best.metric), str(best.get("mode", "min")), int(best.get("keep", 1)))
+  return BestCheckpoint(str(best.metric), str(best.mode), int(best.keep))
 
 
 def _preservation(max_to_keep: int, best: BestCheckpoint | None) -> dict:
@@ -137,7 +138,8 @@ def make_metadata(config: ml_collections.ConfigDict, class_names) -> dict:
 
 
 def config_from_metadata(metadata: dict) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(metadata["config"])
+  """The stored config merged over today's defaults (older checkpoints lack newer fields)."""
+  return default_config.from_stored(metadata["config"])
 
 
 def save(

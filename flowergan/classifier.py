@@ -2,13 +2,15 @@
 
 Images are float NHWC in [-1, 1], any size >= 8 px (used at 32, 64, 128). `predict` returns
 (logits, features); the features (global-average-pooled last conv layer) plug into
-`flowergan.metrics` (Fréchet distance, KID).
+`flowergan.metrics` (Fréchet distance, KID). `get_classifier` is the one of a run's real images,
+reused from its cache file while the data and settings stay the same.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 
 from flowergan import batching, storage
 
@@ -29,6 +32,8 @@ __all__ = [
     "save_classifier",
     "load_classifier",
     "data_fingerprint",
+    "get_classifier",
+    "to_model_range",
 ]
 
 DEFAULT_WIDTHS: tuple[int, ...] = (32, 64, 128)
@@ -233,3 +238,85 @@ def load_classifier(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
   data = flax.serialization.msgpack_restore(storage.read_bytes(path))
   params = jax.tree_util.tree_map(jnp.asarray, data["params"])
   return {"params": params}, dict(data.get("meta", {}))
+
+
+# ------------------------------------------------------- the cached classifier of a run
+
+
+def to_model_range(images) -> np.ndarray:
+  """uint8 [0, 255] → float32 [-1, 1]; floats are taken as already in [-1, 1]."""
+  x = np.asarray(images)
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / 127.5 - 1.0
+  return x.astype(np.float32)
+
+
+def _classifier_settings(eval_config, num_classes: int, image_size: int) -> dict:
+  """What the cached classifier was trained with: a different value means another one."""
+  return {
+      "steps": int(eval_config.classifier_steps),
+      "batch_size": int(eval_config.classifier_batch_size),
+      "learning_rate": float(eval_config.classifier_learning_rate),
+      "holdout": float(eval_config.classifier_holdout),
+      "seed": int(eval_config.classifier_seed),
+      "widths": list(DEFAULT_WIDTHS),
+      "num_classes": int(num_classes),
+      "image_size": int(image_size),
+  }
+
+
+def _cached_classifier(cache_path: str | None, fingerprint: str, settings: str):
+  """(params, meta) from `cache_path` if it was trained on these data with these settings."""
+  if not cache_path or not storage.exists(cache_path):
+    return None
+  try:
+    params, meta = load_classifier(cache_path)
+  except Exception as e:  # pylint: disable=broad-except  # unreadable cache: retrain
+    logging.warning("unreadable classifier cache %s (%s): training a new one.", cache_path, e)
+    return None
+  if meta.get("fingerprint") != fingerprint or meta.get("settings") != settings:
+    return None
+  return params, meta
+
+
+def get_classifier(
+    real_images, real_labels, num_classes: int, eval_config, cache_path: str | None = None
+) -> tuple[dict, dict]:
+  """The classifier of these real images, and its info.
+
+  It comes from `cache_path` when that one was trained on the same data (fingerprint) with the
+  same settings, else it is trained now (and cached there). The info has `holdout_accuracy`,
+  `train_accuracy`, `fingerprint` and `cached` (reused or not).
+  """
+  real_images = np.asarray(real_images)
+  labels = np.asarray(real_labels, np.int32)
+  fingerprint = data_fingerprint(real_images, labels)
+  settings = json.dumps(
+      _classifier_settings(eval_config, num_classes, real_images.shape[1]), sort_keys=True
+  )
+  cached = _cached_classifier(cache_path, fingerprint, settings)
+  if cached is not None:
+    params, meta = cached
+    return params, {**meta, "cached": True}
+  params, info = train_classifier(
+      to_model_range(real_images),
+      labels,
+      num_classes,
+      steps=eval_config.classifier_steps,
+      batch_size=eval_config.classifier_batch_size,
+      seed=eval_config.classifier_seed,
+      learning_rate=eval_config.classifier_learning_rate,
+      holdout_fraction=eval_config.classifier_holdout,
+  )
+  meta = {
+      "fingerprint": fingerprint,
+      "settings": settings,
+      "holdout_accuracy": float(info["holdout_accuracy"]),
+      "train_accuracy": float(info["train_accuracy"]),
+      "num_train": int(info["num_train"]),
+      "num_holdout": int(info["num_holdout"]),
+      "image_size": int(real_images.shape[1]),
+  }
+  if cache_path:
+    save_classifier(cache_path, params, meta)
+  return params, {**meta, "cached": False}

@@ -1,16 +1,59 @@
-"""What the entry points share: flag parsing that fails in one line, and the exit statuses.
+"""What the entry points share: flag parsing that fails in one line, the exit statuses, and a
+console that shows flowergan's own lines.
 
-Light on purpose (absl only): train.py and sample.py import it before parsing their flags.
+Light on purpose (absl only): the entry points (train.py, sample.py, evaluate.py,
+import_torch.py) import it before parsing their flags, and call `quiet_logs` before JAX or
+TensorFlow is imported.
 """
 
 from __future__ import annotations
 
+import logging as py_logging
+import os
 import sys
 
-from absl import flags
+from absl import flags, logging
 
 EXIT_ERROR = 1  # a bad value, path, checkpoint or save: `error: <one line>` on stderr
 EXIT_STOPPED_EARLY = 3  # train.py: SIGTERM, Ctrl-C or a preemption notice; saved, resumable
+
+
+# The C++ loggers of TensorFlow and XLA read these when they load: INFO and WARNING lines
+# (oneDNN, cpu_feature_guard, device counts, "All log messages before absl::InitializeLog()")
+# are the libraries' business, not the user's. Log levels only: no numerics change.
+QUIET_NATIVE_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's and XLA's (TSL) logging: errors only
+    "GLOG_minloglevel": "2",  # glog-style logging in native libraries: errors only
+}
+# Library log lines that say nothing to a user of flowergan, at any level below --verbosity=1.
+QUIET_MESSAGES = (
+    # Orbax, at every checkpoint saved without an evaluation: flowergan ranks only evaluated
+    # checkpoints, by design (best_checkpoint).
+    "Requested `tracked_metric`; did not provide metrics.",
+)
+
+
+class _QuietMessages(py_logging.Filter):
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(quiet in message for quiet in QUIET_MESSAGES)
+
+
+def quiet_logs() -> None:
+  """Unless `--verbosity` is passed: flowergan's own lines and real warnings only.
+
+  Call it after the flags are parsed and before JAX or TensorFlow is imported (their C++
+  loggers read the environment once). Values already in the environment are kept.
+  """
+  if flags.FLAGS["verbosity"].present:
+    return  # e.g. --verbosity=1: everything the libraries log
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  for name, value in QUIET_NATIVE_ENV.items():
+    os.environ.setdefault(name, value)
+  absl_logger = logging.get_absl_logger()
+  if not any(isinstance(f, _QuietMessages) for f in absl_logger.filters):
+    absl_logger.addFilter(_QuietMessages())
 
 
 def one_line(text) -> str:

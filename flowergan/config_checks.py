@@ -49,6 +49,7 @@ def validate(config, *, what: str = "config") -> None:
       *_model_problems(config.get("model")),
       *_train_problems(config.get("train")),
       *_run_problems(config),
+      _best_checkpoint_problem(config.get("best_checkpoint")),
       *_eval_problems(config.get("eval")),
   ]
   problems = [p for p in problems if p]
@@ -176,6 +177,26 @@ def _run_problems(config) -> list[str | None]:
     if name in config and not _is_int(config[name]):
       out.append(f"config.{name} must be an integer, got {config[name]!r}")
   return out
+
+
+def _best_checkpoint_problem(best) -> str | None:
+  if not best or not best.get("metric"):
+    return None  # not ranked: mode and keep unused
+  mode, keep = best.get("mode"), best.get("keep")
+  if mode not in ("min", "max") or not _is_int(keep) or keep < 1:
+    return (
+        f"config.best_checkpoint: mode must be 'min' or 'max' and keep >= 1, got "
+        f"mode={mode!r}, keep={keep!r}"
+    )
+  return None
+
+
+def check_best_checkpoint(best) -> None:
+  """`ConfigError` if `config.best_checkpoint` cannot rank checkpoints (`validate` checks it
+  too; this is for stored configs read before their validation)."""
+  problem = _best_checkpoint_problem(best)
+  if problem:
+    raise ConfigError(problem + ".")
 
 
 def _eval_problems(ev) -> list[str | None]:

@@ -1,6 +1,6 @@
 r"""Evaluation of a trained run: class consistency, distances to the real images, artefacts.
 
-  python -m flowergan.evaluate --workdir=runs/demo [--step=N] [--no_ema] [--num_per_class=N]
+  python evaluate.py --workdir=runs/demo [--step=N] [--no_ema] [--num_per_class=N]
       [--cache_dir=~/.cache/flowergan]
 
 Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table printed):
@@ -24,30 +24,28 @@ Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table pr
 * **Checkerboard score** (share of spectral energy at Nyquist) of the generated images
   (`checkerboard`) and of the real images (`checkerboard_real`).
 
-No TensorFlow is imported here except by the CLI, lazily, to load the real images with the
-run's own data config; `evaluate()` takes the real images as arrays. A checkpoint's config says
-which images to read, never where to write: the CLI renders synthetic data into its own
-`--cache_dir`, not into the stored `data.cache_dir` (checkpoints come from other people).
+No TensorFlow is imported here except by `evaluate_run` (the command `evaluate.py`), lazily,
+to load the real images with the run's own data config; `evaluate()` takes the real images as
+arrays. A checkpoint's config says which images to read, never where to write: `evaluate_run`
+renders synthetic data into its own `cache_dir`, not into the stored `data.cache_dir`
+(checkpoints come from other people).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
 
-from flowergan import checkpointing, cli, errors, metrics, sampling, storage
+from flowergan import checkpointing, default_config, errors, metrics, sampling, storage
 from flowergan import classifier as clf
 
 METRICS_FILE = "metrics.jsonl"
-DEFAULT_CACHE_DIR = "~/.cache/flowergan"  # configs/cwgan128.py's data.cache_dir
 CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
 
 
@@ -60,91 +58,9 @@ def eval_config_of(config) -> ml_collections.ConfigDict:
   if "eval" not in config:
     raise EvaluationError(
         "the run's config has no `eval` block (trained before flowergan had evaluation): pass "
-        "`eval_config=flowergan.eval_config.default_eval_config()` to `evaluate.evaluate`."
+        "`eval_config=flowergan.default_config.get_config().eval` to `evaluate.evaluate`."
     )
   return ml_collections.ConfigDict(config.eval.to_dict())
-
-
-def _to_model_range(images) -> np.ndarray:
-  """uint8 [0, 255] → float32 [-1, 1]; floats are taken as already in [-1, 1]."""
-  x = np.asarray(images)
-  if x.dtype == np.uint8:
-    return x.astype(np.float32) / 127.5 - 1.0
-  return x.astype(np.float32)
-
-
-# ------------------------------------------------------------------------- the classifier
-
-
-def _classifier_settings(eval_config, num_classes: int, image_size: int) -> dict:
-  """What the cached classifier was trained with: a different value means another one."""
-  return {
-      "steps": int(eval_config.classifier_steps),
-      "batch_size": int(eval_config.classifier_batch_size),
-      "learning_rate": float(eval_config.classifier_learning_rate),
-      "holdout": float(eval_config.classifier_holdout),
-      "seed": int(eval_config.classifier_seed),
-      "widths": list(clf.DEFAULT_WIDTHS),
-      "num_classes": int(num_classes),
-      "image_size": int(image_size),
-  }
-
-
-def _cached_classifier(cache_path: str | None, fingerprint: str, settings: str):
-  """(params, meta) from `cache_path` if it was trained on these data with these settings."""
-  if not cache_path or not storage.exists(cache_path):
-    return None
-  try:
-    params, meta = clf.load_classifier(cache_path)
-  except Exception as e:  # pylint: disable=broad-except  # unreadable cache: retrain
-    logging.warning("unreadable classifier cache %s (%s): training a new one.", cache_path, e)
-    return None
-  if meta.get("fingerprint") != fingerprint or meta.get("settings") != settings:
-    return None
-  return params, meta
-
-
-def get_classifier(
-    real_images, real_labels, num_classes: int, eval_config, cache_path: str | None = None
-) -> tuple[dict, dict]:
-  """The classifier of these real images, and its info.
-
-  It comes from `cache_path` when that one was trained on the same data (fingerprint) with the
-  same settings, else it is trained now (and cached there). The info has `holdout_accuracy`,
-  `train_accuracy`, `fingerprint` and `cached` (reused or not).
-  """
-  real_images = np.asarray(real_images)
-  labels = np.asarray(real_labels, np.int32)
-  fingerprint = clf.data_fingerprint(real_images, labels)
-  settings = json.dumps(
-      _classifier_settings(eval_config, num_classes, real_images.shape[1]), sort_keys=True
-  )
-  cached = _cached_classifier(cache_path, fingerprint, settings)
-  if cached is not None:
-    params, meta = cached
-    return params, {**meta, "cached": True}
-  params, info = clf.train_classifier(
-      _to_model_range(real_images),
-      labels,
-      num_classes,
-      steps=eval_config.classifier_steps,
-      batch_size=eval_config.classifier_batch_size,
-      seed=eval_config.classifier_seed,
-      learning_rate=eval_config.classifier_learning_rate,
-      holdout_fraction=eval_config.classifier_holdout,
-  )
-  meta = {
-      "fingerprint": fingerprint,
-      "settings": settings,
-      "holdout_accuracy": float(info["holdout_accuracy"]),
-      "train_accuracy": float(info["train_accuracy"]),
-      "num_train": int(info["num_train"]),
-      "num_holdout": int(info["num_holdout"]),
-      "image_size": int(real_images.shape[1]),
-  }
-  if cache_path:
-    clf.save_classifier(cache_path, params, meta)
-  return params, {**meta, "cached": False}
 
 
 # ---------------------------------------------------------------- the stages of `evaluate`
@@ -157,7 +73,7 @@ def _checked_real_images(model, real_images, real_labels, class_names):
         f"real images have classes {class_names}, the model "
         f"{list(model.class_names)}: load the run's own data."
     )
-  real = _to_model_range(real_images)
+  real = clf.to_model_range(real_images)
   real_labels = np.asarray(real_labels, np.int32)
   size = model.gan.generator.image_size
   if real.ndim != 4 or real.shape[1:] != (size, size, 3) or len(real) != len(real_labels):
@@ -293,7 +209,7 @@ def evaluate(
   generated, gen_labels = _generate_per_class(model, k, eval_config, seed, use_ema)
 
   cache = storage.workdir_path(workdir) / CLASSIFIER_FILE if workdir else None
-  clf_params, clf_info = get_classifier(real_images, real_labels, k, eval_config, cache)
+  clf_params, clf_info = clf.get_classifier(real_images, real_labels, k, eval_config, cache)
   gen_logits, gen_feats = clf.predict(clf_params, generated, int(eval_config.batch_size))
   _, real_feats = clf.predict(clf_params, real, int(eval_config.batch_size))
   halves = _halves(len(real), seed)
@@ -373,7 +289,7 @@ def format_table(results: dict, class_names) -> str:
   )
 
 
-# --------------------------------------------------------------------------------- the CLI
+# ------------------------------------------------------------------- a run's own real images
 
 
 def data_config_to_read(stored_config, cache_dir: str) -> ml_collections.ConfigDict:
@@ -387,59 +303,41 @@ def data_config_to_read(stored_config, cache_dir: str) -> ml_collections.ConfigD
   return data
 
 
-def _main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
-  if not f["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def evaluate_run(
+    workdir: str,
+    *,
+    step: int | str | None = None,
+    cache_dir: str = default_config.CACHE_DIR,
+    num_per_class: int | None = None,
+    seed: int | None = None,
+    use_ema: bool = True,
+) -> tuple[dict[str, Any], list[str]]:
+  """`evaluate` of a workdir's checkpoint against the run's own real images (what `python
+  evaluate.py` does); appends to `workdir/metrics.jsonl`. Returns the results and class names.
+
+  The real images are read with the checkpoint's data config, TensorFlow imported only now;
+  synthetic data are rendered into `cache_dir`, never into the checkpoint's stored one.
+  """
+  model = checkpointing.load_trained(workdir, step)
+  eval_config = eval_config_of(model.config)
+  for name, value in (("num_per_class", num_per_class), ("seed", seed)):
+    if value is not None:
+      eval_config[name] = value
+  from flowergan import input_pipeline  # TensorFlow: only here, to read the run's data
+
   try:
-    model = checkpointing.load_trained(f.workdir, f.step)
-    eval_config = eval_config_of(model.config)
-    for name in ("num_per_class", "seed"):
-      if f[name].value is not None:
-        eval_config[name] = f[name].value
-    from flowergan import input_pipeline  # TensorFlow: only here, to read the run's data
-
-    try:
-      images, labels, class_names = input_pipeline.load_images(
-          data_config_to_read(model.config, f.cache_dir)
-      )
-    except input_pipeline.DataError as e:
-      raise EvaluationError(f"cannot load the run's real images ({e})") from None
-    results = evaluate(
-        model,
-        images,
-        labels,
-        class_names,
-        eval_config=eval_config,
-        use_ema=not f.no_ema,
-        workdir=f.workdir,
+    images, labels, class_names = input_pipeline.load_images(
+        data_config_to_read(model.config, cache_dir)
     )
-  except errors.FlowerganError as e:
-    sys.exit(f"error: {e}")
-  print(format_table(results, class_names))
-  print(f"appended to {os.path.join(f.workdir, METRICS_FILE)}")
-
-
-def main():
-  flags.DEFINE_string("workdir", "runs/cwgan128", "Run directory of train.py.")
-  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-  flags.DEFINE_bool("no_ema", False, "Evaluate the raw generator weights, not their EMA.")
-  flags.DEFINE_integer(
-      "num_per_class",
-      None,
-      "Generated images per class (default: the run's config.eval.num_per_class).",
+  except input_pipeline.DataError as e:
+    raise EvaluationError(f"cannot load the run's real images ({e})") from None
+  results = evaluate(
+      model,
+      images,
+      labels,
+      class_names,
+      eval_config=eval_config,
+      use_ema=use_ema,
+      workdir=workdir,
   )
-  flags.DEFINE_integer("seed", None, "Noise seed (default: config.eval.seed).")
-  flags.DEFINE_string(
-      "cache_dir",
-      DEFAULT_CACHE_DIR,
-      "Where synthetic data is rendered (never the checkpoint's stored data.cache_dir).",
-  )
-  app.run(_main, flags_parser=cli.parse_flags)
-
-
-if __name__ == "__main__":
-  main()
+  return results, class_names

@@ -1,7 +1,6 @@
 r"""Imports the authors' published PyTorch generator into a flowergan workdir.
 
-  python -m flowergan.import_torch GANFLOWER-28_03500_c2wgan_128_generator.pt \
-      --workdir=runs/authors128
+  python import_torch.py GANFLOWER-28_03500_c2wgan_128_generator.pt --workdir=runs/authors128
   python sample.py --workdir=runs/authors128 --label=marigold --truncation=1.5
 
 The files are the release assets of yisaienkov/this_flower_does_not_exist_demo (v0.3.0 128×128,
@@ -26,13 +25,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
 
 from flowergan import checkpointing, errors, models
 from flowergan import mesh as mesh_lib
@@ -43,7 +39,6 @@ AUTHORS_REPOSITORY = "yisaienkov/this_flower_does_not_exist_demo"
 KNOWN_SIZES = (128, 64)  # the published files: v0.3.0 and v0.2.0
 # Step recorded for the imported checkpoint: 0 would read as "nothing to resume" to train.py.
 IMPORTED_STEP = 1
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "cwgan128.py")
 
 
 class TorchImportError(errors.FlowerganError):
@@ -250,43 +245,3 @@ def _sha256(path: str) -> str:
     for chunk in iter(lambda: f.read(1 << 20), b""):
       digest.update(chunk)
   return digest.hexdigest()
-
-
-def _define_flags():
-  """The command's flags, defined only when it runs as a program (importing this module from
-  tests or other tools must not add a second --config to absl's global flags)."""
-  config = config_flags.DEFINE_config_file(
-      "config",
-      os.path.normpath(_DEFAULT_CONFIG),
-      "Config of the imported run (its model must be the authors'); image size and classes "
-      "come from the file.",
-      lock_config=True,
-  )
-  workdir = flags.DEFINE_string("workdir", None, "New run directory for the imported generator.")
-  return config, workdir
-
-
-def main(argv, config_flag, workdir_flag):
-  if len(argv) != 2:
-    raise app.UsageError(
-        "usage: python -m flowergan.import_torch FILE.pt --workdir=runs/authors128"
-    )
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  workdir = workdir_flag.value
-  if not workdir:
-    sys.exit("error: pass --workdir=runs/NAME, a new run directory for the imported generator.")
-  try:
-    size, directory = import_file(argv[1], workdir, config_flag.value)
-  except errors.FlowerganError as e:
-    sys.exit(f"error: {e}")
-  print(
-      f"imported the authors' {size}×{size} generator from {argv[1]} into {directory} (the "
-      f"critic is random: theirs was never published); sample with `python sample.py "
-      f"--workdir={workdir} --label=marigold --truncation=1.5`"
-  )
-
-
-if __name__ == "__main__":
-  _flags = _define_flags()
-  app.run(lambda argv: main(argv, *_flags))

@@ -23,7 +23,7 @@ Stages:
      `tfds_label_names`), relabelled 0..K-1, then decoded by the same PIL code as folders.
    * `synthetic`: `flowergan.synthetic` renders the set once into
      `cache_dir/synthetic-<seed>-<n>-<size>/<class>/*.png` (atomically, through
-     `fileio.atomic_directory`) and it is then read as a folder.
+     `storage.atomic_directory`) and it is then read as a folder.
 
    Multi-host: the sorted file list of every class is sharded
    `files[process_index::process_count]`, so every process holds a disjoint part of every
@@ -57,7 +57,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image, ImageOps
 
-from flowergan import config_checks, errors, fileio, synthetic
+from flowergan import config_checks, errors, storage, synthetic
 
 # TensorFlow only feeds the host: it must not grab accelerator memory.
 for _kind in ("GPU", "TPU"):
@@ -481,7 +481,7 @@ def synthetic_dir(data_config) -> str:
 
 
 def ensure_synthetic(data_config) -> str:
-  """Renders the synthetic set once (atomically, see `fileio.atomic_directory`); its folder."""
+  """Renders the synthetic set once (atomically, see `storage.atomic_directory`); its folder."""
   final = synthetic_dir(data_config)
   if os.path.isdir(final):
     return final
@@ -491,7 +491,7 @@ def ensure_synthetic(data_config) -> str:
   seed = int(_cfg(data_config, "synthetic_seed", 0))
   size = int(data_config.image_size)
   start = time.time()
-  with fileio.atomic_directory(final) as tmp:
+  with storage.atomic_directory(final) as tmp:
     synthetic.write_dataset(tmp, n, seed, size)
   logging.info(
       "Rendered synthetic data set (%d images) to %s in %.1fs", 2 * n, final, time.time() - start

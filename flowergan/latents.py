@@ -17,7 +17,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from flowergan import errors, fileio, sampling
+from flowergan import errors, sampling, storage
 
 
 class LatentError(errors.FlowerganError):
@@ -75,7 +75,7 @@ def parse_seed_pair(text: str) -> tuple[int, int]:
 def save_z(path: str, z: np.ndarray) -> None:
   """Writes the noise `z` (N, z_dim) float32 to `path` (a .npy file, written atomically)."""
   try:
-    with fileio.atomic_file(path) as tmp, open(tmp, "wb") as f:
+    with storage.atomic_file(path) as tmp, open(tmp, "wb") as f:
       np.save(f, np.asarray(z, np.float32), allow_pickle=False)
   except OSError as e:
     raise LatentError(f"cannot write the noise to {path} ({e.strerror}).") from None
@@ -130,7 +130,7 @@ def write_walk(images: np.ndarray, png_path: str, gif_path: str) -> None:
   least 256 px, nearest-neighbour), each written atomically."""
   try:
     sampling.save_png(strip(images), png_path)
-    with fileio.atomic_file(gif_path) as tmp, open(tmp, "wb") as f:
+    with storage.atomic_file(gif_path) as tmp, open(tmp, "wb") as f:
       f.write(gif_bytes(images, scale=max(1, 256 // images.shape[1])))
   except OSError as e:
     raise LatentError(

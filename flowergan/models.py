@@ -310,8 +310,9 @@ def build_models(
 ) -> tuple[Generator, Critic]:
   """The generator and critic described by `config.model`.
 
-  `generator_conv` and `critic_conv` default to 'auto': configs stored with older checkpoints
-  lack them, and the choice changes only speed, not the function or the parameters.
+  Configs stored with older checkpoints lack `generator_conv` and `critic_conv`; they get the
+  default 'auto' (`default_config.from_stored`): the choice changes only speed, not the
+  function or the parameters.
   """
   return (
       Generator(
@@ -320,7 +321,7 @@ def build_models(
           width=model_config.width,
           upsample=model_config.upsample,
           dtype=dtype,
-          conv=conv_module(model_config.get("generator_conv", "auto"), role="generator"),
+          conv=conv_module(model_config.generator_conv, role="generator"),
       ),
       Critic(
           image_size=image_size,
@@ -328,7 +329,7 @@ def build_models(
           width=model_config.critic_width,
           conditioning=model_config.conditioning,
           normalization=model_config.critic_normalization,
-          conv=conv_module(model_config.get("critic_conv", "auto"), role="critic"),
+          conv=conv_module(model_config.critic_conv, role="critic"),
           dtype=dtype,
       ),
   )

@@ -272,7 +272,7 @@ def write_dataset(
 ) -> None:
   """Writes `directory/<class>/<index>.png`, rendered in a thread pool.
 
-  Not atomic: callers render into `fileio.atomic_directory`. numpy and PNG encoding release the
+  Not atomic: callers render into `storage.atomic_directory`. numpy and PNG encoding release the
   GIL for most of the work.
   """
   from concurrent.futures import ThreadPoolExecutor

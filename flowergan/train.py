@@ -6,23 +6,26 @@ or restored) → jitted step → loop. Per-step randomness is `fold_in(key, step
 step s is a function of (seed, s), so a resumed run continues exactly where it stopped.
 
 Exit statuses of train.py (README, "Reliability"): 0 done, 1 an error (one line), and
-`EXIT_STOPPED_EARLY` (3) when a signal or preemption notice stopped the run after saving.
+`cli.EXIT_STOPPED_EARLY` (3) when a signal or preemption notice stopped the run after saving.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
+from etils import epath
 from flax import traverse_util
 
 from flowergan import errors
@@ -31,7 +34,6 @@ from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
 SAMPLES_PER_CLASS = 16  # grid of 4×4 per class, same noise at every sample step
-EXIT_STOPPED_EARLY = 3  # train.py's exit status after a signal: saved, rerun to resume
 
 
 class TrainingError(errors.FlowerganError):
@@ -104,6 +106,43 @@ def _format_progress(step, num_steps, steps_per_sec, images_per_step, metrics) -
       f"critic {metrics['critic_loss']:.4g} W {metrics['wasserstein']:.4g} "
       f"GP {metrics['gradient_penalty']:.4g} gen {metrics['generator_loss']:.4g}"
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What the loop's helpers share, fixed for the whole run."""
+
+  config: ml_collections.ConfigDict
+  workdir: epath.Path
+  gan: ts.WGANGP
+  class_names: tuple[str, ...]
+  manager: object  # orbax.checkpoint.CheckpointManager
+  metadata: dict  # saved with every checkpoint
+  writer: metric_writers.MetricWriter
+  is_main: bool  # process 0: writes sample PNGs, metrics.jsonl, TensorBoard, the console
+  sample_seed: int  # the grids' noise, the same at every sample step
+  real_images: Callable[[], tuple]  # (images, labels) of the run's data, loaded once when asked
+
+
+def _writer(config, workdir, is_main: bool, start_step: int) -> metric_writers.MetricWriter:
+  """TensorBoard (process 0; the others only log), with the config as hparams on a fresh run."""
+  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
+  if start_step == 0:
+    hparams = traverse_util.flatten_dict(config.to_dict(), sep=".")
+    writer.write_hparams({k: str(v) for k, v in hparams.items()})
+  return writer
+
+
+def _real_images_loader(data_config) -> Callable[[], tuple]:
+  """(images, labels) of the run's data, loaded at the first call (the first evaluation)."""
+
+  @functools.cache
+  def load():
+    from flowergan import input_pipeline
+
+    return input_pipeline.load_images(data_config)[:2]
+
+  return load
 
 
 def train_and_evaluate(
@@ -217,17 +256,23 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
     state = ts.init_state(gan, jax.random.key(config.seed), mesh)
   step_fn = ts.make_train_step(gan, mesh)
   step_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  sample_seed = config.seed + 1
 
-  writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
-  if start_step == 0:
-    hparams = traverse_util.flatten_dict(config.to_dict(), sep=".")
-    writer.write_hparams({k: str(v) for k, v in hparams.items()})
+  run = _Run(
+      config=config,
+      workdir=workdir,
+      gan=gan,
+      class_names=tuple(class_names),
+      manager=manager,
+      metadata=metadata,
+      writer=_writer(config, workdir, is_main, start_step),
+      is_main=is_main,
+      sample_seed=config.seed + 1,
+      real_images=_real_images_loader(config.data),
+  )
   images_per_step = config.train.batch_size * config.train.n_critic
   num_steps = config.train.num_steps
   last_saved = start_step
   window, window_start, window_step = [], time.perf_counter(), start_step
-  eval_cache = {}  # the real images, loaded at the first evaluation
 
   try:
     with _graceful_stop() as stop:
@@ -242,23 +287,23 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
           steps_per_sec = (step - window_step) / max(now - window_start, 1e-9)
           means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
           means.update(steps_per_sec=steps_per_sec, images_per_sec=steps_per_sec * images_per_step)
-          writer.write_scalars(step, means)
+          run.writer.write_scalars(step, means)
           if is_main:
             print(
                 _format_progress(step, num_steps, steps_per_sec, images_per_step, means), flush=True
             )
           window, window_start, window_step = [], now, step
         if step % config.sample_every == 0 or step == num_steps:
-          _write_samples(gan, state, class_names, sample_seed, step, workdir, writer, is_main)
+          _write_samples(run, state, step)
         _stop_on_preemption_notice(manager, step, stop)
         ranking = None
         if _evaluation_due(config, step, num_steps) and not stop.signal_name:
-          results = _evaluate(config, workdir, gan, state, class_names, step, writer, eval_cache)
+          results = _evaluate(run, state, step)
           ranking = _checkpoint_metrics(results, best)
         # An evaluated state is always saved, so that it can become the best checkpoint.
         due = step % config.checkpoint_every == 0 or step == num_steps or stop.signal_name
         if due or ranking is not None:
-          _save(manager, state, metadata, step, last_saved, workdir, ranking)
+          _save(run, state, step, last_saved, ranking)
           last_saved = int(jax.device_get(state.step))
         if stop.signal_name:
           _report_stop(stop.signal_name, step, workdir)
@@ -266,7 +311,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
   finally:
     manager.wait_until_finished()
     manager.close()
-    writer.flush()
+    run.writer.flush()
   if stop.signal_name:
     raise StoppedEarly(stop.signal_name, step, state)
   return state
@@ -282,14 +327,14 @@ def _kept(last_saved: int, workdir: str) -> str:
   return "no checkpoint had been saved yet"
 
 
-def _save(manager, state, metadata, step, last_saved, workdir, ranking: dict | None) -> None:
+def _save(run: _Run, state, step: int, last_saved: int, ranking: dict | None) -> None:
   """`checkpointing.save` (with the best-checkpoint `ranking`); a failure stops training at once,
   saying what is kept."""
   try:
-    checkpointing.save(manager, state, metadata, metrics=ranking)
+    checkpointing.save(run.manager, state, run.metadata, metrics=ranking)
   except checkpointing.CheckpointError as e:
     raise TrainingError(
-        f"{e}; training stopped at step {step}, {_kept(last_saved, workdir)}: free space or fix "
+        f"{e}; training stopped at step {step}, {_kept(last_saved, run.workdir)}: free space or fix "
         "the folder, then rerun the same command to resume."
     ) from None
 
@@ -305,15 +350,15 @@ def _check_finite(metrics: dict, step: int, last_saved: int, workdir: str) -> No
   )
 
 
-def _write_samples(gan, state, class_names, seed: int, step: int, workdir: str, writer, is_main):
+def _write_samples(run: _Run, state, step: int) -> None:
   """`samples/<class>_step<step>.png` and TensorBoard images; every process generates."""
-  grids = sample_grids(gan, state, class_names, seed)
-  if not is_main:
+  grids = sample_grids(run.gan, state, run.class_names, seed=run.sample_seed)
+  if not run.is_main:
     return
   for name, grid in grids.items():
     stem = config_checks.file_stem(name)  # the names were checked; this keeps them a file name
-    sampling.save_png(grid, workdir / "samples" / f"{stem}_step{step:07d}.png")
-  writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
+    sampling.save_png(grid, run.workdir / "samples" / f"{stem}_step{step:07d}.png")
+  run.writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
 
 
 def _stop_on_preemption_notice(manager, step: int, stop: _StopRequest) -> None:
@@ -338,7 +383,7 @@ def _report_stop(signal_name: str, step: int, workdir: str) -> None:
 
 
 def _evaluation_due(config, step: int, num_steps: int) -> bool:
-  every = config.get("eval_every", 0)
+  every = config.eval_every
   return every >= 0 and (step == num_steps or (every > 0 and step % every == 0))
 
 
@@ -363,27 +408,25 @@ def _checkpoint_metrics(results: dict, best: checkpointing.BestCheckpoint | None
   return {best.metric: float(value)}
 
 
-def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> dict:
+def _evaluate(run: _Run, state, step: int) -> dict:
   """flowergan.evaluate on the current state, on every process (the same computation, so no
   process waits long for another); process 0 writes metrics.jsonl, TensorBoard scalars
   `eval/...` and the table on stdout. Returns the results."""
-  from flowergan import evaluate, input_pipeline
+  from flowergan import evaluate
 
-  is_main = jax.process_index() == 0
-  if "real" not in cache:
-    cache["real"] = input_pipeline.load_images(config.data)[:2]
+  class_names = list(run.class_names)
   model = checkpointing.TrainedModel(
-      gan=gan, state=state, class_names=list(class_names), step=step, config=config
+      gan=run.gan, state=state, class_names=class_names, step=step, config=run.config
   )
   results = evaluate.evaluate(
       model,
-      *cache["real"],
+      *run.real_images(),
       class_names,
-      eval_config=evaluate.eval_config_of(config),
-      workdir=workdir if is_main else None,  # the classifier cache too: process 0 only
-      write=is_main,
+      eval_config=evaluate.eval_config_of(run.config),
+      workdir=run.workdir if run.is_main else None,  # the classifier cache too: process 0 only
+      write=run.is_main,
   )
-  if is_main:
-    writer.write_scalars(step, evaluate.scalars(results))
+  if run.is_main:
+    run.writer.write_scalars(step, evaluate.scalars(results))
     print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names), flush=True)
   return results

@@ -1,4 +1,4 @@
-"""The authors' published generator imported exactly: python -m flowergan.import_torch.
+"""The authors' published generator imported exactly: python import_torch.py.
 
 A PyTorch module with the authors' state-dict layout (GUIDE §6: `gen.N` of an nn.Sequential,
 Upsample bilinear align_corners=False, Conv2d → BatchNorm2d → ReLU blocks, Conv2d → Tanh) gets
@@ -95,7 +95,7 @@ def authors_files(tmp_path_factory):
 
 def _import(path, workdir, *args):
   return subprocess.run(
-      [sys.executable, "-m", "flowergan.import_torch", str(path), f"--workdir={workdir}", *args],
+      [sys.executable, "import_torch.py", str(path), f"--workdir={workdir}", *args],
       cwd=tiny_config.REPO,
       env=tiny_run.env(),
       capture_output=True,

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowergan import losses, models, ops
+from flowergan import default_config, losses, models, ops
 from flowergan.ops import conv, matmul
 from tests import tiny_config
 
@@ -250,7 +250,9 @@ def test_build_models_reads_conv_fields_and_defaults_to_auto():
   # Equal configs, equal models (as module fields and jit's static arguments compare them).
   assert models.build_models(model_config, image_size=16, num_classes=2) == (generator, critic)
   # Configs stored with older checkpoints have neither field: 'auto', resolved at build time.
-  del model_config.generator_conv, model_config.critic_conv
+  stored = tiny_config.get_config().to_dict()
+  del stored["model"]["generator_conv"], stored["model"]["critic_conv"]
+  model_config = default_config.from_stored(stored).model
   generator, critic = models.build_models(model_config, image_size=16, num_classes=2)
   assert _conv_fn(generator) is ops.resolve_conv("auto", role="generator")
   assert _conv_fn(critic) is ops.resolve_conv("auto", role="critic")

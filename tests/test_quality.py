@@ -117,12 +117,12 @@ def test_classifier_is_retrained_when_the_data_changes(run):
   _, new_meta = classifier.load_classifier(path)
   assert new_meta["fingerprint"] == classifier.data_fingerprint(changed, labels)
   assert new_meta["fingerprint"] != meta["fingerprint"]
-  _, info = evaluate.get_classifier(changed, labels, 2, evaluate.eval_config_of(config), path)
+  _, info = classifier.get_classifier(changed, labels, 2, evaluate.eval_config_of(config), path)
   assert info["cached"]
   # Other classifier settings are another classifier too.
   other = evaluate.eval_config_of(config)
   other.classifier_steps = 31
-  _, info = evaluate.get_classifier(changed, labels, 2, other, path)
+  _, info = classifier.get_classifier(changed, labels, 2, other, path)
   assert not info["cached"]
 
 
@@ -150,12 +150,13 @@ def test_cli_and_no_tensorflow_at_import(run):
   workdir, _, _, _ = run
   env = dict(os.environ, PYTHONPATH=str(tiny_config.REPO))
   before = len(_lines(workdir))
-  # One process: the module imports without TensorFlow (GPU hosts have none), then its CLI
-  # (`python -m flowergan.evaluate ...`) loads the run's real images with it.
+  # One process: the library module imports without TensorFlow (GPU hosts have none), then the
+  # command (`python evaluate.py ...`) loads the run's real images with it.
   script = (
-      "import sys, flowergan.evaluate as e; "
+      "import runpy, sys, flowergan.evaluate; "
       "assert 'tensorflow' not in sys.modules, 'tensorflow imported by the module'; "
-      "sys.argv = ['evaluate'] + sys.argv[1:]; e.main()"
+      "sys.argv = ['evaluate.py'] + sys.argv[1:]; "
+      f"runpy.run_path({str(tiny_config.REPO / 'evaluate.py')!r}, run_name='__main__')"
   )
   result = subprocess.run(
       [sys.executable, "-c", script, f"--workdir={workdir}", "--num_per_class=8", "--no_ema"],

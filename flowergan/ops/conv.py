@@ -25,18 +25,64 @@ import jax.numpy as jnp
 from flowergan.ops.matmul import matmul_f32_accumulate
 
 
+def _lax_for_other_convolutions(*, strided: bool):
+  """Gives a formulation `lax.conv_general_dilated`'s signature; it computes plain NHWC/HWIO
+  convolutions (one group, no dilation; with `strided=False` stride 1 only), and every other
+  call goes to `lax.conv_general_dilated` with the same arguments."""
+
+  def decorate(formulation):
+    def conv_general_dilated(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=None,
+        rhs_dilation=None,
+        dimension_numbers=None,
+        feature_group_count=1,
+        batch_group_count=1,
+        precision=None,
+        preferred_element_type=None,
+        **options,
+    ):
+      plain = _is_plain_nhwc_conv(
+          lhs,
+          rhs,
+          lhs_dilation,
+          rhs_dilation,
+          dimension_numbers,
+          feature_group_count,
+          batch_group_count,
+      )
+      if plain and (strided or all(s == 1 for s in window_strides)):
+        return formulation(
+            lhs, rhs, window_strides, padding, precision, preferred_element_type, **options
+        )
+      return jax.lax.conv_general_dilated(
+          lhs,
+          rhs,
+          window_strides,
+          padding,
+          lhs_dilation,
+          rhs_dilation,
+          dimension_numbers,
+          feature_group_count,
+          batch_group_count,
+          precision,
+          preferred_element_type,
+      )
+
+    conv_general_dilated.__name__ = formulation.__name__
+    conv_general_dilated.__qualname__ = formulation.__qualname__
+    conv_general_dilated.__doc__ = formulation.__doc__
+    return conv_general_dilated
+
+  return decorate
+
+
+@_lax_for_other_convolutions(strided=True)
 def im2col_conv_general_dilated(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    batch_group_count=1,
-    precision=None,
-    preferred_element_type=None,
+    lhs, rhs, window_strides, padding, precision=None, preferred_element_type=None
 ):
   """`lax.conv_general_dilated` for NHWC inputs and HWIO kernels as im2col + one matmul.
 
@@ -55,30 +101,6 @@ def im2col_conv_general_dilated(
 
   Anything else than NHWC/HWIO, one group, no dilation goes to `lax.conv_general_dilated`.
   """
-  # Every argument, in `lax.conv_general_dilated`'s order, for the cases left to it.
-  general_args = (
-      lhs,
-      rhs,
-      window_strides,
-      padding,
-      lhs_dilation,
-      rhs_dilation,
-      dimension_numbers,
-      feature_group_count,
-      batch_group_count,
-      precision,
-      preferred_element_type,
-  )
-  if not _is_plain_nhwc_conv(
-      lhs,
-      rhs,
-      lhs_dilation,
-      rhs_dilation,
-      dimension_numbers,
-      feature_group_count,
-      batch_group_count,
-  ):
-    return jax.lax.conv_general_dilated(*general_args)
   n, h, w, c = lhs.shape
   kh, kw, _, features = rhs.shape
   sh, sw = window_strides
@@ -233,16 +255,12 @@ def thin_conv_by_taps(x, kernel, padding, precision=None, preferred_element_type
 THIN_CONV_MAX_TAPS = 32
 
 
+@_lax_for_other_convolutions(strided=False)
 def dots_conv_general_dilated(
     lhs,
     rhs,
     window_strides,
     padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    batch_group_count=1,
     precision=None,
     preferred_element_type=None,
     *,
@@ -261,30 +279,6 @@ def dots_conv_general_dilated(
   Used for the generator, whose convolutions are differentiated once. Anything but a stride-1
   NHWC/HWIO convolution goes to `lax.conv_general_dilated`.
   """
-  # Every argument, in `lax.conv_general_dilated`'s order, for the cases left to it.
-  general_args = (
-      lhs,
-      rhs,
-      window_strides,
-      padding,
-      lhs_dilation,
-      rhs_dilation,
-      dimension_numbers,
-      feature_group_count,
-      batch_group_count,
-      precision,
-      preferred_element_type,
-  )
-  if any(s != 1 for s in window_strides) or not _is_plain_nhwc_conv(
-      lhs,
-      rhs,
-      lhs_dilation,
-      rhs_dilation,
-      dimension_numbers,
-      feature_group_count,
-      batch_group_count,
-  ):
-    return jax.lax.conv_general_dilated(*general_args)
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   padding = tuple(tuple(int(p) for p in pad) for pad in padding)

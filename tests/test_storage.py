@@ -1,4 +1,4 @@
-"""flowergan.fileio: a finished write or none at all, with the user's permissions."""
+"""flowergan.storage: a finished write or none at all, with the user's permissions."""
 
 import contextlib
 import os
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from flowergan import fileio
+from flowergan import storage
 
 
 @contextlib.contextmanager
@@ -34,7 +34,7 @@ def _read(path):
 
 def test_atomic_file_writes_the_file_and_its_missing_directories(tmp_path):
   path = tmp_path / "new" / "dir" / "out.txt"
-  with fileio.atomic_file(str(path)) as tmp:
+  with storage.atomic_file(str(path)) as tmp:
     assert os.path.dirname(tmp) == str(path.parent) and tmp != str(path)
     _write(tmp, "hello")
     assert not path.exists()  # only the rename makes it appear
@@ -45,7 +45,7 @@ def test_atomic_file_writes_the_file_and_its_missing_directories(tmp_path):
 def test_atomic_file_replaces_an_existing_file(tmp_path):
   path = tmp_path / "out.txt"
   _write(path, "old")
-  with fileio.atomic_file(str(path)) as tmp:
+  with storage.atomic_file(str(path)) as tmp:
     _write(tmp, "new")
   assert _read(path) == "new"
   assert os.listdir(tmp_path) == ["out.txt"]
@@ -55,7 +55,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
   path = tmp_path / "out.txt"
   _write(path, "old")
   with pytest.raises(RuntimeError, match="disk on fire"):
-    with fileio.atomic_file(str(path)) as tmp:
+    with storage.atomic_file(str(path)) as tmp:
       _write(tmp, "half of the new")
       raise RuntimeError("disk on fire")
   assert _read(path) == "old"
@@ -65,7 +65,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
 def test_failed_first_write_leaves_nothing(tmp_path):
   path = tmp_path / "out.txt"
   with pytest.raises(KeyboardInterrupt):
-    with fileio.atomic_file(str(path)) as tmp:
+    with storage.atomic_file(str(path)) as tmp:
       _write(tmp, "half")
       raise KeyboardInterrupt
   assert os.listdir(tmp_path) == []
@@ -75,7 +75,7 @@ def test_failed_first_write_leaves_nothing(tmp_path):
 def test_file_mode_follows_the_umask(tmp_path, mask, mode):
   path = tmp_path / "out.txt"
   with _umask(mask):
-    with fileio.atomic_file(str(path)) as tmp:
+    with storage.atomic_file(str(path)) as tmp:
       _write(tmp, "x")
   assert _mode(path) == mode
 
@@ -83,7 +83,7 @@ def test_file_mode_follows_the_umask(tmp_path, mask, mode):
 def test_atomic_directory_appears_whole(tmp_path):
   path = tmp_path / "cache" / "entry"
   with _umask(0o022):
-    with fileio.atomic_directory(str(path)) as tmp:
+    with storage.atomic_directory(str(path)) as tmp:
       _write(os.path.join(tmp, "a.txt"), "a")
       assert not path.exists()
   assert os.listdir(path) == ["a.txt"] and _read(path / "a.txt") == "a"
@@ -94,7 +94,7 @@ def test_atomic_directory_appears_whole(tmp_path):
 def test_failed_atomic_directory_leaves_nothing(tmp_path):
   path = tmp_path / "entry"
   with pytest.raises(RuntimeError):
-    with fileio.atomic_directory(str(path)) as tmp:
+    with storage.atomic_directory(str(path)) as tmp:
       _write(os.path.join(tmp, "a.txt"), "a")
       raise RuntimeError("interrupted")
   assert os.listdir(tmp_path) == []
@@ -102,7 +102,7 @@ def test_failed_atomic_directory_leaves_nothing(tmp_path):
 
 def test_atomic_directory_keeps_the_one_another_process_finished_first(tmp_path):
   path = tmp_path / "entry"
-  with fileio.atomic_directory(str(path)) as tmp:
+  with storage.atomic_directory(str(path)) as tmp:
     _write(os.path.join(tmp, "ours.txt"), "ours")
     os.makedirs(path)  # the other process wins the race
     _write(path / "theirs.txt", "theirs")

@@ -1,0 +1,89 @@
+"""The entry points' shared behaviour (flowergan.cli): flag errors in one line before any data
+is read, exit statuses, and a console that shows flowergan's own lines."""
+
+import pytest
+
+from flowergan import cli
+from flowergan import train as train_lib
+from tests import cli_run
+
+TINY_FLAGS = cli_run.TINY_FLAGS
+_run = cli_run.run
+_assert_one_line_error = cli_run.assert_one_line_error
+
+
+@pytest.mark.parametrize(
+    "flag, needle",
+    [
+        (
+            "--config.train.bach_size=8",
+            "unknown config field 'bach_size' in --config.train.bach_size: Did you mean "
+            '"batch_size" instead of "bach_size"?',
+        ),
+        ("--config.data.image_size=100", "power of two >= 8"),
+    ],
+)
+def test_train_cli_bad_values_are_one_line_before_any_data_is_read(tmp_path, flag, needle):
+  result = _run(
+      "train.py",
+      *TINY_FLAGS,
+      flag,
+      f"--config.data.cache_dir={tmp_path / 'cache'}",
+      f"--workdir={tmp_path / 'run'}",
+      devices=1,
+  )
+  _assert_one_line_error(result, needle)
+  assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
+def test_the_stopped_early_status_is_defined_once():
+  assert cli.EXIT_STOPPED_EARLY == 3 and cli.EXIT_ERROR == 1
+  assert not hasattr(train_lib, "EXIT_STOPPED_EARLY")
+
+
+# What TensorFlow, XLA and Orbax print on their own: not for a flowergan user's console.
+LIBRARY_NOISE = (
+    "oneDNN custom operations",
+    "cpu_feature_guard",
+    "All log messages before absl::InitializeLog()",
+    "pjrt_client",
+    "Requested `tracked_metric`; did not provide metrics.",
+)
+
+
+@pytest.fixture(scope="module")
+def consoles(tmp_path_factory):
+  """stdout + stderr of two 2-step tiny runs (no evaluation, checkpoints at steps 2): at the
+  default verbosity and at --verbosity=1."""
+  root = tmp_path_factory.mktemp("console")
+  env = cli_run.make_env(1)
+  for name in cli.QUIET_NATIVE_ENV:  # as a user's shell has them: unset
+    env.pop(name, None)
+  out = {}
+  for name, flags in (("default", []), ("verbose", ["--verbosity=1"])):
+    result = _run(
+        "train.py",
+        *TINY_FLAGS,
+        *flags,
+        "--config.train.num_steps=2",
+        f"--config.data.cache_dir={root / 'cache'}",
+        f"--workdir={root / name}",
+        devices=1,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out[name] = result.stdout + result.stderr
+  return out
+
+
+def test_default_console_has_flowergan_lines_and_no_library_noise(consoles):
+  console = consoles["default"]
+  assert "step 2/2" in console and "done: checkpoints and samples in" in console
+  for noise in LIBRARY_NOISE:
+    assert noise not in console, (noise, console[-3000:])
+
+
+def test_verbosity_shows_what_the_default_hides(consoles):
+  console = consoles["verbose"]
+  assert "step 2/2" in console
+  assert "Requested `tracked_metric`; did not provide metrics." in console, console[-3000:]

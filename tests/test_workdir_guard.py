@@ -1,0 +1,51 @@
+"""flowergan.workdir_guard: one training run per workdir; the lock never outlives its holder."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flowergan import train as train_lib
+from flowergan import workdir_guard
+from tests import cli_run, tiny_config
+
+TINY_FLAGS = cli_run.TINY_FLAGS
+_env = cli_run.make_env
+_run = cli_run.run
+_assert_one_line_error = cli_run.assert_one_line_error
+
+
+def _config(root, **train):
+  config = tiny_config.get_config(cache_dir=root / "cache")
+  config.eval_every = -1
+  config.train.update(train)
+  return config
+
+
+def test_second_run_is_refused_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
+  workdir = tmp_path / "run"
+  holder = subprocess.Popen(
+      [
+          sys.executable,
+          "-c",
+          "import sys, time; from flowergan import workdir_guard\n"
+          "with workdir_guard.claim(sys.argv[1]):\n  print('locked', flush=True); time.sleep(600)",
+          str(workdir),
+      ],
+      env=_env(),
+      stdout=subprocess.PIPE,
+      text=True,
+  )
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    result = _run("train.py", *TINY_FLAGS, f"--workdir={workdir}", devices=1)
+    _assert_one_line_error(result, "in use by another training run", f"pid {holder.pid}")
+    with pytest.raises(workdir_guard.WorkdirError, match=f"pid {holder.pid}"):
+      train_lib.train_and_evaluate(_config(tmp_path, num_steps=1), str(workdir))
+  finally:
+    holder.kill()  # SIGKILL: no clean-up code runs
+    holder.wait()
+  state = train_lib.train_and_evaluate(_config(tmp_path, num_steps=1), str(workdir))
+  assert int(state.step) == 1
+  assert f"pid {os.getpid()}" in (workdir / workdir_guard.LOCK_FILE).read_text()
