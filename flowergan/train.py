@@ -367,11 +367,11 @@ def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> 
   """flowergan.evaluate on the current state, on every process (the same computation, so no
   process waits long for another); process 0 writes metrics.jsonl, TensorBoard scalars
   `eval/...` and the table on stdout. Returns the results."""
-  from flowergan import evaluate, input_pipeline
+  from flowergan import evaluate, imagesets
 
   is_main = jax.process_index() == 0
   if "real" not in cache:
-    cache["real"] = input_pipeline.load_images(config.data)[:2]
+    cache["real"] = imagesets.load_images(config.data)[:2]
   model = checkpointing.TrainedModel(
       gan=gan, state=state, class_names=list(class_names), step=step, config=config
   )
