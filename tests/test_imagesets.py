@@ -3,6 +3,8 @@
 import io
 import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -207,3 +209,23 @@ def test_synthetic_crash_leaves_no_cache(tmp_path, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     imagesets.load_images(cfg)
   assert os.listdir(tmp_path) == []
+
+
+def test_evaluate_and_folder_or_synthetic_sets_do_not_import_tensorflow(mixed_folder, tmp_path):
+  """TensorFlow is for the sampler and TFDS only: evaluating a folder / synthetic run skips it."""
+  cache = tmp_path / "cache"
+  code = (
+      "import sys\n"
+      "import flowergan.evaluate\n"
+      "from flowergan import imagesets\n"
+      "from tests.image_folders import data_config\n"
+      f"images, _, _ = imagesets.load_images(data_config(source='folder:{mixed_folder}'))\n"
+      "assert len(images) == 9, images.shape\n"
+      f"images, _, _ = imagesets.load_images(data_config(cache_dir={str(cache)!r}))\n"
+      "assert len(images) == 6, images.shape\n"
+      "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]\n"
+      "assert not bad, bad\n"
+  )
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
