@@ -186,7 +186,7 @@ def evaluate(
 
   Args:
     model: a workdir (its latest checkpoint is loaded) or a `checkpointing.TrainedModel`.
-    real_images: uint8 (N, S, S, 3) as `input_pipeline.load_images` returns (or floats in
+    real_images: uint8 (N, S, S, 3) as `imagesets.load_images` returns (or floats in
       [-1, 1]).
     real_labels: int (N,).
     class_names: the label order (must match the model's).
@@ -323,13 +323,13 @@ def evaluate_run(
   for name, value in (("num_per_class", num_per_class), ("seed", seed)):
     if value is not None:
       eval_config[name] = value
-  from flowergan import input_pipeline  # TensorFlow: only here, to read the run's data
+  from flowergan import imagesets  # PIL; TensorFlow only for a TFDS source
 
   try:
-    images, labels, class_names = input_pipeline.load_images(
+    images, labels, class_names = imagesets.load_images(
         data_config_to_read(model.config, cache_dir)
     )
-  except input_pipeline.DataError as e:
+  except imagesets.DataError as e:
     raise EvaluationError(f"cannot load the run's real images ({e})") from None
   results = evaluate(
       model,

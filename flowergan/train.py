@@ -138,9 +138,9 @@ def _real_images_loader(data_config) -> Callable[[], tuple]:
 
   @functools.cache
   def load():
-    from flowergan import input_pipeline
+    from flowergan import imagesets
 
-    return input_pipeline.load_images(data_config)[:2]
+    return imagesets.load_images(data_config)[:2]
 
   return load
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from flowergan import checkpointing, config_checks, sampling, workdir_guard
-from flowergan import input_pipeline as ip
+from flowergan import imagesets
 from flowergan import train as train_lib
 from tests import cli_run, tiny_config
 
@@ -207,11 +207,11 @@ def test_hostile_class_names_are_refused_from_folders_and_tfds(tmp_path):
   config.data.source = f"folder:{tmp_path}"
   config.data.classes = ()  # every subfolder
   with pytest.raises(config_checks.ClassNameError, match="control character"):
-    ip.load_images(config.data)
+    imagesets.load_images(config.data)
   config.data.source = "tfds:oxford_flowers102"
   config.data.classes = ("../../x",)
   with pytest.raises(config_checks.ClassNameError, match="path separator"):
-    ip.load_images(config.data)  # refused before TFDS is opened
+    imagesets.load_images(config.data)  # refused before TFDS is opened
 
 
 def _hostile_checkpoint(workdir, **changes):
@@ -337,7 +337,7 @@ def test_images_over_the_pixel_limit_are_counted_as_too_large(tmp_path, caplog, 
   config.data.max_image_pixels = 1000  # 60² = 3600 > 1000 >= 20²
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # PIL's DecompressionBombWarning must not leak
-    images, _, _ = ip.load_images(config.data)
+    images, _, _ = imagesets.load_images(config.data)
   assert len(images) == 2
   [message] = [r.getMessage() for r in caplog.records if "Skipped" in r.getMessage()]
   assert "0 unreadable" in message and "too large: 1" in message and "big.png" in message
@@ -349,7 +349,7 @@ def test_images_over_the_pixel_limit_are_counted_as_too_large(tmp_path, caplog, 
   caplog.clear()
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    images, _, _ = ip.load_images(config.data)
+    images, _, _ = imagesets.load_images(config.data)
   assert len(images) == 3 and not [r for r in caplog.records if "Skipped" in r.getMessage()]
   assert Image.MAX_IMAGE_PIXELS == 1000  # PIL's global is restored
 
@@ -361,7 +361,7 @@ def test_empty_class_folder_does_not_point_at_a_warning_that_was_not_printed(tmp
   config = tiny_config.get_config()
   config.data.source = f"folder:{tmp_path}"
   config.data.classes = ()
-  with pytest.raises(ip.DataError) as e:
-    ip.load_images(config.data)
+  with pytest.raises(imagesets.DataError) as e:
+    imagesets.load_images(config.data)
   assert "'empty'" in str(e.value) and "no image files" in str(e.value)
   assert "warning above" not in str(e.value)

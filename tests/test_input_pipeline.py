@@ -1,182 +1,23 @@
-"""Tests for flowergan.input_pipeline (CPU, no network, small images)."""
+"""Tests for flowergan.input_pipeline: sampling, augmentation, resuming, sharding (CPU)."""
 
-import io
-import logging
-import os
-
-import ml_collections
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
 
+from flowergan import imagesets
 from flowergan import input_pipeline as ip
-from flowergan import synthetic
-
-S = 16
-
-
-def make_config(**overrides):
-  cfg = dict(
-      source="synthetic",
-      classes=(),
-      image_size=S,
-      max_rotation_deg=0.0,
-      random_hflip=False,
-      random_vflip=False,
-      balanced=True,
-      synthetic_num_per_class=3,
-      synthetic_seed=0,
-      cache_dir="/nonexistent-should-not-be-used",
-      tfds_data_dir=None,
-      tfds_splits="all",
-      tfds_label_names={"dandelion": "common dandelion", "marigold": "english marigold"},
-  )
-  cfg.update(overrides)
-  return ml_collections.ConfigDict(cfg)
-
-
-def assert_one_line_error(exc_info, *needles):
-  msg = str(exc_info.value)
-  assert isinstance(exc_info.value, ValueError)
-  assert "\n" not in msg and msg.strip() == msg and msg
-  for needle in needles:
-    assert needle in msg, (needle, msg)
-
-
-# ----------------------------------------------------------------------------- folder source
-def _noise(rng, h, w, c=3):
-  return rng.integers(0, 256, (h, w, c) if c > 1 else (h, w), dtype=np.uint8)
+from tests import tiny_config
+from tests.image_folders import S, assert_one_line_error, data_config, write_mixed_folder
 
 
 @pytest.fixture()
 def mixed_folder(tmp_path):
-  """dandelion/: odd formats and modes + 3 bad files; marigold/: plain RGB files."""
-  rng = np.random.default_rng(0)
-  d = tmp_path / "dandelion"
-  m = tmp_path / "marigold"
-  d.mkdir()
-  m.mkdir()
-  Image.new("CMYK", (20, 24), (255, 0, 0, 0)).save(d / "a_cmyk.JPG", quality=95)  # pure cyan
-  Image.fromarray(_noise(rng, 24, 20, 1), "L").save(d / "b_gray.png")
-  rgba = np.zeros((20, 20, 4), np.uint8)
-  rgba[..., 0] = 255  # red, but fully transparent on the left half
-  rgba[:, 10:, 3] = 255
-  Image.fromarray(rgba, "RGBA").save(d / "c_rgba.png")
-  Image.fromarray(_noise(rng, 20, 30)).convert("P", palette=Image.Palette.ADAPTIVE).save(
-      d / "d_palette.gif"
-  )
-  Image.new("RGB", (10, 7), (10, 200, 30)).save(d / "e_tiny.png")
-  buf = io.BytesIO()
-  Image.fromarray(_noise(rng, 40, 40)).save(buf, "JPEG", quality=90)
-  (d / "f_truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 6 // 10])
-  (d / "g_fake.png").write_bytes(b"this is not a png")
-  (d / "notes.txt").write_text("not an image")
-  (d / ".DS_Store").write_bytes(b"\0\0")  # hidden: ignored
-  Image.fromarray(_noise(rng, 30, 20)).save(m / "a.png")
-  Image.fromarray(_noise(rng, 20, 30)).save(m / "b.WEBP", lossless=True)
-  Image.fromarray(_noise(rng, 25, 25)).save(m / "c.bmp")
-  Image.fromarray(_noise(rng, 40, 30)).save(m / "d.jpeg")
-  return tmp_path
-
-
-def test_folder_mixed_formats(mixed_folder, caplog):
-  assert not ImageFile.LOAD_TRUNCATED_IMAGES
-  cfg = make_config(source=f"folder:{mixed_folder}")
-  with caplog.at_level(logging.WARNING):
-    images, labels, names = ip.load_images(cfg)
-  assert names == ["dandelion", "marigold"]
-  assert images.shape == (9, S, S, 3) and images.dtype == np.uint8
-  np.testing.assert_array_equal(labels, [0] * 5 + [1] * 4)
-  assert labels.dtype == np.int32
-  assert images.std() > 10  # real content, not all one value
-  cmyk, gray, rgba, _, tiny = images[:5].astype(int)
-  assert np.abs(cmyk.mean(axis=(0, 1)) - [0, 255, 255]).max() < 40  # CMYK cyan -> RGB cyan
-  assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
-  # RGBA is composited on white: transparent left half -> white, opaque right half -> red.
-  np.testing.assert_array_equal(rgba[:, :4], 255)
-  np.testing.assert_array_equal(rgba[:, -4:], np.broadcast_to([255, 0, 0], (S, 4, 3)))
-  assert np.abs(tiny - [10, 200, 30]).max() <= 2  # 10x7 image upsampled to S x S
-  warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-  assert len(warnings) == 1, [r.getMessage() for r in warnings]
-  msg = warnings[0].getMessage()
-  assert "Skipped 3 files" in msg
-  for name in ("f_truncated.jpg", "g_fake.png", "notes.txt"):
-    assert name in msg
-
-
-def test_decode_resize_centre_crop():
-  # 90 x 30 (w x h): left/right thirds red/blue, middle third green -> centre crop is green.
-  arr = np.zeros((30, 90, 3), np.uint8)
-  arr[:, :30] = (255, 0, 0)
-  arr[:, 30:60] = (0, 255, 0)
-  arr[:, 60:] = (0, 0, 255)
-  buf = io.BytesIO()
-  Image.fromarray(arr).save(buf, "PNG")
-  out = ip.decode_and_resize(buf.getvalue(), 20)
-  assert out.shape == (20, 20, 3)
-  np.testing.assert_array_equal(out[:, 4:-4], np.broadcast_to([0, 255, 0], (20, 12, 3)))
-  assert out[..., 0].max() < 30 and out[..., 2].max() < 30  # red / blue thirds cropped away
-
-
-def test_folder_classes_order_and_process_shards(mixed_folder):
-  cfg = make_config(source=f"folder:{mixed_folder}", classes=("marigold", "dandelion"))
-  images, labels, names = ip.load_images(cfg)
-  assert names == ["marigold", "dandelion"]
-  np.testing.assert_array_equal(labels, [0] * 4 + [1] * 5)
-  shards = [ip.load_images(cfg, process_index=i, process_count=2) for i in range(2)]
-  assert [len(s[0]) for s in shards] == [5, 4]
-  for k in (0, 1):  # the two shards of each class are disjoint and cover the class
-    together = np.concatenate([s[0][s[1] == k] for s in shards])
-    assert together.shape == images[labels == k].shape
-    a = sorted(x.tobytes() for x in together)
-    b = sorted(x.tobytes() for x in images[labels == k])
-    assert a == b
-
-
-# ----------------------------------------------------------------------------- bad inputs
-def test_missing_path(tmp_path):
-  with pytest.raises(ip.DataError) as e:
-    ip.load_images(make_config(source=f"folder:{tmp_path / 'nope'}"))
-  assert_one_line_error(e, "does not exist", "synthetic")
-
-
-def test_empty_folder(tmp_path):
-  with pytest.raises(ValueError) as e:
-    ip.load_images(make_config(source=f"folder:{tmp_path}"))
-  assert_one_line_error(e, "no class subfolders", "<class_name>")
-  (tmp_path / "a").mkdir()
-  (tmp_path / "b").mkdir()
-  with pytest.raises(ValueError) as e:
-    ip.load_images(make_config(source=f"folder:{tmp_path}"))
-  assert_one_line_error(e, "No image files", "add images")
-
-
-def test_class_without_readable_images(tmp_path):
-  (tmp_path / "good").mkdir()
-  (tmp_path / "bad").mkdir()
-  Image.new("RGB", (8, 8)).save(tmp_path / "good" / "x.png")
-  (tmp_path / "bad" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-  with pytest.raises(ValueError) as e:
-    ip.load_images(make_config(source=f"folder:{tmp_path}"))
-  assert_one_line_error(e, "'bad'", "no readable images")
-
-
-def test_unknown_class_name(mixed_folder):
-  with pytest.raises(ValueError) as e:
-    ip.load_images(make_config(source=f"folder:{mixed_folder}", classes=("dandelions",)))
-  assert_one_line_error(e, "'dandelions'", "close: dandelion", "data.classes")
-
-
-def test_unknown_source():
-  with pytest.raises(ValueError) as e:
-    ip.load_images(make_config(source="hdf5:/x"))
-  assert_one_line_error(e, "hdf5:/x", "'folder:PATH'", "'synthetic'", "'tfds:NAME'")
+  return write_mixed_folder(tmp_path)
 
 
 def test_batch_not_divisible_by_processes(mixed_folder):
   with pytest.raises(ValueError) as e:
     ip.create_train_iterator(
-        make_config(source=f"folder:{mixed_folder}"),
+        data_config(source=f"folder:{mixed_folder}"),
         global_batch_size=6,
         n_critic=1,
         seed=0,
@@ -186,108 +27,6 @@ def test_batch_not_divisible_by_processes(mixed_folder):
   assert_one_line_error(e, "not divisible", "multiple of 4")
 
 
-# ----------------------------------------------------------------------------- tfds source
-TFDS_CFG = dict(classes=("dandelion", "marigold", "pink primrose", "canterbury bells"))
-
-
-def test_tfds_filter_and_remap():
-  import tensorflow_datasets as tfds
-
-  with tfds.testing.mock_data(num_examples=300):
-    builder = tfds.builder("oxford_flowers102")
-    names = builder.info.features["label"].names
-    raw = list(builder.as_dataset(split="all", shuffle_files=False).as_numpy_iterator())
-    cfg = make_config(source="tfds:oxford_flowers102", **TFDS_CFG)
-    images, labels, classes = ip.load_images(cfg)
-    shards = [ip.load_images(cfg, process_index=i, process_count=2) for i in range(2)]
-  assert classes == list(TFDS_CFG["classes"])
-  theirs = ["common dandelion", "english marigold", "pink primrose", "canterbury bells"]
-  expected_images, expected_labels = [], []
-  for ours, their_name in enumerate(theirs):
-    for ex in raw:
-      if names[ex["label"]] == their_name:
-        expected_labels.append(ours)
-        h, w = ex["image"].shape[:2]
-        side = min(h, w)
-        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-        expected_images.append(
-            np.asarray(
-                Image.fromarray(ex["image"]).resize((S, S), Image.Resampling.LANCZOS, box=box)
-            )
-        )
-  assert len(set(expected_labels)) == 4  # every class occurs in the mock data
-  assert len(expected_labels) < len(raw)  # and the filter removed something
-  np.testing.assert_array_equal(labels, expected_labels)
-  np.testing.assert_array_equal(images, np.stack(expected_images))
-  assert sum(len(s[1]) for s in shards) == len(labels)
-  for k in range(4):
-    assert sum(int((s[1] == k).sum()) for s in shards) == int((labels == k).sum())
-
-
-def test_tfds_unknown_label_name():
-  cfg = make_config(
-      source="tfds:oxford_flowers102",
-      classes=("dandelion",),
-      tfds_label_names={"dandelion": "dandelon"},
-  )
-  with pytest.raises(ValueError) as e:
-    ip.load_images(cfg)
-  assert_one_line_error(e, "'dandelon'", "'common dandelion'", "tfds_label_names")
-
-
-def test_tfds_not_downloaded(tmp_path):
-  cfg = make_config(
-      source="tfds:oxford_flowers102",
-      classes=("dandelion", "marigold"),
-      tfds_data_dir=str(tmp_path),
-  )
-  with pytest.raises(ValueError) as e:
-    ip.load_images(cfg)
-  assert_one_line_error(e, "not downloaded", "no network", "folder:", "synthetic")
-
-
-def test_tfds_unknown_dataset():
-  with pytest.raises(ValueError) as e:
-    ip.load_images(make_config(source="tfds:no_such_dataset_xyz", classes=("a",)))
-  assert_one_line_error(e, "no_such_dataset_xyz", "folder:", "synthetic")
-
-
-# ----------------------------------------------------------------------------- synthetic source
-def test_synthetic_source_writes_cache_once(tmp_path, monkeypatch):
-  cfg = make_config(
-      source="synthetic", cache_dir=str(tmp_path), synthetic_num_per_class=3, synthetic_seed=7
-  )
-  images, labels, names = ip.load_images(cfg)
-  final = tmp_path / f"synthetic-7-3-{S}"
-  assert sorted(os.listdir(tmp_path)) == [final.name]  # no temp leftovers
-  assert sorted(os.listdir(final / "marigold")) == ["000000.png", "000001.png", "000002.png"]
-  assert names == ["dandelion", "marigold"]
-  np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])
-  expected, _, _ = synthetic.render_images(3, seed=7, size=S)
-  np.testing.assert_array_equal(images, expected)
-
-  def boom(*args, **kwargs):
-    raise AssertionError("must not re-render an existing cache")
-
-  monkeypatch.setattr(synthetic, "write_dataset", boom)
-  again, _, _ = ip.load_images(cfg)
-  np.testing.assert_array_equal(again, images)
-
-
-def test_synthetic_crash_leaves_no_cache(tmp_path, monkeypatch):
-  def crash(directory, *args, **kwargs):
-    os.makedirs(os.path.join(directory, "dandelion"))
-    Image.new("RGB", (S, S)).save(os.path.join(directory, "dandelion", "000000.png"))
-    raise KeyboardInterrupt
-
-  monkeypatch.setattr(synthetic, "write_dataset", crash)
-  cfg = make_config(source="synthetic", cache_dir=str(tmp_path))
-  with pytest.raises(KeyboardInterrupt):
-    ip.load_images(cfg)
-  assert os.listdir(tmp_path) == []
-
-
-# ----------------------------------------------------------------------------- augmentation
 def _distinct_images(n, size=S, seed=0):
   rng = np.random.default_rng(seed)
   return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
@@ -385,7 +124,7 @@ def test_rotation_changes_images_within_range():
 
 
 def test_determinism_seed_and_resume(mixed_folder):
-  cfg = make_config(source=f"folder:{mixed_folder}", max_rotation_deg=20.0, random_hflip=True)
+  cfg = data_config(source=f"folder:{mixed_folder}", max_rotation_deg=20.0, random_hflip=True)
 
   def take(seed, start, n, process_index=0, process_count=1, batch=8):
     it, names = ip.create_train_iterator(
@@ -429,3 +168,27 @@ def test_balanced_sampling():
 
   assert abs(frac0(True) - 0.5) < 0.07
   assert abs(frac0(False) - 0.1) < 0.05
+
+
+def _first_items(data, n, **kwargs):
+  batches, _ = ip.create_train_iterator(data, global_batch_size=8, n_critic=2, seed=3, **kwargs)
+  return [next(batches) for _ in range(n)]
+
+
+def test_two_shards_in_one_process_equal_two_processes(tmp_path):
+  config = tiny_config.get_config(cache_dir=tmp_path / "cache")
+  config.data.input_shards = 2
+  one = _first_items(config.data, 2, process_index=0, process_count=1)
+  two = [_first_items(config.data, 2, process_index=p, process_count=2) for p in range(2)]
+  for step in range(2):
+    for key in ("image", "label"):
+      joined = np.concatenate([two[0][step][key], two[1][step][key]], axis=1)
+      np.testing.assert_array_equal(one[step][key], joined)
+  assert one[0]["image"].shape == (2, 8, 16, 16, 3)
+
+
+def test_shards_must_fit_processes_and_batch(tmp_path):
+  config = tiny_config.get_config(cache_dir=tmp_path / "cache")
+  config.data.input_shards = 3
+  with pytest.raises(imagesets.DataError, match="input_shards"):
+    _first_items(config.data, 1, process_index=0, process_count=2)

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, classifier, evaluate, input_pipeline, synthetic
+from flowergan import checkpointing, classifier, evaluate, imagesets, synthetic
 from flowergan import train as train_lib
 from flowergan import train_step as ts
 from tests import tiny_config
@@ -62,7 +62,7 @@ def run(tmp_path_factory):
   config = _config(root)
   workdir = root / "run"
   state = train_lib.train_and_evaluate(config, str(workdir))
-  images, labels, names = input_pipeline.load_images(config.data)
+  images, labels, names = imagesets.load_images(config.data)
   return workdir, config, state, (images, labels, names)
 
 

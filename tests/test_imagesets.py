@@ -1,0 +1,231 @@
+"""Tests for flowergan.imagesets: sources, decoding, skipped files, class names (no network)."""
+
+import io
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from flowergan import imagesets, synthetic
+from tests.image_folders import S, assert_one_line_error, data_config, write_mixed_folder
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path):
+  return write_mixed_folder(tmp_path)
+
+
+def test_folder_mixed_formats(mixed_folder, caplog):
+  assert not ImageFile.LOAD_TRUNCATED_IMAGES
+  cfg = data_config(source=f"folder:{mixed_folder}")
+  with caplog.at_level(logging.WARNING):
+    images, labels, names = imagesets.load_images(cfg)
+  assert names == ["dandelion", "marigold"]
+  assert images.shape == (9, S, S, 3) and images.dtype == np.uint8
+  np.testing.assert_array_equal(labels, [0] * 5 + [1] * 4)
+  assert labels.dtype == np.int32
+  assert images.std() > 10  # real content, not all one value
+  cmyk, gray, rgba, _, tiny = images[:5].astype(int)
+  assert np.abs(cmyk.mean(axis=(0, 1)) - [0, 255, 255]).max() < 40  # CMYK cyan -> RGB cyan
+  assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
+  # RGBA is composited on white: transparent left half -> white, opaque right half -> red.
+  np.testing.assert_array_equal(rgba[:, :4], 255)
+  np.testing.assert_array_equal(rgba[:, -4:], np.broadcast_to([255, 0, 0], (S, 4, 3)))
+  assert np.abs(tiny - [10, 200, 30]).max() <= 2  # 10x7 image upsampled to S x S
+  warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+  assert len(warnings) == 1, [r.getMessage() for r in warnings]
+  msg = warnings[0].getMessage()
+  assert "Skipped 3 files" in msg
+  for name in ("f_truncated.jpg", "g_fake.png", "notes.txt"):
+    assert name in msg
+
+
+def test_decode_resize_centre_crop():
+  # 90 x 30 (w x h): left/right thirds red/blue, middle third green -> centre crop is green.
+  arr = np.zeros((30, 90, 3), np.uint8)
+  arr[:, :30] = (255, 0, 0)
+  arr[:, 30:60] = (0, 255, 0)
+  arr[:, 60:] = (0, 0, 255)
+  buf = io.BytesIO()
+  Image.fromarray(arr).save(buf, "PNG")
+  out = imagesets.decode_and_resize(buf.getvalue(), 20)
+  assert out.shape == (20, 20, 3)
+  np.testing.assert_array_equal(out[:, 4:-4], np.broadcast_to([0, 255, 0], (20, 12, 3)))
+  assert out[..., 0].max() < 30 and out[..., 2].max() < 30  # red / blue thirds cropped away
+
+
+def test_folder_classes_order_and_process_shards(mixed_folder):
+  cfg = data_config(source=f"folder:{mixed_folder}", classes=("marigold", "dandelion"))
+  images, labels, names = imagesets.load_images(cfg)
+  assert names == ["marigold", "dandelion"]
+  np.testing.assert_array_equal(labels, [0] * 4 + [1] * 5)
+  shards = [imagesets.load_images(cfg, process_index=i, process_count=2) for i in range(2)]
+  assert [len(s[0]) for s in shards] == [5, 4]
+  for k in (0, 1):  # the two shards of each class are disjoint and cover the class
+    together = np.concatenate([s[0][s[1] == k] for s in shards])
+    assert together.shape == images[labels == k].shape
+    a = sorted(x.tobytes() for x in together)
+    b = sorted(x.tobytes() for x in images[labels == k])
+    assert a == b
+
+
+def test_missing_path(tmp_path):
+  with pytest.raises(imagesets.DataError) as e:
+    imagesets.load_images(data_config(source=f"folder:{tmp_path / 'nope'}"))
+  assert_one_line_error(e, "does not exist", "synthetic")
+
+
+def test_empty_folder(tmp_path):
+  with pytest.raises(ValueError) as e:
+    imagesets.load_images(data_config(source=f"folder:{tmp_path}"))
+  assert_one_line_error(e, "no class subfolders", "<class_name>")
+  (tmp_path / "a").mkdir()
+  (tmp_path / "b").mkdir()
+  with pytest.raises(ValueError) as e:
+    imagesets.load_images(data_config(source=f"folder:{tmp_path}"))
+  assert_one_line_error(e, "No image files", "add images")
+
+
+def test_class_without_readable_images(tmp_path):
+  (tmp_path / "good").mkdir()
+  (tmp_path / "bad").mkdir()
+  Image.new("RGB", (8, 8)).save(tmp_path / "good" / "x.png")
+  (tmp_path / "bad" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+  with pytest.raises(ValueError) as e:
+    imagesets.load_images(data_config(source=f"folder:{tmp_path}"))
+  assert_one_line_error(e, "'bad'", "no readable images")
+
+
+def test_unknown_class_name(mixed_folder):
+  with pytest.raises(ValueError) as e:
+    imagesets.load_images(data_config(source=f"folder:{mixed_folder}", classes=("dandelions",)))
+  assert_one_line_error(e, "'dandelions'", "close: dandelion", "data.classes")
+
+
+def test_unknown_source():
+  with pytest.raises(ValueError) as e:
+    imagesets.load_images(data_config(source="hdf5:/x"))
+  assert_one_line_error(e, "hdf5:/x", "'folder:PATH'", "'synthetic'", "'tfds:NAME'")
+
+
+TFDS_CFG = dict(classes=("dandelion", "marigold", "pink primrose", "canterbury bells"))
+
+
+def test_tfds_filter_and_remap():
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=300):
+    builder = tfds.builder("oxford_flowers102")
+    names = builder.info.features["label"].names
+    raw = list(builder.as_dataset(split="all", shuffle_files=False).as_numpy_iterator())
+    cfg = data_config(source="tfds:oxford_flowers102", **TFDS_CFG)
+    images, labels, classes = imagesets.load_images(cfg)
+    shards = [imagesets.load_images(cfg, process_index=i, process_count=2) for i in range(2)]
+  assert classes == list(TFDS_CFG["classes"])
+  theirs = ["common dandelion", "english marigold", "pink primrose", "canterbury bells"]
+  expected_images, expected_labels = [], []
+  for ours, their_name in enumerate(theirs):
+    for ex in raw:
+      if names[ex["label"]] == their_name:
+        expected_labels.append(ours)
+        h, w = ex["image"].shape[:2]
+        side = min(h, w)
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        expected_images.append(
+            np.asarray(
+                Image.fromarray(ex["image"]).resize((S, S), Image.Resampling.LANCZOS, box=box)
+            )
+        )
+  assert len(set(expected_labels)) == 4  # every class occurs in the mock data
+  assert len(expected_labels) < len(raw)  # and the filter removed something
+  np.testing.assert_array_equal(labels, expected_labels)
+  np.testing.assert_array_equal(images, np.stack(expected_images))
+  assert sum(len(s[1]) for s in shards) == len(labels)
+  for k in range(4):
+    assert sum(int((s[1] == k).sum()) for s in shards) == int((labels == k).sum())
+
+
+def test_tfds_unknown_label_name():
+  cfg = data_config(
+      source="tfds:oxford_flowers102",
+      classes=("dandelion",),
+      tfds_label_names={"dandelion": "dandelon"},
+  )
+  with pytest.raises(ValueError) as e:
+    imagesets.load_images(cfg)
+  assert_one_line_error(e, "'dandelon'", "'common dandelion'", "tfds_label_names")
+
+
+def test_tfds_not_downloaded(tmp_path):
+  cfg = data_config(
+      source="tfds:oxford_flowers102",
+      classes=("dandelion", "marigold"),
+      tfds_data_dir=str(tmp_path),
+  )
+  with pytest.raises(ValueError) as e:
+    imagesets.load_images(cfg)
+  assert_one_line_error(e, "not downloaded", "no network", "folder:", "synthetic")
+
+
+def test_tfds_unknown_dataset():
+  with pytest.raises(ValueError) as e:
+    imagesets.load_images(data_config(source="tfds:no_such_dataset_xyz", classes=("a",)))
+  assert_one_line_error(e, "no_such_dataset_xyz", "folder:", "synthetic")
+
+
+def test_synthetic_source_writes_cache_once(tmp_path, monkeypatch):
+  cfg = data_config(
+      source="synthetic", cache_dir=str(tmp_path), synthetic_num_per_class=3, synthetic_seed=7
+  )
+  images, labels, names = imagesets.load_images(cfg)
+  final = tmp_path / f"synthetic-7-3-{S}"
+  assert sorted(os.listdir(tmp_path)) == [final.name]  # no temp leftovers
+  assert sorted(os.listdir(final / "marigold")) == ["000000.png", "000001.png", "000002.png"]
+  assert names == ["dandelion", "marigold"]
+  np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])
+  expected, _, _ = synthetic.render_images(3, seed=7, size=S)
+  np.testing.assert_array_equal(images, expected)
+
+  def boom(*args, **kwargs):
+    raise AssertionError("must not re-render an existing cache")
+
+  monkeypatch.setattr(synthetic, "write_dataset", boom)
+  again, _, _ = imagesets.load_images(cfg)
+  np.testing.assert_array_equal(again, images)
+
+
+def test_synthetic_crash_leaves_no_cache(tmp_path, monkeypatch):
+  def crash(directory, *args, **kwargs):
+    os.makedirs(os.path.join(directory, "dandelion"))
+    Image.new("RGB", (S, S)).save(os.path.join(directory, "dandelion", "000000.png"))
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(synthetic, "write_dataset", crash)
+  cfg = data_config(source="synthetic", cache_dir=str(tmp_path))
+  with pytest.raises(KeyboardInterrupt):
+    imagesets.load_images(cfg)
+  assert os.listdir(tmp_path) == []
+
+
+def test_evaluate_and_folder_or_synthetic_sets_do_not_import_tensorflow(mixed_folder, tmp_path):
+  """TensorFlow is for the sampler and TFDS only: evaluating a folder / synthetic run skips it."""
+  cache = tmp_path / "cache"
+  code = (
+      "import sys\n"
+      "import flowergan.evaluate\n"
+      "from flowergan import imagesets\n"
+      "from tests.image_folders import data_config\n"
+      f"images, _, _ = imagesets.load_images(data_config(source='folder:{mixed_folder}'))\n"
+      "assert len(images) == 9, images.shape\n"
+      f"images, _, _ = imagesets.load_images(data_config(cache_dir={str(cache)!r}))\n"
+      "assert len(images) == 6, images.shape\n"
+      "bad = [m for m in ('tensorflow', 'tensorflow_datasets') if m in sys.modules]\n"
+      "assert not bad, bad\n"
+  )
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
