@@ -43,7 +43,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from flowergan import checkpointing, cli, errors, metrics, sampling, storage
+from flowergan import cli, errors, metrics, sampling, storage, trained
 from flowergan import classifier as clf
 
 METRICS_FILE = "metrics.jsonl"
@@ -159,7 +159,7 @@ def _checked_real_images(model, real_images, real_labels, class_names):
     )
   real = _to_model_range(real_images)
   real_labels = np.asarray(real_labels, np.int32)
-  size = model.gan.generator.image_size
+  size = model.image_size
   if real.ndim != 4 or real.shape[1:] != (size, size, 3) or len(real) != len(real_labels):
     raise EvaluationError(
         f"real images {real.shape} / labels {real_labels.shape} do not fit "
@@ -177,10 +177,15 @@ def _generate_per_class(model, num_classes: int, eval_config, seed: int, use_ema
   The generator runs on host copies of the weights: on one local device even when the training
   state is spread over a multi-host mesh.
   """
-  params, batch_stats = jax.device_get(model.variables(use_ema=use_ema))
+  variables = jax.device_get(model.sampling_variables(use_ema=use_ema))
   labels = np.repeat(np.arange(num_classes, dtype=np.int32), int(eval_config.num_per_class))
   images = sampling.generate(
-      model.gan, params, batch_stats, labels, seed=seed, batch_size=int(eval_config.batch_size)
+      model.generator,
+      variables,
+      labels,
+      z_dim=model.z_dim,
+      seed=seed,
+      batch_size=int(eval_config.batch_size),
   )
   return images * 2.0 - 1.0, labels
 
@@ -255,7 +260,7 @@ def _append_metrics(workdir: str | os.PathLike, results: dict[str, Any]) -> None
 
 
 def evaluate(
-    model: str | checkpointing.TrainedModel,
+    model: str | trained.TrainedModel,
     real_images,
     real_labels,
     class_names,
@@ -269,7 +274,7 @@ def evaluate(
   """Evaluates a trained generator against the real images; returns a flat dict of scalars.
 
   Args:
-    model: a workdir (its latest checkpoint is loaded) or a `checkpointing.TrainedModel`.
+    model: a workdir (its latest checkpoint is loaded) or a `trained.TrainedModel`.
     real_images: uint8 (N, S, S, 3) as `input_pipeline.load_images` returns (or floats in
       [-1, 1]).
     real_labels: int (N,).
@@ -282,7 +287,7 @@ def evaluate(
   """
   if isinstance(model, (str, os.PathLike)):
     workdir = workdir or os.fspath(model)
-    model = checkpointing.load_trained(workdir)
+    model = trained.load_trained(workdir)
   if eval_config is None:
     eval_config = eval_config_of(model.config)
   class_names = list(class_names)
@@ -395,7 +400,7 @@ def _main(argv):
     logging.set_verbosity(logging.WARNING)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   try:
-    model = checkpointing.load_trained(f.workdir, f.step)
+    model = trained.load_trained(f.workdir, f.step)
     eval_config = eval_config_of(model.config)
     for name in ("num_per_class", "seed"):
       if f[name].value is not None:

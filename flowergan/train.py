@@ -26,7 +26,7 @@ from clu import metric_writers
 from flax import traverse_util
 
 from flowergan import errors
-from flowergan import checkpointing, config_checks, sampling, storage, workdir_guard
+from flowergan import checkpointing, config_checks, imaging, sampling, storage, trained, workdir_guard
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
@@ -89,9 +89,10 @@ def _augment_fn(config):
 def sample_grids(gan: ts.WGANGP, state: ts.TrainState, class_names, seed: int) -> dict:
   """One grid per class from the EMA generator with the same noise every time."""
   labels = np.repeat(np.arange(len(class_names), dtype=np.int32), SAMPLES_PER_CLASS)
-  images = sampling.generate(gan, state.ema_params, state.g_batch_stats, labels, seed=seed)
+  variables = {"params": state.ema_params, "batch_stats": state.g_batch_stats}
+  images = sampling.generate(gan.generator, variables, labels, z_dim=gan.z_dim, seed=seed)
   return {
-      name: sampling.make_grid(images[labels == i], ncols=4) for i, name in enumerate(class_names)
+      name: imaging.make_grid(images[labels == i], ncols=4) for i, name in enumerate(class_names)
   }
 
 
@@ -160,7 +161,7 @@ def _resume_point(manager, config, workdir: str, mesh):
     # so that a state that does not fit means a changed config, not damage.
     checkpointing.check_compatible(metadata, config, metadata["class_names"], workdir)
     gan = ts.wgangp_from_config(config, num_classes=len(metadata["class_names"]))
-    return checkpointing.read_state(manager, step, gan, mesh), metadata
+    return checkpointing.read_state(manager, step, ts.abstract_state(gan, mesh)), metadata
 
   step, (state, metadata), damaged = checkpointing.restore_newest(
       manager,
@@ -286,7 +287,8 @@ def _save(manager, state, metadata, step, last_saved, workdir, ranking: dict | N
   """`checkpointing.save` (with the best-checkpoint `ranking`); a failure stops training at once,
   saying what is kept."""
   try:
-    checkpointing.save(manager, state, metadata, metrics=ranking)
+    saved_step = int(jax.device_get(state.step))
+    checkpointing.save(manager, saved_step, ts.checkpoint_items(state), metadata, metrics=ranking)
   except checkpointing.CheckpointError as e:
     raise TrainingError(
         f"{e}; training stopped at step {step}, {_kept(last_saved, workdir)}: free space or fix "
@@ -312,7 +314,7 @@ def _write_samples(gan, state, class_names, seed: int, step: int, workdir: str, 
     return
   for name, grid in grids.items():
     stem = config_checks.file_stem(name)  # the names were checked; this keeps them a file name
-    sampling.save_png(grid, workdir / "samples" / f"{stem}_step{step:07d}.png")
+    imaging.save_png(grid, workdir / "samples" / f"{stem}_step{step:07d}.png")
   writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
 
 
@@ -372,8 +374,12 @@ def _evaluate(config, workdir, gan, state, class_names, step, writer, cache) -> 
   is_main = jax.process_index() == 0
   if "real" not in cache:
     cache["real"] = input_pipeline.load_images(config.data)[:2]
-  model = checkpointing.TrainedModel(
-      gan=gan, state=state, class_names=list(class_names), step=step, config=config
+  model = trained.TrainedModel(
+      generator=gan.generator,
+      variables=ts.generator_variables(state),
+      class_names=list(class_names),
+      step=step,
+      config=config,
   )
   results = evaluate.evaluate(
       model,
