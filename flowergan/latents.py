@@ -6,9 +6,10 @@ A walk goes from the noise of one seed to the noise of another along the great c
 labels the class input is blended from one one-hot to the other along the way (a class morph).
 A walk's first and last frames are exactly the single samples of its two seeds and labels.
 
-The walk's ends are drawn by `flowergan.sampling.seed_noise`; the images are encoded by
-`flowergan.imaging`. Saved noise (`save_z` / `load_z`) is the exact float32 array the generator was fed, as a `.npy`
-file, so a chosen flower can be regenerated bit for bit without its seed.
+The walk's ends are drawn by `flowergan.sampling.seed_noise`, its requests are served by
+`flowergan.sampling.sample_walk` and its images encoded by `flowergan.imaging`. Saved noise
+(`save_z` / `load_z`) is the exact float32 array the generator was fed, as a `.npy` file, so a
+chosen flower can be regenerated bit for bit without its seed.
 """
 
 from __future__ import annotations

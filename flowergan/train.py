@@ -26,7 +26,8 @@ from clu import metric_writers
 from flax import traverse_util
 
 from flowergan import errors
-from flowergan import checkpointing, config_checks, imaging, sampling, storage, trained, workdir_guard
+from flowergan import checkpointing, config_checks, imaging, sampling, storage, trained
+from flowergan import workdir_guard
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
