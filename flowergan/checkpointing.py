@@ -209,8 +209,10 @@ def restore_subtrees(manager: ocp.CheckpointManager, step: int, name: str, targe
       target,
   )
   partial = ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
-  restored = manager.restore(step, args=ocp.args.Composite(**{name: partial}))
-  return restored[name]
+  # Its own checkpointer on the item's folder: a manager that has saved or restored the item with
+  # `StandardSave/Restore` holds a handler that refuses `PyTreeRestore` arguments.
+  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
+    return checkpointer.restore(epath.Path(manager.directory) / str(step) / name, args=partial)
 
 
 def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
