@@ -101,16 +101,20 @@ def _config(root, **train):
 
 
 def _damage(workdir, step, how):
-  state = workdir / "checkpoints" / str(step) / "state"
-  if how == "truncated data file":
-    data = max((p for p in (state / "ocdbt.process_0" / "d").iterdir()), key=os.path.getsize)
-    os.truncate(data, 100)
-  elif how == "no _METADATA":
-    os.remove(state / "_METADATA")
-  elif how == "no manifest.ocdbt":
-    os.remove(state / "manifest.ocdbt")
-  elif how == "broken metadata JSON":
+  """Damages `step` as `how` says; array damage hits both array items, `state` (what training
+  resumes from) and `generator` (what sampling reads)."""
+  if how == "broken metadata JSON":
     (workdir / "checkpoints" / str(step) / "metadata" / "metadata").write_text("{broken")
+    return
+  for item in ("state", "generator"):
+    arrays = workdir / "checkpoints" / str(step) / item
+    if how == "truncated data file":
+      data = max((p for p in (arrays / "ocdbt.process_0" / "d").iterdir()), key=os.path.getsize)
+      os.truncate(data, 100)
+    elif how == "no _METADATA":
+      os.remove(arrays / "_METADATA")
+    elif how == "no manifest.ocdbt":
+      os.remove(arrays / "manifest.ocdbt")
 
 
 DAMAGES = ["truncated data file", "no _METADATA", "no manifest.ocdbt", "broken metadata JSON"]
