@@ -77,11 +77,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
-  from flowergan import checkpointing, errors  # after the log settings; keeps --help fast
+  from flowergan import errors, trained  # after the log settings; keeps --help fast
 
   try:
     _check_flags()
-    model = checkpointing.load_trained(_WORKDIR.value, _parse_step(_STEP.value))
+    model = trained.load_trained(_WORKDIR.value, _parse_step(_STEP.value))
     message = _walk(model) if _INTERPOLATE.value is not None else _grid(model)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
@@ -89,7 +89,7 @@ def main(argv):
 
 
 def _check_flags() -> None:
-  from flowergan import sampling
+  from flowergan import imaging, sampling
 
   if _NUM.value < 1:
     raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
@@ -102,7 +102,7 @@ def _check_flags() -> None:
     if a.present and b.present:
       raise sampling.SamplingError(f"--{a.name} and --{b.name} exclude each other: {why}.")
   if _OUT.value and _INTERPOLATE.value is None:
-    sampling.grid_format(_OUT.value)  # a bad extension fails before the checkpoint is read
+    imaging.grid_format(_OUT.value)  # a bad extension fails before the checkpoint is read
   if "," in _LABEL.value and _INTERPOLATE.value is None:
     raise sampling.SamplingError(
         f"two labels ({_LABEL.value}) make a class morph, which needs --interpolate=SEED_A,SEED_B."
@@ -111,32 +111,36 @@ def _check_flags() -> None:
 
 def _grid(model) -> str:
   """A grid (or single files) of `--num` images, the noise from --seed or --z_file."""
-  from flowergan import config_checks, latents, sampling
+  from flowergan import config_checks, imaging, latents, sampling
 
-  z_dim, class_names = model.gan.z_dim, model.class_names
+  class_names = model.class_names
+  num, z = _NUM.value, None
   if _Z_FILE.value:
-    z = latents.load_z(_Z_FILE.value, z_dim)
-    labels = sampling.resolve_labels(
-        _LABEL.value, class_names, _num_for_rows(len(z), len(class_names)), _SEED.value
-    )
-    if len(labels) != len(z):
+    z = latents.load_z(_Z_FILE.value, model.z_dim)
+    num = _num_for_rows(len(z), len(class_names))
+    wanted = len(sampling.resolve_labels(_LABEL.value, class_names, num, _SEED.value))
+    if wanted != len(z):
       raise latents.LatentError(
           f"{_Z_FILE.value} has {len(z)} noise vectors but --label={_LABEL.value} "
-          f"--num={_NUM.value} asks for {len(labels)} images."
+          f"--num={_NUM.value} asks for {wanted} images."
       )
-  else:
-    labels = sampling.resolve_labels(_LABEL.value, class_names, _NUM.value, _SEED.value)
-    z = sampling.noise(_SEED.value, len(labels), z_dim, _TRUNCATION.value)
-  params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
-  images = sampling.generate_from_z(model.gan, params, batch_stats, z, labels)
+  samples = sampling.sample_grid(
+      model, _LABEL.value, num, _SEED.value, _TRUNCATION.value, z=z, use_ema=not _NO_EMA.value
+  )
+  labels = samples.labels
   label = config_checks.file_stem(_LABEL.value)
   out = _OUT.value or f"{_WORKDIR.value}/samples/sample_{label}_seed{_SEED.value}.png"
   per_class = len(labels) // len(class_names) if _LABEL.value == "all" else None
-  paths = sampling.write_images(
-      images, out, labels=labels, class_names=class_names, ncols=per_class, group_size=per_class
+  paths = imaging.write_images(
+      samples.images,
+      out,
+      labels=labels,
+      class_names=class_names,
+      ncols=per_class,
+      group_size=per_class,
   )
   if _SAVE_Z.value:
-    latents.save_z(_SAVE_Z.value, z)
+    latents.save_z(_SAVE_Z.value, samples.z)
   what = "a grid of" if len(paths) == 1 else f"{len(paths)} files with"
   source = f"noise {_Z_FILE.value}" if _Z_FILE.value else f"seed {_SEED.value}"
   return f"wrote {what} {len(labels)} images ({_LABEL.value}, step {model.step}, {source}) to {out}"
@@ -151,7 +155,7 @@ def _num_for_rows(rows: int, num_classes: int) -> int:
 
 def _walk(model) -> str:
   """A latent walk between the single samples of two seeds (and labels): PNG strip + GIF."""
-  from flowergan import config_checks, latents, sampling
+  from flowergan import config_checks, imaging, latents, sampling
 
   seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
   names = model.class_names
@@ -169,17 +173,17 @@ def _walk(model) -> str:
   )
   if not out.lower().endswith(".png"):
     raise latents.LatentError(f"--out of a walk is the .png strip (the GIF goes beside it): {out}.")
-  z_dim, truncation = model.gan.z_dim, _TRUNCATION.value
-  z = latents.walk(
-      latents.seed_noise(seed_a, z_dim, truncation),
-      latents.seed_noise(seed_b, z_dim, truncation),
+  walk = sampling.sample_walk(
+      model,
+      (seed_a, seed_b),
+      (pair[0], pair[1]),
       _FRAMES.value,
+      _TRUNCATION.value,
+      use_ema=not _NO_EMA.value,
   )
-  weights = latents.blend_labels(names.index(pair[0]), names.index(pair[1]), len(z), len(names))
-  params, batch_stats = model.variables(use_ema=not _NO_EMA.value)
-  images = sampling.generate_from_z(model.gan, params, batch_stats, z, weights)
+  z = walk.z
   gif = out[: -len(".png")] + ".gif"
-  latents.write_walk(images, out, gif)
+  imaging.write_walk(walk.images, out, gif)
   if _SAVE_Z.value:
     latents.save_z(_SAVE_Z.value, z)
   return (

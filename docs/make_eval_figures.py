@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from flowergan import checkpointing, metrics, sampling  # noqa: E402
+from flowergan import imaging, metrics, sampling, trained  # noqa: E402
 
 _RUNS = flags.DEFINE_list("runs", None, "Workdirs.", required=True)
 _NAMES = flags.DEFINE_list("names", None, "A title per run.", required=True)
@@ -45,9 +45,7 @@ def _hstack(images, gap=8) -> np.ndarray:
 
 
 def _samples(model, use_ema, num, seed=0):
-  labels = np.repeat(np.arange(len(model.class_names), dtype=np.int32), num)
-  params, stats = model.variables(use_ema=use_ema)
-  return sampling.generate(model.gan, params, stats, labels, seed=seed)
+  return sampling.sample_grid(model, "all", num, seed, use_ema=use_ema).images
 
 
 def _vstack(images, gap=8) -> np.ndarray:
@@ -63,11 +61,11 @@ def _enlarge(images, scale):
 def ablation(scale=2):
   rows = []
   for run, name in zip(_RUNS.value, _NAMES.value):
-    model = checkpointing.load_trained(run)
+    model = trained.load_trained(run)
     panels = []
     for use_ema in (True, False):
       images = _enlarge(_samples(model, use_ema, _NUM.value), scale)
-      grid = sampling.make_grid(images, ncols=_NUM.value)
+      grid = imaging.make_grid(images, ncols=_NUM.value)
       panels.append(_titled(grid, "EMA generator" if use_ema else "raw generator"))
     rows.append(_titled(_hstack(panels, gap=16), name))
   return _vstack(rows)
@@ -76,12 +74,12 @@ def ablation(scale=2):
 def upsampling(scale=4, num=3):
   panels = []
   for run, name in zip(_RUNS.value, _NAMES.value):
-    model = checkpointing.load_trained(run)
+    model = trained.load_trained(run)
     images = _samples(model, True, 1000)
     score = metrics.checkerboard_score(images * 2 - 1)
     k = len(model.class_names)
     pick = np.concatenate([images[i * 1000 : i * 1000 + num] for i in range(k)])
-    grid = sampling.make_grid(_enlarge(pick, scale), ncols=num)
+    grid = imaging.make_grid(_enlarge(pick, scale), ncols=num)
     panels.append(_titled(grid, f"{name}: checkerboard {score:.4f}"))
   return _hstack(panels, gap=16)
 

@@ -1,8 +1,15 @@
-"""Orbax checkpoints of the training state plus the JSON metadata needed to use them alone.
+"""Orbax checkpoints of a run: items of arrays plus the JSON metadata needed to use them alone.
 
-Layout: `workdir/checkpoints/<step>/{state, metadata}`. `metadata` holds the whole config as JSON
-and the class names, so sampling needs nothing but the workdir. Arrays are restored onto the
-current mesh (a run saved on 8 devices samples on 1).
+Layout (format version 2): `workdir/checkpoints/<step>/{state, generator, metadata}`.
+`state` is what training resumes from (both nets and their optimisers); `generator` holds only
+the generator's sampling variables (`ema_params`, `g_params`, `g_batch_stats`), so sampling,
+the demo and evaluation read nothing else; `metadata` holds the whole config as JSON and the
+class names, so sampling needs nothing but the workdir. Version-1 checkpoints have no
+`generator` item (see `flowergan.trained`). Arrays are restored onto the current mesh (a run
+saved on 8 devices samples on 1).
+
+This module only reads and writes: it restores any item into the abstract target (shapes,
+dtypes, shardings) its caller describes, and knows nothing of what the arrays mean.
 
 Checkpoints are shared between people and survive crashes, so what they hold is checked when
 read: a step that does not restore is *damaged* (`DamagedCheckpointError`, naming the step) and
@@ -27,10 +34,10 @@ from absl import logging
 from etils import epath
 
 from flowergan import config_checks, default_config, errors, storage
-from flowergan import train_step as ts
 from flowergan import mesh as mesh_lib
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: no `generator` item (the generator's variables only inside `state`)
+STATE, GENERATOR, METADATA = "state", "generator", "metadata"  # the items of a step
 DAMAGED_DIR = "damaged_checkpoints"  # in the workdir: where training moves unrestorable steps
 _T = TypeVar("_T")
 
@@ -124,7 +131,7 @@ def make_manager(
       options=ocp.CheckpointManagerOptions(
           create=create, enable_async_checkpointing=False, **_preservation(max_to_keep, best)
       ),
-      item_names=("state", "metadata"),
+      item_names=(STATE, GENERATOR, METADATA),
   )
 
 
@@ -144,26 +151,26 @@ def config_from_metadata(metadata: dict) -> ml_collections.ConfigDict:
 
 def save(
     manager: ocp.CheckpointManager,
-    state: ts.TrainState,
+    step: int,
+    items: dict[str, Any],
     metadata: dict,
     *,
     force: bool = False,
     metrics: dict | None = None,
 ) -> bool:
-  """Saves `state` at its step; `CheckpointError` in one line if it cannot be written.
+  """Saves the array `items` (name → pytree) and `metadata` at `step`; `CheckpointError` in one
+  line if they cannot be written.
 
   A step that is already on disk is not written again (returns False). `metrics` (the same on
   every process) rank the checkpoint for the best-checkpoint policy.
   """
-  step = int(jax.device_get(state.step))
   if step in manager.all_steps():
     return False
+  args = {name: ocp.args.StandardSave(tree) for name, tree in items.items()}
   try:
     return manager.save(
         step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)
-        ),
+        args=ocp.args.Composite(**args, metadata=ocp.args.JsonSave(metadata)),
         metrics=metrics,
         force=force,
     )
@@ -176,18 +183,38 @@ def restore_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
   return dict(restored["metadata"])
 
 
-def abstract_state(gan: ts.WGANGP, mesh) -> Any:
-  """Shapes, dtypes and (replicated, current-mesh) shardings of the state, without computing it."""
-  shapes = jax.eval_shape(gan.init, jax.random.key(0))
+def on_mesh(shapes: Any, mesh) -> Any:
+  """`shapes` (a pytree of arrays or `ShapeDtypeStruct`s) replicated on `mesh`: an abstract
+  restore target."""
   sharding = mesh_lib.replicated(mesh)
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
-def restore_state(manager: ocp.CheckpointManager, step: int, gan: ts.WGANGP, mesh) -> ts.TrainState:
+def has_item(manager: ocp.CheckpointManager, step: int, name: str) -> bool:
+  """Whether `step` holds the item `name` (a version-1 step has no `generator`)."""
+  return (epath.Path(manager.directory) / str(step) / name).exists()
+
+
+def restore_item(manager: ocp.CheckpointManager, step: int, name: str, target: Any) -> Any:
+  """The item `name` of `step` restored into the abstract `target`; no other item is read."""
   restored = manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state(gan, mesh)))
+      step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(target)})
   )
-  return restored["state"]
+  return restored[name]
+
+
+def restore_subtrees(manager: ocp.CheckpointManager, step: int, name: str, target: dict) -> dict:
+  """Only the top-level entries of `target` out of the item `name` (a dict on disk), e.g. the
+  generator's variables out of a version-1 `state`; the other entries are not read."""
+  restore_args = jax.tree.map(
+      lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=x.shape, dtype=x.dtype),
+      target,
+  )
+  partial = ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
+  # Its own checkpointer on the item's folder: a manager that has saved or restored the item with
+  # `StandardSave/Restore` holds a handler that refuses `PyTreeRestore` arguments.
+  with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
+    return checkpointer.restore(epath.Path(manager.directory) / str(step) / name, args=partial)
 
 
 def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
@@ -205,23 +232,34 @@ def read_metadata(manager: ocp.CheckpointManager, step: int) -> dict:
     config.data, config.model, config.train  # pylint: disable=pointless-statement
   except Exception as e:  # pylint: disable=broad-except  # anything unreadable is damage
     raise DamagedCheckpointError(step, manager.directory, e) from None
+  version = metadata.get("format_version", 1)
+  if not isinstance(version, int) or version > FORMAT_VERSION:
+    raise CheckpointError(
+        f"checkpoint step {step} in {manager.directory} has format version {version!r}, newer "
+        f"than this flowergan reads ({FORMAT_VERSION}): update flowergan."
+    )
   config_checks.check_class_names(
       metadata["class_names"], f"the metadata of checkpoint step {step} in {manager.directory}"
   )
   return metadata
 
 
-def read_state(manager: ocp.CheckpointManager, step: int, gan: ts.WGANGP, mesh) -> ts.TrainState:
-  """`restore_state`, with any failure to read it as `DamagedCheckpointError`.
+def read_item(manager: ocp.CheckpointManager, step: int, restore: Callable[[], _T]) -> _T:
+  """`restore()` of one step's arrays, with any failure to read them as `DamagedCheckpointError`.
 
-  Call it only with a `gan` whose architecture matches the checkpoint's (`check_compatible`),
+  Call it only with a target whose architecture matches the checkpoint's (`check_compatible`),
   so that a failure here means damage, not a changed config.
   """
   _ignore_closed_event_loop_callbacks()
   try:
-    return restore_state(manager, step, gan, mesh)
+    return restore()
   except Exception as e:  # pylint: disable=broad-except  # pytree / TensorStore / asyncio errors
     raise DamagedCheckpointError(step, manager.directory, e) from None
+
+
+def read_state(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
+  """The `state` item of `step` in the abstract `target` (see `read_item`)."""
+  return read_item(manager, step, lambda: restore_item(manager, step, STATE, target))
 
 
 def _ignore_closed_event_loop_callbacks() -> None:
@@ -334,22 +372,6 @@ def check_compatible(
     )
 
 
-@dataclasses.dataclass
-class TrainedModel:
-  """A trained run as loaded from its checkpoint: what sampling, evaluation and the demo use."""
-
-  gan: ts.WGANGP
-  state: ts.TrainState
-  class_names: list[str]
-  step: int
-  config: object
-  metadata: dict | None = None  # the checkpoint's own (e.g. `imported_generator`)
-
-  def variables(self, use_ema: bool = True) -> tuple:
-    params = self.state.ema_params if use_ema else self.state.g_params
-    return params, self.state.g_batch_stats
-
-
 def best_step(workdir: str, manager: ocp.CheckpointManager) -> int:
   """The step of the best checkpoint, ranked as the run's config says (`best_checkpoint`)."""
   config = config_from_metadata(restore_metadata(manager, manager.latest_step()))
@@ -368,56 +390,3 @@ def best_step(workdir: str, manager: ocp.CheckpointManager) -> int:
         "training): pass --step=N or leave --step out for the latest."
     )
   return step
-
-
-def load_trained(workdir: str, step: int | str | None = None) -> TrainedModel:
-  """The generator (and the rest of the state) from `workdir`'s latest or given checkpoint.
-
-  `step`: a step number, `'best'` for the best evaluated one, or None: the newest checkpoint
-  that restores (a damaged latest one is skipped with a warning). A damaged `step` is refused
-  in one line naming the available ones.
-  """
-  directory = checkpoint_dir(workdir)
-  how_to_train = "train one with `python train.py --config=configs/cwgan128.py` (or pass --workdir)"
-  if not directory.is_dir():
-    raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
-  manager = make_manager(workdir, create=False)
-  try:
-    steps = sorted(manager.all_steps())
-    if not steps:
-      raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
-    if step is None:
-      step, model, _ = restore_newest(
-          manager,
-          lambda s: _load_step(manager, s),
-          advice=f"train again (another --workdir) or restore them; steps: {steps}.",
-      )
-      return model
-    if step == "best":
-      step = best_step(workdir, manager)
-    if step not in steps:
-      raise CheckpointError(
-          f"no checkpoint for step {step} in {workdir}; available steps: {steps}."
-      )
-    try:
-      return _load_step(manager, step)
-    except DamagedCheckpointError as e:
-      raise CheckpointError(
-          f"{e}; available steps: {steps}: pass another --step, or none for the newest one "
-          "that restores."
-      ) from None
-  finally:
-    manager.close()
-
-
-def _load_step(manager: ocp.CheckpointManager, step: int) -> TrainedModel:
-  """The model of one step, its stored config validated before anything is built from it."""
-  metadata = read_metadata(manager, step)
-  config = config_from_metadata(metadata)
-  config_checks.validate(config, what=f"config stored in checkpoint step {step}")
-  class_names = metadata["class_names"]
-  gan = ts.wgangp_from_config(config, num_classes=len(class_names))
-  state = read_state(manager, step, gan, mesh_lib.make_mesh())
-  return TrainedModel(
-      gan=gan, state=state, class_names=class_names, step=step, config=config, metadata=metadata
-  )

@@ -5,7 +5,8 @@ only draws widgets; everything here is testable without a browser.
 
 Same images as `sample.py`: a grid of n² flowers of class C with seed S and truncation T is
 `sample.py --label=C --num=n² --seed=S --truncation=T`, bit for bit (the downloaded PNG is the
-very file sample.py writes). ALL draws each flower's class from the seed, which is
+very file sample.py writes): both call `sampling.sample_grid` / `sampling.sample_walk` and
+encode with `flowergan.imaging`. ALL draws each flower's class from the seed, which is
 `sample.py --label=random`. Every request is computed in the one batch shape
 `sampling.BATCH_SIZE` (49, the 7×7 grid), so the generator compiles once per process.
 """
@@ -13,16 +14,14 @@ very file sample.py writes). ALL draws each flower's class from the seed, which 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import os
 import time
 
 import numpy as np
-from PIL import Image
 
-from flowergan import checkpointing, errors, latents, sampling
+from flowergan import errors, imaging, sampling, trained
 
 ALL = "ALL"  # the original's radio option for "every class"
 TRUNCATION_RANGE = (0.01, 3.0)
@@ -60,15 +59,14 @@ class Grid:
 class Demo:
   """A loaded run: the EMA generator, its class names, step and evaluation numbers."""
 
-  def __init__(self, model: checkpointing.TrainedModel, workdir: str):
+  def __init__(self, model: trained.TrainedModel, workdir: str):
     self.model = model
     self.workdir = workdir
-    self.params, self.batch_stats = model.variables(use_ema=True)
 
   @classmethod
   def load(cls, workdir: str, step: int | None = None) -> Demo:
     """Loads and compiles (one padded batch); raises FlowerganError with a one-line message."""
-    demo = cls(checkpointing.load_trained(workdir, step), workdir)
+    demo = cls(trained.load_trained(workdir, step), workdir)
     demo.warm_up()
     return demo
 
@@ -82,30 +80,30 @@ class Demo:
 
   @property
   def image_size(self) -> int:
-    return int(self.model.gan.generator.image_size)
+    return self.model.image_size
 
   def warm_up(self) -> None:
     """Compiles the generator for the one batch shape every request uses."""
-    self.generate(np.zeros((1, self.model.gan.z_dim), np.float32), np.zeros((1,), np.int32))
+    sampling.sample_grid(self.model, self.class_names[0], 1, z=np.zeros((1, self.model.z_dim)))
 
-  def generate(self, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return sampling.generate_from_z(self.model.gan, self.params, self.batch_stats, z, labels)
-
-  def labels(self, choice: str, num: int, seed: int) -> np.ndarray:
+  def label(self, choice: str) -> str:
     """ALL: each class drawn from the seed (`sample.py --label=random`); else one class."""
     if choice != ALL and choice not in self.class_names:
       raise DemoError(f"unknown class {choice!r}; this run has {', '.join(self.class_names)}.")
-    label = "random" if choice == ALL else choice
-    return sampling.resolve_labels(label, self.class_names, num, seed)
+    return "random" if choice == ALL else choice
+
+  def labels(self, choice: str, num: int, seed: int) -> np.ndarray:
+    """The labels of a grid of `num` flowers of `choice` with `seed` (as `grid` draws them)."""
+    return sampling.resolve_labels(self.label(choice), self.class_names, num, seed)
 
   def grid(self, request: Request) -> Grid:
     check_request(request)
     start = time.perf_counter()
-    num = request.grid**2
-    labels = self.labels(request.choice, num, request.seed)
-    z = sampling.noise(request.seed, num, self.model.gan.z_dim, request.truncation)
-    images = self.generate(z, labels)
-    return Grid(request, images, labels, time.perf_counter() - start)
+    label = self.label(request.choice)
+    samples = sampling.sample_grid(
+        self.model, label, request.grid**2, request.seed, request.truncation
+    )
+    return Grid(request, samples.images, samples.labels, time.perf_counter() - start)
 
   def walk(
       self, seed_a: int, seed_b: int, frames: int, class_a: str, class_b: str, truncation: float
@@ -115,14 +113,10 @@ class Demo:
     for name in (class_a, class_b):
       if name not in names:
         raise DemoError(f"unknown class {name!r}; this run has {', '.join(names)}.")
-    z_dim = self.model.gan.z_dim
-    z = latents.walk(
-        latents.seed_noise(seed_a, z_dim, truncation),
-        latents.seed_noise(seed_b, z_dim, truncation),
-        frames,
+    walk = sampling.sample_walk(
+        self.model, (seed_a, seed_b), (class_a, class_b), frames, truncation
     )
-    weights = latents.blend_labels(names.index(class_a), names.index(class_b), frames, len(names))
-    return self.generate(z, weights)
+    return walk.images
 
   def enlargement(self) -> int:
     """Nearest-neighbour factor: the original's ×4 at 128×128, as large for smaller models."""
@@ -163,26 +157,17 @@ def sample_command(request: Request, workdir: str) -> str:
   )
 
 
-def png_bytes(array: np.ndarray, compress_level: int | None = None) -> bytes:
-  """A uint8 (H, W, 3) array as PNG bytes; by default exactly what `sampling.save_png` writes
-  for the same array (PIL's default settings)."""
-  buffer = io.BytesIO()
-  options = {} if compress_level is None else {"compress_level": compress_level}
-  Image.fromarray(array).save(buffer, format="PNG", **options)
-  return buffer.getvalue()
-
-
 def grid_png(grid: Grid) -> bytes:
   """The grid as `sample.py` writes it (same layout, same pixels, same PNG bytes)."""
-  return png_bytes(sampling.make_grid(grid.images))
+  return imaging.png_bytes(imaging.make_grid(grid.images))
 
 
 def display_pngs(grid: Grid, factor: int) -> list[bytes]:
   """Each image enlarged `factor`× with nearest-neighbour on the server (the browser would
   smooth it), as PNG; fast compression: these are rendered once and thrown away."""
   return [
-      png_bytes(latents.enlarge(image, factor), compress_level=1)
-      for image in sampling.to_uint8(grid.images)
+      imaging.png_bytes(imaging.enlarge(image, factor), compress_level=1)
+      for image in imaging.to_uint8(grid.images)
   ]
 
 

@@ -16,7 +16,7 @@ import sys
 
 import streamlit as st
 
-from flowergan import demo_app, errors, latents
+from flowergan import demo_app, errors, imaging
 
 TITLE = "THIS FLOWER DOES NOT EXIST"
 PAPERS = (
@@ -123,11 +123,11 @@ def show_walk(demo: demo_app.Demo, request: demo_app.Request) -> None:
   class_b = last.selectbox("To class", names, names.index(first), key="walk_to_class")
   images = demo.walk(request.seed, int(seed_b), int(frames), class_a, class_b, request.truncation)
   scale = demo.enlargement()
-  st.image(latents.gif_bytes(images, scale=max(1, scale // 2)), caption="The walk, animated")
-  strip = latents.strip(images)
+  st.image(imaging.gif_bytes(images, scale=max(1, scale // 2)), caption="The walk, animated")
+  strip = imaging.strip(images)
   # Streamlit resizes (bilinearly) anything wider than its 1460 px content width.
   st.image(
-      demo_app.png_bytes(latents.enlarge(strip, max(1, 1460 // strip.shape[1]))),
+      imaging.png_bytes(imaging.enlarge(strip, max(1, 1460 // strip.shape[1]))),
       output_format="PNG",
       caption=f"From the grid's first flower (seed {request.seed}, {class_a}) to seed {seed_b}'s "
       f"({class_b}), {frames} frames.",

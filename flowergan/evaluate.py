@@ -42,7 +42,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from flowergan import checkpointing, default_config, errors, metrics, sampling, storage
+from flowergan import default_config, errors, metrics, sampling, storage, trained
 from flowergan import classifier as clf
 
 METRICS_FILE = "metrics.jsonl"
@@ -75,7 +75,7 @@ def _checked_real_images(model, real_images, real_labels, class_names):
     )
   real = clf.to_model_range(real_images)
   real_labels = np.asarray(real_labels, np.int32)
-  size = model.gan.generator.image_size
+  size = model.image_size
   if real.ndim != 4 or real.shape[1:] != (size, size, 3) or len(real) != len(real_labels):
     raise EvaluationError(
         f"real images {real.shape} / labels {real_labels.shape} do not fit "
@@ -93,10 +93,15 @@ def _generate_per_class(model, num_classes: int, eval_config, seed: int, use_ema
   The generator runs on host copies of the weights: on one local device even when the training
   state is spread over a multi-host mesh.
   """
-  params, batch_stats = jax.device_get(model.variables(use_ema=use_ema))
+  variables = jax.device_get(model.sampling_variables(use_ema=use_ema))
   labels = np.repeat(np.arange(num_classes, dtype=np.int32), int(eval_config.num_per_class))
   images = sampling.generate(
-      model.gan, params, batch_stats, labels, seed=seed, batch_size=int(eval_config.batch_size)
+      model.generator,
+      variables,
+      labels,
+      z_dim=model.z_dim,
+      seed=seed,
+      batch_size=int(eval_config.batch_size),
   )
   return images * 2.0 - 1.0, labels
 
@@ -171,7 +176,7 @@ def _append_metrics(workdir: str | os.PathLike, results: dict[str, Any]) -> None
 
 
 def evaluate(
-    model: str | checkpointing.TrainedModel,
+    model: str | trained.TrainedModel,
     real_images,
     real_labels,
     class_names,
@@ -185,7 +190,7 @@ def evaluate(
   """Evaluates a trained generator against the real images; returns a flat dict of scalars.
 
   Args:
-    model: a workdir (its latest checkpoint is loaded) or a `checkpointing.TrainedModel`.
+    model: a workdir (its latest checkpoint is loaded) or a `trained.TrainedModel`.
     real_images: uint8 (N, S, S, 3) as `imagesets.load_images` returns (or floats in
       [-1, 1]).
     real_labels: int (N,).
@@ -198,7 +203,7 @@ def evaluate(
   """
   if isinstance(model, (str, os.PathLike)):
     workdir = workdir or os.fspath(model)
-    model = checkpointing.load_trained(workdir)
+    model = trained.load_trained(workdir)
   if eval_config is None:
     eval_config = eval_config_of(model.config)
   class_names = list(class_names)
@@ -318,7 +323,7 @@ def evaluate_run(
   The real images are read with the checkpoint's data config, TensorFlow imported only now;
   synthetic data are rendered into `cache_dir`, never into the checkpoint's stored one.
   """
-  model = checkpointing.load_trained(workdir, step)
+  model = trained.load_trained(workdir, step)
   eval_config = eval_config_of(model.config)
   for name, value in (("num_per_class", num_per_class), ("seed", seed)):
     if value is not None:

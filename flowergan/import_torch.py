@@ -232,7 +232,9 @@ def import_file(path: str, workdir: str, config) -> tuple[int, str]:
         "source": AUTHORS_REPOSITORY,
         "critic": "not published by the authors: randomly initialised, never trained",
     }
-    checkpointing.save(manager, state, metadata, force=True)
+    # The `generator` item is what sampling reads; `state` (with the random critic) is what a
+    # `--config.train.fresh_critic=True` run resumes from.
+    checkpointing.save(manager, IMPORTED_STEP, ts.checkpoint_items(state), metadata, force=True)
     manager.wait_until_finished()
   finally:
     manager.close()

@@ -6,27 +6,21 @@ A walk goes from the noise of one seed to the noise of another along the great c
 labels the class input is blended from one one-hot to the other along the way (a class morph).
 A walk's first and last frames are exactly the single samples of its two seeds and labels.
 
-Saved noise (`save_z` / `load_z`) is the exact float32 array the generator was fed, as a `.npy`
-file, so a chosen flower can be regenerated bit for bit without its seed.
+The walk's ends are drawn by `flowergan.sampling.seed_noise`, its requests are served by
+`flowergan.sampling.sample_walk` and its images encoded by `flowergan.imaging`. Saved noise
+(`save_z` / `load_z`) is the exact float32 array the generator was fed, as a `.npy` file, so a
+chosen flower can be regenerated bit for bit without its seed.
 """
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
 
-from flowergan import errors, sampling, storage
+from flowergan import errors, storage
 
 
 class LatentError(errors.FlowerganError):
   """A bad walk request or noise file; the message is one line that says what to do."""
-
-
-def seed_noise(seed: int, z_dim: int, truncation: float | None) -> np.ndarray:
-  """The noise of the single sample of `seed` (`sample.py --seed=SEED --num=1`), (z_dim,)."""
-  return sampling.noise(seed, 1, z_dim, truncation)[0]
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -101,38 +95,3 @@ def load_z(path: str, z_dim: int) -> np.ndarray:
   if not np.all(np.isfinite(z)):
     raise LatentError(f"{path} contains NaN or infinite values.")
   return z
-
-
-def strip(images: np.ndarray) -> np.ndarray:
-  """The frames (N, S, S, 3) in [0, 1] side by side, as one uint8 image with white borders."""
-  return sampling.make_grid(images, ncols=len(images), max_columns=len(images))  # one row
-
-
-def gif_bytes(images: np.ndarray, frame_ms: int = 120, scale: int = 1) -> bytes:
-  """An animated GIF that plays the walk forth and back (loops without a jump), each frame
-  enlarged `scale`× with nearest-neighbour."""
-  frames = [Image.fromarray(enlarge(x, scale)) for x in sampling.to_uint8(images)]
-  frames += frames[-2:0:-1]
-  buffer = io.BytesIO()
-  frames[0].save(
-      buffer, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0
-  )
-  return buffer.getvalue()
-
-
-def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
-  """Nearest-neighbour enlargement of an (H, W, C) image: every pixel becomes a factor² block."""
-  return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
-
-
-def write_walk(images: np.ndarray, png_path: str, gif_path: str) -> None:
-  """The strip as a PNG (the generator's pixels) and the animation as a GIF (enlarged to at
-  least 256 px, nearest-neighbour), each written atomically."""
-  try:
-    sampling.save_png(strip(images), png_path)
-    with storage.atomic_file(gif_path) as tmp, open(tmp, "wb") as f:
-      f.write(gif_bytes(images, scale=max(1, 256 // images.shape[1])))
-  except OSError as e:
-    raise LatentError(
-        f"cannot write the walk to {png_path} ({e.strerror}): choose a writable --out."
-    ) from None

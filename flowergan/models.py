@@ -305,6 +305,28 @@ def _conv_computed_by(conv_general_dilated) -> ModuleDef:
   return functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
+def compute_dtype(name: str) -> Dtype:
+  """`config.train.dtype` ('float32' or 'bfloat16') as a dtype."""
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(name)
+  if dtype is None:
+    raise ValueError(f"config.train.dtype must be 'float32' or 'bfloat16', got {name!r}.")
+  return dtype
+
+
+def build_generator(
+    model_config, *, image_size: int, num_classes: int, dtype: Dtype = jnp.float32
+) -> Generator:
+  """The generator described by `config.model` (all that sampling needs)."""
+  return Generator(
+      image_size=image_size,
+      num_classes=num_classes,
+      width=model_config.width,
+      upsample=model_config.upsample,
+      dtype=dtype,
+      conv=conv_module(model_config.get("generator_conv", "auto"), role="generator"),
+  )
+
+
 def build_models(
     model_config, *, image_size: int, num_classes: int, dtype: Dtype = jnp.float32
 ) -> tuple[Generator, Critic]:
@@ -315,14 +337,7 @@ def build_models(
   function or the parameters.
   """
   return (
-      Generator(
-          image_size=image_size,
-          num_classes=num_classes,
-          width=model_config.width,
-          upsample=model_config.upsample,
-          dtype=dtype,
-          conv=conv_module(model_config.generator_conv, role="generator"),
-      ),
+      build_generator(model_config, image_size=image_size, num_classes=num_classes, dtype=dtype),
       Critic(
           image_size=image_size,
           num_classes=num_classes,

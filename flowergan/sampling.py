@@ -1,23 +1,26 @@
-"""Sampling from a trained run: needs only the workdir (the checkpoint carries its config)."""
+"""From a request to images: noise, labels, the generator, and the two kinds of request.
+
+A *grid request* (label, number, seed, truncation, or saved noise) is `sample_grid`; a *walk
+request* (two seeds, two labels, frames, truncation) is `sample_walk`. `sample.py` and the web
+demo both call them, so the same request gives the same images, bit for bit; the images are
+encoded by `flowergan.imaging`. Sampling needs a `flowergan.models.Generator` and its variables
+only (`flowergan.trained.TrainedModel`): nothing of training is imported.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import io
-import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
-from PIL import Image
 
-from flowergan import batching, config_checks, errors, storage
-from flowergan import train_step as ts
+from flowergan import batching, errors, latents, models
 
-# `--out` extensions that mean one grid image, and their PIL formats; no extension: a directory.
-GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-_MAX_SIDE = {"JPEG": 65_535, "WEBP": 16_383}  # what the formats can store; PNG has no limit
-MAX_GRID_COLUMNS = 16  # wider grids wrap: `--label=all --num=5000` stays viewable
+if TYPE_CHECKING:
+  from flowergan.trained import TrainedModel
 
 
 class SamplingError(errors.FlowerganError):
@@ -74,26 +77,30 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
   return np.eye(num_classes, dtype=np.float32)[labels.astype(np.int64)]
 
 
-@functools.partial(jax.jit, static_argnames=("gan",))
-def _generate(gan: ts.WGANGP, params, batch_stats, z, weights):
-  return gan.generate(params, batch_stats, z, weights)
+@functools.partial(jax.jit, static_argnames=("generator",))
+def _generate(generator: models.Generator, variables, z, weights):
+  """Images in [-1, 1] with BatchNorm's running statistics (inference mode)."""
+  return generator.apply(variables, z, weights, train=False)
 
 
 def generate(
-    gan: ts.WGANGP,
-    params,
-    batch_stats,
+    generator: models.Generator,
+    variables: dict[str, Any],
     labels: np.ndarray,
     *,
+    z_dim: int,
     seed: int = 0,
     truncation: float | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> np.ndarray:
   """Images in [0, 1], float32 (N, S, S, 3) of integer `labels` (N,) or class weights (N, C).
-  The noise is `noise(seed, N, ...)`, whose first rows do not depend on N: image i is the same
-  in any request that asks for at least i + 1."""
-  z = noise(seed, len(labels), gan.z_dim, truncation)
-  return generate_from_z(gan, params, batch_stats, z, labels, batch_size=batch_size)
+
+  `variables`: `{'params', 'batch_stats'}` of `generator`. The noise is `noise(seed, N, ...)`,
+  whose first rows do not depend on N: image i is the same in any request that asks for at
+  least i + 1.
+  """
+  z = noise(seed, len(labels), z_dim, truncation)
+  return generate_from_z(generator, variables, z, labels, batch_size=batch_size)
 
 
 def noise(seed: int, num: int, z_dim: int, truncation: float | None) -> np.ndarray:
@@ -101,114 +108,82 @@ def noise(seed: int, num: int, z_dim: int, truncation: float | None) -> np.ndarr
   return np.asarray(truncated_normal_z(jax.random.key(seed), (num, z_dim), truncation), np.float32)
 
 
+def seed_noise(seed: int, z_dim: int, truncation: float | None) -> np.ndarray:
+  """The noise of the single sample of `seed` (`sample.py --seed=SEED --num=1`), (z_dim,)."""
+  return noise(seed, 1, z_dim, truncation)[0]
+
+
 def generate_from_z(
-    gan: ts.WGANGP, params, batch_stats, z, labels, *, batch_size: int = BATCH_SIZE
+    generator: models.Generator,
+    variables: dict[str, Any],
+    z,
+    labels,
+    *,
+    batch_size: int = BATCH_SIZE,
 ) -> np.ndarray:
   """Images in [0, 1] of the noise `z` (N, z_dim) and integer labels (N,) or class weights
   (N, C), in batches zero-padded to `batch_size` (one compiled shape, see BATCH_SIZE)."""
   z = np.asarray(z, np.float32)
-  weights = class_weights(labels, gan.num_classes)
+  weights = class_weights(labels, generator.num_classes)
   if len(z) != len(weights):
     raise SamplingError(f"{len(z)} noise vectors but {len(weights)} labels.")
   images = batching.map_padded_batches(
-      functools.partial(_generate, gan, params, batch_stats), (z, weights), batch_size, full=True
+      functools.partial(_generate, generator, variables), (z, weights), batch_size, full=True
   )
   return (images + 1.0) / 2.0
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[0, 1] floats → uint8, rounding to nearest."""
-  return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
+@dataclasses.dataclass(frozen=True)
+class Samples:
+  """The answer to a request: images in [0, 1] (N, S, S, 3), the labels they were generated
+  with (integers (N,), or class weights (N, C) for a class morph) and the noise (N, z_dim)."""
+
+  images: np.ndarray
+  labels: np.ndarray
+  z: np.ndarray
 
 
-def make_grid(
-    images: np.ndarray,
-    ncols: int | None = None,
-    pad: int = 2,
+def sample_grid(
+    model: TrainedModel,
+    label: str,
+    num: int,
+    seed: int = 0,
+    truncation: float | None = None,
     *,
-    group_size: int | None = None,
-    max_columns: int = MAX_GRID_COLUMNS,
-) -> np.ndarray:
-  """(N, H, W, 3) in [0, 1] → one uint8 image of `ncols` columns with a white border.
-
-  At most `max_columns` columns: longer rows wrap. With `group_size`, each group of that
-  many consecutive images (one class of `--label=all`) starts on a new row.
-  """
-  n, h, w, c = images.shape
-  ncols = max(1, min(ncols or int(np.ceil(np.sqrt(n))), max_columns))
-  group = group_size or n
-  rows_per_group = int(np.ceil(group / ncols))
-  cells = [divmod(i, group) for i in range(n)]  # (group, index within it)
-  rows = [g * rows_per_group + j // ncols for g, j in cells]
-  nrows = max(rows, default=0) + 1
-  grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, np.uint8)
-  for image, r, (_, j) in zip(to_uint8(images), rows, cells):
-    y, x = pad + r * (h + pad), pad + (j % ncols) * (w + pad)
-    grid[y : y + h, x : x + w] = image
-  return grid
+    z: np.ndarray | None = None,
+    use_ema: bool = True,
+) -> Samples:
+  """A grid request: `num` images of class `label` ('all': `num` of each class in order;
+  'random': classes drawn from `seed`), the noise drawn from `seed` at `truncation` or given
+  as `z` (one row per image)."""
+  labels = resolve_labels(label, model.class_names, num, seed)
+  if z is None:
+    z = noise(seed, len(labels), model.z_dim, truncation)
+  images = generate_from_z(model.generator, model.sampling_variables(use_ema), z, labels)
+  return Samples(images, labels, np.asarray(z, np.float32))
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
-  """Writes `array` as a PNG atomically (local) or as one object (`gs://`), never half."""
-  save_image(array, path, "PNG")
-
-
-def save_image(array: np.ndarray, path: str | os.PathLike, image_format: str) -> None:
-  """Writes `array` as `image_format` ('PNG', 'JPEG' or 'WEBP'), atomically if local."""
-  limit = _MAX_SIDE.get(image_format)
-  if limit and max(array.shape[:2]) > limit:
-    raise SamplingError(
-        f"a grid of {array.shape[1]}×{array.shape[0]} pixels is larger than {image_format} "
-        f"allows ({limit} per side): ask for fewer images, or write a .png or a directory."
-    )
-  buffer = io.BytesIO()
-  options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
-  Image.fromarray(array).save(buffer, format=image_format, **options)
-  storage.write_bytes(path, buffer.getvalue())
-
-
-def grid_format(out: str) -> str | None:
-  """The image format of `--out` (one grid), or None for a directory of single PNGs.
-
-  An existing directory or a path without an extension is a directory; an extension other
-  than .png/.jpg/.jpeg/.webp is refused, so that `grid.jpeg2` does not become a directory.
-  """
-  extension = os.path.splitext(out.rstrip(os.sep))[1].lower()
-  if extension in GRID_FORMATS:
-    return GRID_FORMATS[extension]
-  if not extension or os.path.isdir(out):
-    return None
-  raise SamplingError(
-      f"--out={out}: {extension!r} is not an image format here; use .png, .jpg, .jpeg or "
-      ".webp for one grid, or a path without an extension for a folder of PNGs."
+def sample_walk(
+    model: TrainedModel,
+    seeds: tuple[int, int],
+    labels: tuple[str, str],
+    frames: int,
+    truncation: float | None = None,
+    *,
+    use_ema: bool = True,
+) -> Samples:
+  """A walk request: `frames` images from the single sample of `seeds[0]` and `labels[0]` to
+  that of `seeds[1]` and `labels[1]` (a class morph when the labels differ); its ends are
+  exactly `sample_grid(model, label, 1, seed, truncation)`."""
+  names = list(model.class_names)
+  for name in labels:
+    if name not in names:
+      raise SamplingError(f"unknown label {name!r}; valid labels: {', '.join(names)}.")
+  z = latents.walk(
+      seed_noise(seeds[0], model.z_dim, truncation),
+      seed_noise(seeds[1], model.z_dim, truncation),
+      frames,
   )
-
-
-def write_images(
-    images: np.ndarray,
-    out: str,
-    *,
-    labels=None,
-    class_names=None,
-    ncols: int | None = None,
-    group_size: int | None = None,
-) -> list[str]:
-  """`out` with an image extension: one grid (see `grid_format`, `make_grid`); otherwise a
-  directory of single PNGs named after their class. Returns the paths written."""
-  image_format = grid_format(out)
-  try:
-    if image_format:
-      save_image(make_grid(images, ncols, group_size=group_size), out, image_format)
-      return [out]
-    os.makedirs(out, exist_ok=True)
-    paths = []
-    for i, image in enumerate(to_uint8(images)):
-      name = f"{i:04d}.png"
-      if labels is not None:
-        name = f"{config_checks.file_stem(class_names[labels[i]])}_{name}"
-      path = os.path.join(out, name)
-      save_png(image, path)
-      paths.append(path)
-    return paths
-  except OSError as e:
-    raise SamplingError(f"cannot write to {out} ({e.strerror}): choose a writable --out.")
+  weights = latents.blend_labels(names.index(labels[0]), names.index(labels[1]), len(z), len(names))
+  images = generate_from_z(model.generator, model.sampling_variables(use_ema), z, weights)
+  return Samples(images, weights, z)

@@ -29,7 +29,8 @@ from etils import epath
 from flax import traverse_util
 
 from flowergan import errors
-from flowergan import checkpointing, config_checks, sampling, storage, workdir_guard
+from flowergan import checkpointing, config_checks, imaging, sampling, storage, trained
+from flowergan import workdir_guard
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
@@ -91,9 +92,10 @@ def _augment_fn(config):
 def sample_grids(gan: ts.WGANGP, state: ts.TrainState, class_names, seed: int) -> dict:
   """One grid per class from the EMA generator with the same noise every time."""
   labels = np.repeat(np.arange(len(class_names), dtype=np.int32), SAMPLES_PER_CLASS)
-  images = sampling.generate(gan, state.ema_params, state.g_batch_stats, labels, seed=seed)
+  variables = {"params": state.ema_params, "batch_stats": state.g_batch_stats}
+  images = sampling.generate(gan.generator, variables, labels, z_dim=gan.z_dim, seed=seed)
   return {
-      name: sampling.make_grid(images[labels == i], ncols=4) for i, name in enumerate(class_names)
+      name: imaging.make_grid(images[labels == i], ncols=4) for i, name in enumerate(class_names)
   }
 
 
@@ -199,7 +201,7 @@ def _resume_point(manager, config, workdir: str, mesh):
     # so that a state that does not fit means a changed config, not damage.
     checkpointing.check_compatible(metadata, config, metadata["class_names"], workdir)
     gan = ts.wgangp_from_config(config, num_classes=len(metadata["class_names"]))
-    return checkpointing.read_state(manager, step, gan, mesh), metadata
+    return checkpointing.read_state(manager, step, ts.abstract_state(gan, mesh)), metadata
 
   step, (state, metadata), damaged = checkpointing.restore_newest(
       manager,
@@ -331,7 +333,10 @@ def _save(run: _Run, state, step: int, last_saved: int, ranking: dict | None) ->
   """`checkpointing.save` (with the best-checkpoint `ranking`); a failure stops training at once,
   saying what is kept."""
   try:
-    checkpointing.save(run.manager, state, run.metadata, metrics=ranking)
+    saved_step = int(jax.device_get(state.step))
+    checkpointing.save(
+        run.manager, saved_step, ts.checkpoint_items(state), run.metadata, metrics=ranking
+    )
   except checkpointing.CheckpointError as e:
     raise TrainingError(
         f"{e}; training stopped at step {step}, {_kept(last_saved, run.workdir)}: free space or fix "
@@ -357,7 +362,7 @@ def _write_samples(run: _Run, state, step: int) -> None:
     return
   for name, grid in grids.items():
     stem = config_checks.file_stem(name)  # the names were checked; this keeps them a file name
-    sampling.save_png(grid, run.workdir / "samples" / f"{stem}_step{step:07d}.png")
+    imaging.save_png(grid, run.workdir / "samples" / f"{stem}_step{step:07d}.png")
   run.writer.write_images(step, {f"samples/{n}": g[None] for n, g in grids.items()})
 
 
@@ -415,8 +420,12 @@ def _evaluate(run: _Run, state, step: int) -> dict:
   from flowergan import evaluate
 
   class_names = list(run.class_names)
-  model = checkpointing.TrainedModel(
-      gan=run.gan, state=state, class_names=class_names, step=step, config=run.config
+  model = trained.TrainedModel(
+      generator=run.gan.generator,
+      variables=ts.generator_variables(state),
+      class_names=class_names,
+      step=step,
+      config=run.config,
   )
   results = evaluate.evaluate(
       model,

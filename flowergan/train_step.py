@@ -21,7 +21,13 @@ from jax.sharding import Mesh
 
 from flowergan import losses
 from flowergan.mesh import batch_sharding, replicated
-from flowergan.models import Critic, Generator, build_models, pre_batchnorm_bias_mask
+from flowergan.models import (
+    Critic,
+    Generator,
+    build_models,
+    compute_dtype,
+    pre_batchnorm_bias_mask,
+)
 
 PyTree = Any
 AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]  # (images, key) -> images
@@ -239,11 +245,7 @@ def make_optimizers(
 
 
 def wgangp_from_config(config, num_classes: int, augment_fn: AugmentFn | None = None) -> WGANGP:
-  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.train.dtype)
-  if dtype is None:
-    raise ValueError(
-        f"config.train.dtype must be 'float32' or 'bfloat16', got " f"{config.train.dtype!r}."
-    )
+  dtype = compute_dtype(config.train.dtype)
   generator, critic = build_models(
       config.model, image_size=config.data.image_size, num_classes=num_classes, dtype=dtype
   )
@@ -275,3 +277,25 @@ def make_train_step(gan: WGANGP, mesh: Mesh):
 def init_state(gan: WGANGP, key: jax.Array, mesh: Mesh) -> TrainState:
   """Initial state, created directly replicated on the mesh."""
   return jax.jit(gan.init, out_shardings=replicated(mesh))(key)
+
+
+def abstract_state(gan: WGANGP, mesh: Mesh) -> TrainState:
+  """Shapes, dtypes and (replicated, current-mesh) shardings of the state, without computing it:
+  the restore target of a checkpoint's `state` item."""
+  shapes = jax.eval_shape(gan.init, jax.random.key(0))
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+def generator_variables(state: TrainState) -> dict:
+  """What sampling needs of `state` (a checkpoint's `generator` item, see `flowergan.trained`)."""
+  return {
+      "ema_params": state.ema_params,
+      "g_params": state.g_params,
+      "g_batch_stats": state.g_batch_stats,
+  }
+
+
+def checkpoint_items(state: TrainState) -> dict:
+  """The array items of a checkpoint of `state`: `state` to resume, `generator` to sample."""
+  return {"state": state, "generator": generator_variables(state)}

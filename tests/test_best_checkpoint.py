@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from flowergan import checkpointing
+from flowergan import checkpointing, trained
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 from tests import tiny_config
@@ -27,7 +27,7 @@ def _save_run(workdir, kids: dict, keep: int = 2) -> None:
   for step, kid in kids.items():
     at_step = dataclasses.replace(state, step=jnp.asarray(step, state.step.dtype))
     metrics = None if kid is None else {"kid": kid, "fd": 1.0}
-    checkpointing.save(manager, at_step, metadata, metrics=metrics)
+    checkpointing.save(manager, step, ts.checkpoint_items(at_step), metadata, metrics=metrics)
     manager.wait_until_finished()
   manager.close()
 
@@ -45,8 +45,8 @@ def test_best_step_survives_newer_worse_ones(ranked_run):
 
 
 def test_load_trained_best(ranked_run):
-  assert checkpointing.load_trained(str(ranked_run), step="best").step == 2
-  assert checkpointing.load_trained(str(ranked_run)).step == 5
+  assert trained.load_trained(str(ranked_run), step="best").step == 2
+  assert trained.load_trained(str(ranked_run)).step == 5
 
 
 def test_default_config_ranks_by_class_averaged_kid_lower_is_better():
@@ -58,7 +58,7 @@ def test_best_without_metrics_is_one_line_error(tmp_path):
   workdir = tmp_path / "unranked"
   _save_run(workdir, {1: None})
   with pytest.raises(checkpointing.CheckpointError, match="no evaluated checkpoint"):
-    checkpointing.load_trained(str(workdir), step="best")
+    trained.load_trained(str(workdir), step="best")
 
 
 def test_sample_cli_step_best(ranked_run, tmp_path):

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from flowergan import demo_app, latents, sampling
+from flowergan import demo_app, imaging, sampling
 from tests import tiny_run
 
 pytest.importorskip("streamlit", reason='streamlit is not installed (pip install -e ".[test]")')
@@ -151,10 +151,10 @@ def test_flowers_are_enlarged_with_nearest_neighbour_on_the_server(demo):
   import io
 
   shown = np.asarray(Image.open(io.BytesIO(demo_app.display_pngs(grid, factor)[0])))
-  source = sampling.to_uint8(grid.images)[0]
+  source = imaging.to_uint8(grid.images)[0]
   assert shown.shape == (512, 512, 3)
   np.testing.assert_array_equal(shown[::factor, ::factor], source)
-  np.testing.assert_array_equal(shown, latents.enlarge(source, factor))
+  np.testing.assert_array_equal(shown, imaging.enlarge(source, factor))
 
 
 def test_no_checkpoint_damaged_checkpoint_and_bad_arguments_are_one_message(workdir, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from flowergan import checkpointing, cli, config_checks, sampling
+from flowergan import trained as trained_lib
 from flowergan import mesh as mesh_lib
 from flowergan import train as train_lib
 from flowergan import train_step as ts
@@ -150,19 +151,25 @@ def test_config_typo_is_an_error(tmp_path):
 
 def test_sampling_is_deterministic_and_labels_follow_request(trained):
   workdir, _ = trained
-  model = checkpointing.load_trained(str(workdir))
+  model = trained_lib.load_trained(str(workdir))
   assert model.step == 4 and model.class_names == ["dandelion", "marigold"]
-  params, stats = model.variables()
+  variables = model.sampling_variables()
   labels = sampling.resolve_labels("all", model.class_names, 3)
   assert labels.tolist() == [0, 0, 0, 1, 1, 1]
-  a = sampling.generate(model.gan, params, stats, labels, seed=5, truncation=1.5)
-  b = sampling.generate(model.gan, params, stats, labels, seed=5, truncation=1.5)
-  c = sampling.generate(model.gan, params, stats, labels, seed=6, truncation=1.5)
+  a = sampling.generate(
+      model.generator, variables, labels, z_dim=model.z_dim, seed=5, truncation=1.5
+  )
+  b = sampling.generate(
+      model.generator, variables, labels, z_dim=model.z_dim, seed=5, truncation=1.5
+  )
+  c = sampling.generate(
+      model.generator, variables, labels, z_dim=model.z_dim, seed=6, truncation=1.5
+  )
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
   assert a.shape == (6, 16, 16, 3) and a.min() >= 0 and a.max() <= 1
   with pytest.raises(checkpointing.CheckpointError, match="available steps: \\[2, 4\\]"):
-    checkpointing.load_trained(str(workdir), step=3)
+    trained_lib.load_trained(str(workdir), step=3)
 
 
 def test_checkpoint_from_8_devices_restores_on_1(trained):
@@ -170,8 +177,10 @@ def test_checkpoint_from_8_devices_restores_on_1(trained):
   manager = checkpointing.make_manager(str(workdir), create=False)
   config = checkpointing.config_from_metadata(checkpointing.restore_metadata(manager, 4))
   gan = ts.wgangp_from_config(config, num_classes=2)
-  on_8 = checkpointing.restore_state(manager, 4, gan, mesh_lib.make_mesh())
-  on_1 = checkpointing.restore_state(manager, 4, gan, mesh_lib.make_mesh(jax.devices()[:1]))
+  on_8 = checkpointing.read_state(manager, 4, ts.abstract_state(gan, mesh_lib.make_mesh()))
+  on_1 = checkpointing.read_state(
+      manager, 4, ts.abstract_state(gan, mesh_lib.make_mesh(jax.devices()[:1]))
+  )
   assert len(on_1.g_params["to_rgb"]["kernel"].sharding.device_set) == 1
   chex.assert_trees_all_equal(jax.device_get(on_8), jax.device_get(on_1))
   manager.close()
@@ -214,7 +223,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(trained, tmp_
   with pytest.raises(train_lib.TrainingError, match="non-finite .* at step 3 .*step 2"):
     train_lib.train_and_evaluate(_config(root, num_steps=4, gp_weight=float("nan")), workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2"]
-  assert checkpointing.load_trained(workdir).step == 2
+  assert trained_lib.load_trained(workdir).step == 2
 
 
 def test_sigterm_saves_a_loadable_checkpoint(trained, tmp_path):
@@ -250,4 +259,4 @@ def test_sigterm_saves_a_loadable_checkpoint(trained, tmp_path):
   assert "SIGTERM: stopped at step" in out and "done" not in out
   steps = [int(s) for s in os.listdir(workdir / "checkpoints")]
   assert len(steps) == 1 and 2 <= steps[0] < 1000
-  assert checkpointing.load_trained(str(workdir)).step == steps[0]
+  assert trained_lib.load_trained(str(workdir)).step == steps[0]

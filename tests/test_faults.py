@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowergan import checkpointing, config_checks, sampling, workdir_guard
+from flowergan import checkpointing, config_checks, imaging, workdir_guard
 from flowergan import imagesets
+from flowergan import trained as trained_lib
 from flowergan import train as train_lib
 from tests import cli_run, tiny_config
 
@@ -65,16 +66,20 @@ def _config(root, **train):
 
 
 def _damage(workdir, step, how):
-  state = workdir / "checkpoints" / str(step) / "state"
-  if how == "truncated data file":
-    data = max((p for p in (state / "ocdbt.process_0" / "d").iterdir()), key=os.path.getsize)
-    os.truncate(data, 100)
-  elif how == "no _METADATA":
-    os.remove(state / "_METADATA")
-  elif how == "no manifest.ocdbt":
-    os.remove(state / "manifest.ocdbt")
-  elif how == "broken metadata JSON":
+  """Damages `step` as `how` says; array damage hits both array items, `state` (what training
+  resumes from) and `generator` (what sampling reads)."""
+  if how == "broken metadata JSON":
     (workdir / "checkpoints" / str(step) / "metadata" / "metadata").write_text("{broken")
+    return
+  for item in ("state", "generator"):
+    arrays = workdir / "checkpoints" / str(step) / item
+    if how == "truncated data file":
+      data = max((p for p in (arrays / "ocdbt.process_0" / "d").iterdir()), key=os.path.getsize)
+      os.truncate(data, 100)
+    elif how == "no _METADATA":
+      os.remove(arrays / "_METADATA")
+    elif how == "no manifest.ocdbt":
+      os.remove(arrays / "manifest.ocdbt")
 
 
 DAMAGES = ["truncated data file", "no _METADATA", "no manifest.ocdbt", "broken metadata JSON"]
@@ -84,13 +89,13 @@ DAMAGES = ["truncated data file", "no _METADATA", "no manifest.ocdbt", "broken m
 def test_damaged_latest_checkpoint_loading_falls_back_or_names_it(trained, tmp_path, how, caplog):
   workdir = _copy(trained[0], tmp_path / "run")
   _damage(workdir, 4, how)
-  model = checkpointing.load_trained(str(workdir))
+  model = trained_lib.load_trained(str(workdir))
   assert model.step == 2
   assert any(
       "checkpoint step 4" in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records
   )
   with pytest.raises(checkpointing.CheckpointError) as e:
-    checkpointing.load_trained(str(workdir), step=4)
+    trained_lib.load_trained(str(workdir), step=4)
   message = str(e.value)
   assert "\n" not in message and len(message) < 600
   assert "step 4" in message and "damaged" in message
@@ -109,8 +114,8 @@ def test_training_resumes_from_the_newest_checkpoint_that_restores(trained, tmp_
   # and garbage collection (keep 2) removed the oldest good one, not the new ones.
   assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "6"]
   assert os.listdir(workdir / checkpointing.DAMAGED_DIR) == ["4"]
-  assert checkpointing.load_trained(str(workdir)).step == 6
-  assert checkpointing.load_trained(str(workdir), step=4).step == 4
+  assert trained_lib.load_trained(str(workdir)).step == 6
+  assert trained_lib.load_trained(str(workdir), step=4).step == 4
 
 
 def test_when_no_checkpoint_restores_training_refuses_and_moves_nothing(trained, tmp_path):
@@ -179,7 +184,7 @@ def test_a_failing_save_stops_training_at_once_and_keeps_the_saved_ones(
   assert "last good checkpoint (step 2)" in message
   checkpoints.unlink()
   (workdir / "aside").rename(checkpoints)
-  assert checkpointing.load_trained(str(workdir)).step == 2
+  assert trained_lib.load_trained(str(workdir)).step == 2
 
 
 # ---------------- 5. non-finite (4., the exit status after SIGTERM: test_end_to_end.py)
@@ -233,7 +238,7 @@ def test_class_names_from_a_checkpoint_cannot_escape(trained, tmp_path):
   _hostile_checkpoint(workdir, class_names=["../../../escaped", "marigold"])
   before = _files(root)
   with pytest.raises(config_checks.ClassNameError, match="metadata of checkpoint step 4"):
-    checkpointing.load_trained(str(workdir))
+    trained_lib.load_trained(str(workdir))
   for out in ("out", "grid.png"):
     result = _run(
         "sample.py", f"--workdir={workdir}", f"--out={root / 'a' / 'b' / out}", cwd=root, devices=1
@@ -294,19 +299,19 @@ def test_write_images_formats_directories_and_capped_columns(tmp_path):
   images = rng.random((2 * 40, 8, 8, 3), np.float32)
   labels = np.repeat([0, 1], 40)
   for name, fmt in [("g.png", "PNG"), ("g.jpeg", "JPEG"), ("g.webp", "WEBP")]:
-    [path] = sampling.write_images(images, str(tmp_path / name), ncols=40, group_size=40)
+    [path] = imaging.write_images(images, str(tmp_path / name), ncols=40, group_size=40)
     grid = Image.open(path)
     assert grid.format == fmt
     # 16 columns; each class on its own 3 rows (40 = 16 + 16 + 8).
     assert grid.size == (2 + 16 * 10, 2 + 6 * 10)
-  paths = sampling.write_images(
+  paths = imaging.write_images(
       images[:4], str(tmp_path / "singles"), labels=labels[:4], class_names=["a/b", "c"]
   )
   assert all(os.path.dirname(p) == str(tmp_path / "singles") for p in paths)
-  with pytest.raises(sampling.SamplingError, match="'.txt'"):
-    sampling.write_images(images, str(tmp_path / "x.txt"))
-  with pytest.raises(sampling.SamplingError, match="larger than WEBP allows"):
-    sampling.write_images(np.zeros((1700, 8, 8, 3)), str(tmp_path / "big.webp"), ncols=1)
+  with pytest.raises(imaging.ImageError, match="'.txt'"):
+    imaging.write_images(images, str(tmp_path / "x.txt"))
+  with pytest.raises(imaging.ImageError, match="larger than WEBP allows"):
+    imaging.write_images(np.zeros((1700, 8, 8, 3)), str(tmp_path / "big.webp"), ncols=1)
 
 
 # ---------------------------------------------------------------------- 9. bad config values
@@ -316,7 +321,7 @@ def test_a_checkpoints_bad_config_is_refused_by_sampling(trained, tmp_path):
   workdir = _copy(trained[0], tmp_path / "run")
   _hostile_checkpoint(workdir, **{"model.upsample": "nearest"})
   with pytest.raises(config_checks.ConfigError, match="checkpoint step 4.*upsample"):
-    checkpointing.load_trained(str(workdir))
+    trained_lib.load_trained(str(workdir))
 
 
 # --------------------------------------------------------------------------- 10. huge images

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, demo_app, import_torch, models
+from flowergan import checkpointing, demo_app, import_torch, models, trained
 from flowergan import train as train_lib
 from tests import tiny_config, tiny_run
 
@@ -112,13 +112,13 @@ def test_imported_generator_equals_pytorch(authors_files, tmp_path, size):
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"authors' {size}×{size} generator" in result.stdout
 
-  model = checkpointing.load_trained(str(tmp_path / "run"))
+  model = trained.load_trained(str(tmp_path / "run"))
   assert model.class_names == ["dandelion", "marigold"]
   assert model.config.data.image_size == size and model.config.model.width == 64
   assert "randomly initialised" in model.metadata["imported_generator"]["critic"]
   caption = demo_app.Demo(model, str(tmp_path / "run")).caption()
   assert f"the authors' generator ({path.name}), imported, {size}×{size} images" in caption
-  for a, b in zip(*map(_leaves, (model.state.g_params, model.state.ema_params))):
+  for a, b in zip(*map(_leaves, (model.variables["g_params"], model.variables["ema_params"]))):
     np.testing.assert_array_equal(a, b)
 
   rng = np.random.default_rng(1)
@@ -128,9 +128,9 @@ def test_imported_generator_equals_pytorch(authors_files, tmp_path, size):
     expected = g(_inputs(z, labels)).numpy().transpose(0, 2, 3, 1)  # NCHW → NHWC
   assert expected.shape == (6, size, size, 3)
   assert expected.std() > 0.05, "the reference output is (nearly) constant: vacuous comparison"
-  variables = {"params": model.state.ema_params, "batch_stats": model.state.g_batch_stats}
+  variables = model.sampling_variables()
   for impl in CONV_IMPLS:
-    generator = model.gan.generator.clone(conv=models.conv_module(impl, role="generator"))
+    generator = model.generator.clone(conv=models.conv_module(impl, role="generator"))
     out = np.asarray(generator.apply(variables, z, labels, train=False))
     assert out.std() > 0.05
     diff = np.abs(out - expected).max()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowergan import checkpointing, latents, models, sampling
+from flowergan import imaging, latents, models, sampling, trained
 from tests import tiny_run
 
 
@@ -17,13 +17,15 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(workdir):
-  return checkpointing.load_trained(str(workdir))
+  return trained.load_trained(str(workdir))
 
 
 def _sample(model, seed, label, num=1, truncation=None):
-  params, stats = model.variables()
+  variables = model.sampling_variables()
   labels = sampling.resolve_labels(label, model.class_names, num, seed)
-  return sampling.generate(model.gan, params, stats, labels, seed=seed, truncation=truncation)
+  return sampling.generate(
+      model.generator, variables, labels, z_dim=model.z_dim, seed=seed, truncation=truncation
+  )
 
 
 def test_slerp_stays_on_the_sphere_and_hits_the_ends():
@@ -89,24 +91,24 @@ def test_walk_ends_are_the_single_samples_of_the_two_seeds(model, workdir, tmp_p
   strip = np.asarray(Image.open(out))
   assert strip.shape == (2 + 18, 2 + 5 * 18, 3)  # five 16-px frames in a row
   frames = [strip[2:18, 2 + 18 * i : 18 + 18 * i] for i in range(5)]
-  first = sampling.to_uint8(_sample(model, seed=3, label="dandelion", truncation=1.2))[0]
-  last = sampling.to_uint8(_sample(model, seed=11, label="marigold", truncation=1.2))[0]
+  first = imaging.to_uint8(_sample(model, seed=3, label="dandelion", truncation=1.2))[0]
+  last = imaging.to_uint8(_sample(model, seed=11, label="marigold", truncation=1.2))[0]
   np.testing.assert_array_equal(frames[0], first)
   np.testing.assert_array_equal(frames[-1], last)
   assert not np.array_equal(frames[2], first) and not np.array_equal(frames[2], last)
   gif = Image.open(tmp_path / "walk.gif")
   assert gif.n_frames == 2 * 5 - 2 and gif.size == (256, 256)  # forth and back, enlarged
-  z = latents.load_z(str(tmp_path / "walk.npy"), model.gan.z_dim)
-  assert z.shape == (5, model.gan.z_dim)
-  np.testing.assert_array_equal(z[0], latents.seed_noise(3, model.gan.z_dim, 1.2))
+  z = latents.load_z(str(tmp_path / "walk.npy"), model.z_dim)
+  assert z.shape == (5, model.z_dim)
+  np.testing.assert_array_equal(z[0], sampling.seed_noise(3, model.z_dim, 1.2))
 
 
 def test_walk_endpoints_in_float(model):
   """The same, before PNG rounding: frame 0 and frame N-1 equal the single samples exactly."""
-  params, stats = model.variables()
-  z_dim = model.gan.z_dim
-  z = latents.walk(latents.seed_noise(5, z_dim, None), latents.seed_noise(8, z_dim, None), 7)
-  walk = sampling.generate_from_z(model.gan, params, stats, z, latents.blend_labels(1, 0, 7, 2))
+  variables = model.sampling_variables()
+  z_dim = model.z_dim
+  z = latents.walk(sampling.seed_noise(5, z_dim, None), sampling.seed_noise(8, z_dim, None), 7)
+  walk = sampling.generate_from_z(model.generator, variables, z, latents.blend_labels(1, 0, 7, 2))
   np.testing.assert_array_equal(walk[0], _sample(model, seed=5, label="marigold")[0])
   np.testing.assert_array_equal(walk[-1], _sample(model, seed=8, label="dandelion")[0])
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from flowergan import checkpointing, classifier, evaluate, imagesets, synthetic
+from flowergan import mesh as mesh_lib
 from flowergan import train as train_lib
 from flowergan import train_step as ts
 from tests import tiny_config
@@ -173,11 +174,21 @@ def test_cli_and_no_tensorflow_at_import(run):
   assert lines[-1]["num_generated_per_class"] == 8 and not lines[-1]["use_ema"]
 
 
+def _restore_state(workdir, config) -> ts.TrainState:
+  """The training state of `workdir`'s latest checkpoint, as a resume restores it."""
+  manager = checkpointing.make_manager(str(workdir), create=False)
+  try:
+    target = ts.abstract_state(ts.wgangp_from_config(config, num_classes=2), mesh_lib.make_mesh())
+    return checkpointing.read_state(manager, manager.latest_step(), target)
+  finally:
+    manager.close()
+
+
 def test_ema_is_kept_across_resume(run, tmp_path):
   original, config, state, _ = run
   workdir = tmp_path / "run"
   shutil.copytree(original, workdir)  # the other tests keep their 2-step run
-  restored = checkpointing.load_trained(str(workdir)).state
+  restored = _restore_state(workdir, config)
   chex.assert_trees_all_equal(jax.device_get(restored.ema_params), jax.device_get(state.ema_params))
   # The EMA is its own weights, not a copy of the generator's.
   assert not all(

@@ -1,0 +1,63 @@
+"""Pixels, grids, walk strips and image bytes of flowergan.imaging."""
+
+import io
+import os
+import stat
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flowergan import imaging
+
+
+def test_save_png_writes_atomically_with_the_users_permissions(tmp_path):
+  path = tmp_path / "grid.png"
+  image = np.zeros((4, 6, 3), np.uint8)
+  image[1, 2] = (255, 128, 0)
+  old = os.umask(0o022)
+  try:
+    imaging.save_png(image, str(path))
+  finally:
+    os.umask(old)
+  np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
+  assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+  with pytest.raises(TypeError):  # PIL cannot write float64 RGB: the old PNG stays
+    imaging.save_png(np.zeros((4, 6, 3)), str(path))
+  np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
+  assert os.listdir(tmp_path) == ["grid.png"]
+
+
+def test_png_bytes_are_the_bytes_save_png_writes(tmp_path):
+  """The demo's download (`png_bytes`) is the very file `sample.py` writes (`save_png`)."""
+  image = np.random.default_rng(0).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+  imaging.save_png(image, str(tmp_path / "a.png"))
+  assert imaging.png_bytes(image) == (tmp_path / "a.png").read_bytes()
+  fast = imaging.png_bytes(image, compress_level=1)
+  np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(fast))), image)
+
+
+def test_strip_and_enlarge_keep_the_pixels():
+  frames = np.random.default_rng(1).random((3, 4, 4, 3))
+  strip = imaging.strip(frames)
+  assert strip.shape == (2 + 4 + 2, 2 + 3 * (4 + 2), 3)  # one row, 2-px white borders
+  for i, frame in enumerate(imaging.to_uint8(frames)):
+    np.testing.assert_array_equal(strip[2:6, 2 + 6 * i : 6 + 6 * i], frame)
+  big = imaging.enlarge(frame, 3)
+  assert big.shape == (12, 12, 3)
+  np.testing.assert_array_equal(big[::3, ::3], frame)
+  np.testing.assert_array_equal(big[2::3, 1::3], frame)
+
+
+def test_gif_plays_forth_and_back():
+  frames = np.random.default_rng(2).random((4, 8, 8, 3))
+  gif = Image.open(io.BytesIO(imaging.gif_bytes(frames, scale=2)))
+  assert gif.n_frames == 2 * 4 - 2 and gif.size == (16, 16)
+
+
+def test_grid_format_and_bad_extensions():
+  assert imaging.grid_format("a/grid.PNG") == "PNG"
+  assert imaging.grid_format("a/grid.jpeg") == "JPEG"
+  assert imaging.grid_format("a/folder") is None
+  with pytest.raises(imaging.ImageError, match="'.jpeg2' is not an image format"):
+    imaging.grid_format("grid.jpeg2")
