@@ -196,7 +196,14 @@ def has_item(manager: ocp.CheckpointManager, step: int, name: str) -> bool:
 
 
 def restore_item(manager: ocp.CheckpointManager, step: int, name: str, target: Any) -> Any:
-  """The item `name` of `step` restored into the abstract `target`; no other item is read."""
+  """The item `name` of `step` restored into the abstract `target`; no other item is read.
+
+  An item without Orbax's tree description (`_METADATA`, written with it) is incomplete: Orbax
+  would restore a plain dict without it, unchecked, so it is refused as `FileNotFoundError`.
+  """
+  description = epath.Path(manager.directory) / str(step) / name / "_METADATA"
+  if not description.exists():
+    raise FileNotFoundError(f"{description} is missing")
   restored = manager.restore(
       step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore(target)})
   )
