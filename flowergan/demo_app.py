@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -30,6 +31,8 @@ GRID_RANGE = (1, 7)
 DEFAULT_GRID = 4
 MAX_SEED = 2**31 - 1
 DISPLAY_PIXELS = 512  # the original showed its 128×128 flowers ×4
+QUERY_KEYS = ("class", "truncation", "grid", "seed")  # the request's URL parameters, in order
+SHOWN_GAP = 16  # px between the flowers of the shown-size download (the page's column gap)
 
 
 class DemoError(errors.FlowerganError):
@@ -59,14 +62,17 @@ class Grid:
 class Demo:
   """A loaded run: the EMA generator, its class names, step and evaluation numbers."""
 
-  def __init__(self, model: trained.TrainedModel, workdir: str):
+  def __init__(self, model: trained.TrainedModel, workdir: str, skipped: tuple[int, ...] = ()):
     self.model = model
     self.workdir = workdir
+    self.skipped = skipped  # newer steps that did not restore (the newest one was asked for)
 
   @classmethod
   def load(cls, workdir: str, step: int | None = None) -> Demo:
     """Loads and compiles (one padded batch); raises FlowerganError with a one-line message."""
-    demo = cls(trained.load_trained(workdir, step), workdir)
+    model = trained.load_trained(workdir, step)
+    skipped = () if step is not None else tuple(s for s in stored_steps(workdir) if s > model.step)
+    demo = cls(model, workdir, skipped)
     demo.warm_up()
     return demo
 
@@ -113,6 +119,8 @@ class Demo:
     for name in (class_a, class_b):
       if name not in names:
         raise DemoError(f"unknown class {name!r}; this run has {', '.join(names)}.")
+    for seed in (seed_a, seed_b):
+      check_seed(seed)
     walk = sampling.sample_walk(
         self.model, (seed_a, seed_b), (class_a, class_b), frames, truncation
     )
@@ -131,10 +139,22 @@ class Demo:
       what = f"step {self.model.step}"
     size = f"{self.image_size}×{self.image_size}"
     line = f"Model: {self.workdir}, {what}, {size} images, classes {', '.join(self.class_names)}."
-    metrics = latest_metrics(self.workdir)
+    metrics = step_metrics(self.workdir, self.model.step)
     if metrics:
       line += " " + format_metrics(metrics, self.class_names)
+    elif not imported:
+      line += f" No evaluation of step {self.model.step} in metrics.jsonl."
     return line
+
+  def fallback_notice(self) -> str | None:
+    """One line when a newer checkpoint did not restore and an older step is shown."""
+    if not self.skipped:
+      return None
+    newer = ", ".join(str(s) for s in self.skipped)
+    return (
+        f"Showing step {self.model.step}: the newer checkpoint step(s) {newer} of "
+        f"{self.workdir} did not restore (damaged or incomplete; the server log says why)."
+    )
 
 
 def check_request(request: Request) -> None:
@@ -144,8 +164,12 @@ def check_request(request: Request) -> None:
   lo, hi = GRID_RANGE
   if not lo <= request.grid <= hi:
     raise DemoError(f"the grid size must be in [{lo}, {hi}], got {request.grid}.")
-  if not 0 <= request.seed <= MAX_SEED:
-    raise DemoError(f"the seed must be in [0, {MAX_SEED}], got {request.seed}.")
+  check_seed(request.seed)
+
+
+def check_seed(seed: int) -> None:
+  if not 0 <= seed <= MAX_SEED:
+    raise DemoError(f"the seed must be a whole number in [0, {MAX_SEED}], got {seed}.")
 
 
 def sample_command(request: Request, workdir: str) -> str:
@@ -171,20 +195,45 @@ def display_pngs(grid: Grid, factor: int) -> list[bytes]:
   ]
 
 
-def latest_metrics(workdir: str) -> dict | None:
-  """The last evaluation in `workdir/metrics.jsonl`, or None (no file, or unreadable lines)."""
+def display_grid_png(grid: Grid, factor: int, gap: int = SHOWN_GAP) -> bytes:
+  """The grid at the size the page shows it: each flower enlarged `factor`× (nearest
+  neighbour), `gap` white pixels around and between them; PNG."""
+  tiles = imaging.to_uint8(grid.images)
+  n, size = grid.request.grid, tiles.shape[1] * factor
+  side = n * size + (n + 1) * gap
+  canvas = np.full((side, side, 3), 255, np.uint8)
+  for index, tile in enumerate(tiles):
+    row, column = divmod(index, n)
+    y, x = gap + row * (size + gap), gap + column * (size + gap)
+    canvas[y : y + size, x : x + size] = imaging.enlarge(tile, factor)
+  return imaging.png_bytes(canvas, compress_level=1)
+
+
+def stored_steps(workdir: str) -> list[int]:
+  """The step folders in `workdir/checkpoints` (finished or not, restorable or not)."""
+  directory = os.path.join(workdir, "checkpoints")
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return []
+  return sorted(int(name) for name in names if name.isdigit())
+
+
+def step_metrics(workdir: str, step: int) -> dict | None:
+  """The last evaluation of `step` in `workdir/metrics.jsonl`, or None (no file, no record of
+  that step; unreadable lines are skipped)."""
   path = os.path.join(workdir, "metrics.jsonl")
   try:
     with open(path) as f:
       lines = [line for line in f if line.strip()]
-  except OSError:
+  except (OSError, UnicodeDecodeError):
     return None
   for line in reversed(lines):
     try:
       record = json.loads(line)
     except json.JSONDecodeError:
       continue
-    if isinstance(record, dict):
+    if isinstance(record, dict) and record.get("step") == step:
       return record
   return None
 
@@ -205,6 +254,52 @@ def format_metrics(m: dict, class_names) -> str:
   if not parts:
     return ""
   return f"Evaluation at step {m.get('step', '?')}: " + ", ".join(parts) + "."
+
+
+def query_of(request: Request) -> dict[str, str]:
+  """The request as URL parameters (all of them: a copied link shows the same flowers)."""
+  values = (request.choice, repr(request.truncation), str(request.grid), str(request.seed))
+  return dict(zip(QUERY_KEYS, values))
+
+
+def parse_query(
+    query: Mapping[str, str | list[str]], choices: list[str]
+) -> tuple[dict[str, object], list[str]]:
+  """The valid request values of URL parameters, and one note per ignored parameter."""
+  values, ignored = {}, []
+  for key, raw in query.items():
+    text = raw[-1] if isinstance(raw, list) and raw else raw
+    if not isinstance(text, str) or key not in QUERY_KEYS:
+      ignored.append(f"{key}={raw} (unknown parameter)")
+      continue
+    value, expected = _parse_query_value(key, text, choices)
+    if value is None:
+      ignored.append(f"{key}={text} (not {expected})")
+    else:
+      values[key] = value
+  return values, ignored
+
+
+def _parse_query_value(key: str, text: str, choices: list[str]) -> tuple[object, str]:
+  """(the value, or None when `text` is not valid; what a valid value is)."""
+  if key == "class":
+    return (text if text in choices else None), "one of " + ", ".join(choices)
+  if key == "truncation":
+    lo, hi = TRUNCATION_RANGE
+    try:
+      value = float(text)
+    except ValueError:
+      value = math.nan
+    return (value if lo <= value <= hi else None), f"a number in [{lo}, {hi}]"
+  lo, hi = GRID_RANGE if key == "grid" else (0, MAX_SEED)
+  value = int(text) if text.isascii() and text.isdigit() else None
+  ok = value is not None and lo <= value <= hi
+  return (value if ok else None), f"a whole number in [{lo}, {hi}]"
+
+
+def ignored_notice(ignored: list[str]) -> str:
+  """One line naming the URL parameters that were ignored."""
+  return "Ignored in the link: " + "; ".join(ignored) + ". The page's defaults are used instead."
 
 
 def parse_args(argv: list[str]) -> tuple[str, int | None]:

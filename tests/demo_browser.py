@@ -40,8 +40,9 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(workdir, *, timeout: float = 120.0, log_path=None):
-  """`streamlit run demo.py -- --workdir=…` on a free localhost port; yields its URL once
-  `/_stcore/health` answers; the server is always stopped (its whole process group)."""
+  """`streamlit run demo.py -- --workdir=…` on a free localhost port, with the page's own
+  settings (.streamlit/config.toml); yields its URL once `/_stcore/health` answers; the server
+  is always stopped (its whole process group)."""
   port = free_port()
   env = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS="")
   command = [
@@ -51,10 +52,8 @@ def streamlit_server(workdir, *, timeout: float = 120.0, log_path=None):
       "run",
       str(REPO / "demo.py"),
       "--server.headless=true",
-      "--browser.gatherUsageStats=false",
       f"--server.port={port}",
       "--server.address=127.0.0.1",
-      "--server.fileWatcherType=none",
       "--",
       f"--workdir={workdir}",
   ]
@@ -155,6 +154,16 @@ def wait_for_images(driver, count: int, *, differ_from=None, timeout: float = 30
   )
 
 
+def image_boxes(driver) -> list[dict]:
+  """The flower images' boxes on the page (CSS px: left, top, width, height)."""
+  return driver.execute_script(
+      "return Array.from(document.querySelectorAll(arguments[0])).map(i => {"
+      "const r = i.getBoundingClientRect();"
+      "return {left: r.left, top: r.top + window.scrollY, width: r.width, height: r.height};});",
+      IMAGES,
+  )
+
+
 def is_running(driver) -> bool:
   """Streamlit shows its status widget while the script runs."""
   return bool(
@@ -177,6 +186,16 @@ def wait_for_text(driver, text: str, *, timeout: float = 60.0) -> str:
       return shown
     time.sleep(0.2)
   raise TimeoutError(f"{text!r} not on the page within {timeout:.0f} s: {page_text(driver)[:500]}")
+
+
+def wait_for_url(driver, text: str, *, timeout: float = 60.0) -> str:
+  """The page's URL once it contains `text` (Streamlit updates it after the script's run)."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if text in driver.current_url:
+      return driver.current_url
+    time.sleep(0.2)
+  raise TimeoutError(f"{text!r} not in the URL within {timeout:.0f} s: {driver.current_url}")
 
 
 def choose_class(driver, name: str) -> None:

@@ -3,9 +3,13 @@
 The browser test is tests/test_demo_browser.py.
 """
 
+import io
 import json
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -157,6 +161,150 @@ def test_flowers_are_enlarged_with_nearest_neighbour_on_the_server(demo):
   np.testing.assert_array_equal(shown, imaging.enlarge(source, factor))
 
 
+def test_first_view_puts_the_whole_request_in_the_url(workdir):
+  """A link copied from the first view (random seed, default controls) opens the same grid."""
+  at = _app([f"--workdir={workdir}"])
+  seed = at.sidebar.number_input[0].value
+  assert at.query_params == {"class": "ALL", "truncation": "1.5", "grid": "4", "seed": str(seed)}
+  again = _app([f"--workdir={workdir}"], **at.query_params)
+  assert again.caption[0].value.split(" generated")[0] == at.caption[0].value.split(" generated")[0]
+  assert [i.url for i in _images(again)] == [i.url for i in _images(at)]
+
+
+def test_bad_link_values_are_named_in_one_line_and_the_rest_kept(workdir):
+  query = {"seed": "abc", "grid": "1000", "truncation": "nan", "class": "rose"}
+  at = _app([f"--workdir={workdir}"], **query)
+  assert not at.exception and not at.error
+  (warning,) = at.warning
+  assert "\n" not in warning.value and warning.value.startswith("Ignored in the link: ")
+  for name, value in query.items():
+    assert f"{name}={value} (not " in warning.value
+  assert len(_images(at)) == 16 and at.query_params["class"] == "ALL"
+  # A valid value next to bad ones is used; the URL then holds only valid values.
+  at = _app([f"--workdir={workdir}"], seed="12", grid="0", truncation="inf")
+  assert "grid=0" in at.warning[0].value and "truncation=inf" in at.warning[0].value
+  assert "seed=" not in at.warning[0].value
+  assert at.query_params == {"class": "ALL", "truncation": "1.5", "grid": "4", "seed": "12"}
+  at.sidebar.slider[1].set_value(2).run()
+  assert not at.warning  # said once, on arrival
+
+
+def test_a_typed_seed_out_of_range_says_the_range(workdir):
+  at = _app([f"--workdir={workdir}"], seed=7, grid=2)
+  at.sidebar.number_input[0].set_value(demo_app.MAX_SEED + 1).run()
+  assert not at.exception
+  (error,) = at.error
+  assert error.value == "the seed must be a whole number in [0, 2147483647], got 2147483648."
+  assert not _images(at) and at.query_params["seed"] == "7"  # the link keeps the last good one
+  at.sidebar.number_input[0].set_value(-1).run()
+  assert "got -1." in at.error[0].value
+  at.sidebar.number_input[0].set_value(8).run()
+  assert not at.error and len(_images(at)) == 4
+
+
+def test_the_walk_follows_the_grid(workdir):
+  """The walk starts at the grid's first flower and walks to the next seed's, of the same
+  class, again after every change of the grid's seed or class."""
+  at = _app([f"--workdir={workdir}"], seed=5, grid=2, **{"class": "marigold"})
+  at.toggle[0].set_value(True).run()
+  assert "--label=marigold,marigold --interpolate=5,6 " in at.caption[-1].value
+  at.sidebar.number_input[0].set_value(4).run()
+  first = ["dandelion", "marigold"][sampling.random_labels(4, 4, 2)[0]]
+  assert first == "dandelion"  # not the walk's former "from" class
+  at.sidebar.radio[0].set_value("ALL").run()
+  assert f"--label={first},{first} --interpolate=4,5 " in at.caption[-1].value
+  gif, strip = _images(at)[4:]
+  assert strip.caption.startswith(f"From the grid's first flower (seed 4, {first}) to seed 5's")
+  assert gif.alt.startswith("A latent walk from the grid's first flower (seed 4")
+  assert strip.alt.startswith("A latent walk from the grid's first flower (seed 4")
+  # The walk's own choice is kept while the grid's first flower stays.
+  at.number_input(key="walk_to").set_value(20).run()
+  at.sidebar.slider[0].set_value(0.9).run()
+  assert "--interpolate=4,20 " in at.caption[-1].value
+  # Both ends the same flower: said, nothing computed.
+  at.number_input(key="walk_to").set_value(4).run()
+  assert "stay on one flower" in at.info[0].value and len(_images(at)) == 4
+  # Hidden and shown again, it starts from the grid.
+  at.toggle[0].set_value(False).run()
+  at.toggle[0].set_value(True).run()
+  assert "--interpolate=4,5 " in at.caption[-1].value
+
+
+def test_in_all_each_flower_says_its_class(workdir):
+  at = _app([f"--workdir={workdir}"], seed=7, grid=3)
+  names = [["dandelion", "marigold"][k] for k in sampling.random_labels(7, 9, 2)]
+  assert [i.caption for i in _images(at)] == names and [i.alt for i in _images(at)] == names
+  at.sidebar.radio[0].set_value("marigold").run()
+  assert [i.caption for i in _images(at)] == [""] * 9  # one class: the choice says it
+
+
+def test_grid_downloads_at_generator_size_and_as_shown(workdir, demo):
+  at = _app([f"--workdir={workdir}"], seed=7, grid=2, **{"class": "marigold"})
+  small, large = at.get("download_button")
+  assert "16×16 px flowers, as sample.py writes it" in small.proto.label
+  assert "as shown (512×512 px flowers)" in large.proto.label
+  grid = demo.grid(demo_app.Request("marigold", 1.5, 2, 7))
+  from PIL import Image
+
+  shown = np.asarray(Image.open(io.BytesIO(demo_app.display_grid_png(grid, 32))))
+  gap = demo_app.SHOWN_GAP
+  assert shown.shape == (2 * 512 + 3 * gap,) * 2 + (3,)
+  tiles = imaging.to_uint8(grid.images)
+  for index, (y, x) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+    top, left = gap + y * (512 + gap), gap + x * (512 + gap)
+    np.testing.assert_array_equal(
+        shown[top : top + 512, left : left + 512], imaging.enlarge(tiles[index], 32)
+    )
+  assert (shown[:gap] == 255).all() and (shown[:, 512 + gap : 512 + 2 * gap] == 255).all()
+
+
+def test_metrics_shown_belong_to_the_step_shown(workdir, tmp_path):
+  """A newer checkpoint that does not restore: the page says so, shows the older step and that
+  step's evaluation, not the newer one's."""
+  run = tmp_path / "run"
+  shutil.copytree(workdir, run)
+  shutil.copytree(run / "checkpoints" / "2", run / "checkpoints" / "3")
+  (run / "checkpoints" / "3" / "metadata" / "metadata").write_text("{broken")
+  with open(run / "metrics.jsonl", "a") as f:
+    f.write(json.dumps({"step": 3, "fd": 123.0, "kid": 0.5}) + "\n")
+  at = _app([f"--workdir={run}"], seed=1, grid=1)
+  assert not at.exception and not at.error and len(_images(at)) == 1
+  (notice,) = at.warning
+  assert notice.value.startswith("Showing step 2: the newer checkpoint step(s) 3 of ")
+  model = at.caption[1].value
+  assert "step 2, 16×16 images" in model and "Evaluation at step 2:" in model
+  assert "FD 123" not in model and "step 3" not in model
+
+
+def test_streamlit_settings_turn_off_watching_statistics_and_the_ip_lookup(tmp_path):
+  """The page's own .streamlit/config.toml, as `streamlit run demo.py` resolves it in the
+  repository: no file watcher, no usage statistics, and the start-up banner of a headless
+  server does not look up the machine's external IP."""
+  script = """if True:
+    import json
+    from streamlit import config, net_util
+    from streamlit.web import bootstrap
+    calls = []
+    net_util.get_external_ip = lambda: calls.append(1)
+    config.get_config_options(force_reparse=True)
+    config.set_option("server.headless", True)
+    bootstrap._print_url(False)
+    print(json.dumps([config.get_option("server.fileWatcherType"),
+                      config.get_option("browser.gatherUsageStats"), len(calls)]))
+  """
+  env = dict(os.environ, HOME=str(tmp_path))  # no personal ~/.streamlit/config.toml
+  result = subprocess.run(
+      [sys.executable, "-c", script],
+      cwd=tiny_run.REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.loads(result.stdout.splitlines()[-1]) == ["none", False, 0]
+
+
 def test_no_checkpoint_damaged_checkpoint_and_bad_arguments_are_one_message(workdir, tmp_path):
   damaged = tmp_path / "damaged"
   shutil.copytree(workdir, damaged)
@@ -183,13 +331,40 @@ def test_request_checks_and_argument_parsing():
     demo_app.parse_args(["--step=four"])
 
 
-def test_metrics_line_reads_the_last_evaluation(tmp_path):
-  assert demo_app.latest_metrics(str(tmp_path)) is None
+def test_link_parameters_are_checked_one_by_one():
+  choices = ["ALL", "a", "b"]
+  values, ignored = demo_app.parse_query(
+      {"class": "b", "truncation": "0.25", "grid": "7", "seed": str(demo_app.MAX_SEED)}, choices
+  )
+  assert values == {"class": "b", "truncation": 0.25, "grid": 7, "seed": demo_app.MAX_SEED}
+  assert not ignored
+  bad = {"seed": "-1", "grid": "٣", "truncation": "3.5", "class": "ALL ", "utm": "x"}
+  values, ignored = demo_app.parse_query(bad, choices)
+  assert values == {}
+  assert ignored == [
+      f"seed=-1 (not a whole number in [0, {demo_app.MAX_SEED}])",
+      "grid=٣ (not a whole number in [1, 7])",
+      "truncation=3.5 (not a number in [0.01, 3.0])",
+      "class=ALL  (not one of ALL, a, b)",
+      "utm=x (unknown parameter)",
+  ]
+  request = demo_app.Request("a", 0.8, 3, 9)
+  values, _ = demo_app.parse_query(demo_app.query_of(request), choices)
+  assert demo_app.Request(
+      values["class"], values["truncation"], values["grid"], values["seed"]
+  ) == (request)
+
+
+def test_metrics_line_reads_the_last_evaluation_of_the_step(tmp_path):
+  assert demo_app.step_metrics(str(tmp_path), 40) is None
   record = {"step": 40, "fd": 0.5, "kid": 0.00123, "kid_std": 0.0004, "swd_mean": 61.25}
   record.update({"class_consistency/a": 1.0, "class_consistency/b": 0.5})
-  lines = [json.dumps({"step": 20, "fd": 9.0}), json.dumps(record), "{broken"]
+  newer = {"step": 60, "fd": 7.0}
+  lines = [json.dumps({"step": 40, "fd": 9.0}), json.dumps(record), json.dumps(newer), "{broken"]
   (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-  line = demo_app.format_metrics(demo_app.latest_metrics(str(tmp_path)), ["a", "b"])
+  assert demo_app.step_metrics(str(tmp_path), 60) == newer
+  assert demo_app.step_metrics(str(tmp_path), 20) is None
+  line = demo_app.format_metrics(demo_app.step_metrics(str(tmp_path), 40), ["a", "b"])
   assert line == (
       "Evaluation at step 40: class consistency 1.000 / 0.500, FD 0.500, "
       "KID×10³ 1.23 ± 0.40, SWD×10³ 61.2."
