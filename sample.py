@@ -12,7 +12,7 @@ Needs only the workdir: the checkpoint carries its config and class names.
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from flowergan import cli
 
@@ -74,8 +74,7 @@ def _parse_step(value: str | None) -> int | str | None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.run refuses arguments that are not flags
   cli.quiet_logs()
   from flowergan import errors, trained  # after the log settings; keeps --help fast
 
@@ -193,4 +192,4 @@ def _walk(model) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)
