@@ -33,9 +33,11 @@ _CACHE_DIR = flags.DEFINE_string(
 def main(argv):
   del argv  # cli.run refuses arguments that are not flags
   cli.quiet_logs()
-  from flowergan import errors, evaluate  # after the log settings: imports JAX
+  from flowergan import config_checks, errors, evaluate  # after the log settings: imports JAX
 
   try:
+    if _SEED.value is not None:
+      config_checks.check_seed(_SEED.value, "--seed")
     results, class_names = evaluate.evaluate_run(
         _WORKDIR.value,
         step=_STEP.value,

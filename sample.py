@@ -88,8 +88,12 @@ def main(argv):
 
 
 def _check_flags() -> None:
-  from flowergan import imaging, sampling
+  from flowergan import config_checks, imaging, latents, sampling
 
+  config_checks.check_seed(_SEED.value, "--seed")
+  if _INTERPOLATE.value is not None:
+    for seed in latents.parse_seed_pair(_INTERPOLATE.value):
+      config_checks.check_seed(seed, "each seed of --interpolate")
   if _NUM.value < 1:
     raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
   conflicts = [
