@@ -433,8 +433,15 @@ def ensure_synthetic(data_config) -> str:
   seed = int(data_config.synthetic_seed)
   size = int(data_config.image_size)
   start = time.time()
-  with storage.atomic_directory(final) as tmp:
-    synthetic.write_dataset(tmp, n, seed, size)
+  try:
+    with storage.atomic_directory(final) as tmp:
+      synthetic.write_dataset(tmp, n, seed, size)
+  except (OSError, storage.StorageError) as e:
+    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    raise data_error(
+        f"cannot render the synthetic data set into {final} ({why}): set data.cache_dir "
+        "(evaluate.py: --cache_dir) to a folder that can be created and written."
+    ) from None
   logging.info(
       "Rendered synthetic data set (%d images) to %s in %.1fs", 2 * n, final, time.time() - start
   )

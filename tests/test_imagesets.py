@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from flowergan import imagesets, synthetic
+from tests import cli_run
 from tests.image_folders import S, assert_one_line_error, data_config, write_mixed_folder
 
 
@@ -320,3 +321,42 @@ def test_a_folder_with_only_a_loop_says_so_in_its_own_warning(tmp_path, caplog):
   assert (
       "1 links lead to a folder already read" in msg and "a/loop" in msg and "Skipped" not in msg
   ), msg
+
+
+def _unusable_caches(tmp_path):
+  """Cache folders where nothing can be created: below a file, below a FIFO, read-only."""
+  (tmp_path / "file").write_text("x")
+  os.mkfifo(tmp_path / "fifo")
+  read_only = tmp_path / "read_only"
+  read_only.mkdir()
+  read_only.chmod(0o500)
+  return {
+      "below a file": tmp_path / "file" / "cache",
+      "a FIFO": tmp_path / "fifo",
+      "read-only": read_only / "cache",
+  }
+
+
+@pytest.mark.parametrize("kind", ["below a file", "a FIFO", "read-only"])
+def test_an_unusable_synthetic_cache_is_one_line_naming_the_setting(tmp_path, kind):
+  cache = _unusable_caches(tmp_path)[kind]
+  if kind == "read-only" and os.access(cache.parent, os.W_OK):
+    # root writes anywhere: a folder with the same name as the cache's set stands in
+    cache.mkdir()
+    (cache / f"synthetic-0-3-{S}").write_text("not a folder")
+  with pytest.raises(imagesets.DataError) as e:
+    imagesets.load_images(data_config(cache_dir=str(cache)))
+  assert_one_line_error(e, "data.cache_dir", "--cache_dir", str(cache))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "file", "read_only"]
+
+
+def test_train_with_an_unusable_synthetic_cache_stops_in_one_line(tmp_path):
+  (tmp_path / "file").write_text("x")
+  result = cli_run.run(
+      "train.py",
+      *cli_run.TINY_FLAGS,
+      f"--config.data.cache_dir={tmp_path / 'file' / 'cache'}",
+      f"--workdir={tmp_path / 'run'}",
+      devices=1,
+  )
+  cli_run.assert_one_line_error(result, "data.cache_dir", str(tmp_path / "file" / "cache"))
