@@ -4,7 +4,8 @@
 pool), converts it to RGB, resizes the shorter side to `image_size` (LANCZOS, antialiased) and
 centre-crops. Result: uint8 (N, S, S, 3), int32 labels, class names. Sources:
 
-* `folder:PATH`: `PATH/<class>/**/*.{jpg,jpeg,png,bmp,gif,webp}` (any case). Mode conversion:
+* `folder:PATH`: `PATH/<class>/**/*.{jpg,jpeg,png,bmp,gif,webp}` (any case); the classes are
+  the sorted subfolder names, or `data.classes` (a choice and order of them). Mode conversion:
   grayscale / 16-bit / palette / CMYK / YCbCr → RGB; anything with transparency (RGBA, LA,
   palette with transparency) is alpha-composited ON WHITE. EXIF orientation is applied. Files
   that cannot be decoded (truncated, corrupt, not an image, unknown extension) are skipped and
@@ -18,6 +19,7 @@ centre-crops. Result: uint8 (N, S, S, 3), int32 labels, class names. Sources:
 * `tfds:NAME`: an already prepared TFDS data set (never downloaded here). Examples are read
   with the image left encoded, filtered to the wanted labels (`features['label'].names` +
   `tfds_label_names`), relabelled 0..K-1, then decoded by the same PIL code as folders.
+  Without `data.classes`, the wanted classes are the sorted keys of `tfds_label_names`.
 * `synthetic`: `flowergan.synthetic` renders the set once into
   `cache_dir/synthetic-<seed>-<n>-<size>/<class>/*.png` (atomically, through
   `storage.atomic_directory`) and it is then read as a folder.
@@ -45,7 +47,7 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageOps
 
-from flowergan import cli, config_checks, errors, storage, synthetic
+from flowergan import cli, config_checks, default_config, errors, storage, synthetic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _MAX_NAMED = 5  # how many skipped files a warning names
@@ -111,7 +113,7 @@ def _load_source(source: str, data_config, classes, size, process_index, process
     folder = ensure_synthetic(data_config)
     return _load_folder(
         folder,
-        classes or synthetic.CLASS_NAMES,
+        classes or default_config.classes_of(data_config),
         size,
         process_index,
         process_count,
@@ -294,11 +296,11 @@ _TFDS_ALTERNATIVES = "or use data.source='folder:PATH' (one subfolder per class)
 
 def _load_tfds(name: str, data_config, size: int, process_index: int, process_count: int):
   """`tfds:NAME`: the wanted classes of a prepared TFDS data set, decoded like a folder's."""
-  classes = [str(c) for c in (data_config.classes or ())]
+  classes = [str(c) for c in default_config.classes_of(data_config)]
   if not classes:
     raise data_error(
-        f"data.classes must list the wanted classes for data.source='tfds:{name}' "
-        "(e.g. ('dandelion', 'marigold'))."
+        f"data.classes (or the keys of data.tfds_label_names) must list the wanted classes "
+        f"for data.source='tfds:{name}' (e.g. ('dandelion', 'marigold'))."
     )
   split = data_config.tfds_splits or "all"
   data_dir = data_config.tfds_data_dir

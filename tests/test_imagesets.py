@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from flowergan import imagesets, synthetic
-from tests import cli_run
+from tests import cli_run, tiny_config
 from tests.image_folders import S, assert_one_line_error, data_config, write_mixed_folder
 
 
@@ -127,6 +127,12 @@ def test_tfds_filter_and_remap():
     cfg = data_config(source="tfds:oxford_flowers102", **TFDS_CFG)
     images, labels, classes = imagesets.load_images(cfg)
     shards = [imagesets.load_images(cfg, process_index=i, process_count=2) for i in range(2)]
+    # Without data.classes: the classes that data.tfds_label_names maps, sorted.
+    paper = data_config(source="tfds:oxford_flowers102", classes=())
+    paper_images, paper_labels, paper_classes = imagesets.load_images(paper)
+  assert paper_classes == ["dandelion", "marigold"]
+  np.testing.assert_array_equal(paper_labels, labels[labels < 2])
+  np.testing.assert_array_equal(paper_images, images[labels < 2])
   assert classes == list(TFDS_CFG["classes"])
   theirs = ["common dandelion", "english marigold", "pink primrose", "canterbury bells"]
   expected_images, expected_labels = [], []
@@ -360,3 +366,16 @@ def test_train_with_an_unusable_synthetic_cache_stops_in_one_line(tmp_path):
       devices=1,
   )
   cli_run.assert_one_line_error(result, "data.cache_dir", str(tmp_path / "file" / "cache"))
+
+
+def test_a_folder_source_with_the_default_config_reads_the_sorted_subfolders(tmp_path):
+  for name in ("tulip", "rose", "iris"):
+    (tmp_path / name).mkdir()
+    Image.new("RGB", (20, 20), (len(name), 0, 0)).save(tmp_path / name / "x.png")
+  data = tiny_config.load_config_file(tiny_config.CONFIG_FILE).data  # as shipped
+  data.source = f"folder:{tmp_path}"
+  data.image_size = S
+  images, labels, names = imagesets.load_images(data)
+  assert names == ["iris", "rose", "tulip"]
+  np.testing.assert_array_equal(labels, [0, 1, 2])
+  np.testing.assert_array_equal(images[:, 0, 0, 0], [4, 4, 5])
