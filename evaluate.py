@@ -10,7 +10,7 @@ Exit status: 0 done; 1 an error (`error: <one line>`).
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from flowergan import cli, default_config
 
@@ -31,12 +31,13 @@ _CACHE_DIR = flags.DEFINE_string(
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.run refuses arguments that are not flags
   cli.quiet_logs()
-  from flowergan import errors, evaluate  # after the log settings: imports JAX
+  from flowergan import config_checks, errors, evaluate  # after the log settings: imports JAX
 
   try:
+    if _SEED.value is not None:
+      config_checks.check_seed(_SEED.value, "--seed")
     results, class_names = evaluate.evaluate_run(
         _WORKDIR.value,
         step=_STEP.value,
@@ -52,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

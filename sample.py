@@ -12,7 +12,7 @@ Needs only the workdir: the checkpoint carries its config and class names.
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from flowergan import cli
 
@@ -74,8 +74,7 @@ def _parse_step(value: str | None) -> int | str | None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.run refuses arguments that are not flags
   cli.quiet_logs()
   from flowergan import errors, trained  # after the log settings; keeps --help fast
 
@@ -89,8 +88,12 @@ def main(argv):
 
 
 def _check_flags() -> None:
-  from flowergan import imaging, sampling
+  from flowergan import config_checks, imaging, latents, sampling
 
+  config_checks.check_seed(_SEED.value, "--seed")
+  if _INTERPOLATE.value is not None:
+    for seed in latents.parse_seed_pair(_INTERPOLATE.value):
+      config_checks.check_seed(seed, "each seed of --interpolate")
   if _NUM.value < 1:
     raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
   conflicts = [
@@ -193,4 +196,4 @@ def _walk(model) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -11,7 +11,7 @@ import os
 import pathlib
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from flowergan import cli
@@ -47,8 +47,7 @@ def _default_workdir(config_arg: str) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.run refuses arguments that are not flags
   cli.quiet_logs()
   from flowergan import distributed, errors, train  # after the log settings; keeps --help fast
 
@@ -74,4 +73,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(
+      main,
+      stopped_status=cli.EXIT_STOPPED_EARLY,
+      stopped_message="{signal}: stopped before the run finished, the checkpoints saved so far "
+      "are kept; rerun the same command to continue.",
+  )

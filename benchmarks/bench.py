@@ -57,6 +57,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from flowergan import default_config
 from flowergan import mesh as mesh_lib
 from flowergan import models, ops
 from flowergan import train_step as ts
@@ -283,7 +284,7 @@ class FlaxRunner:
   seed: int = 0
 
   def __post_init__(self):
-    self.num_classes = len(self.config.data.classes)
+    self.num_classes = len(default_config.classes_of(self.config.data))
     self.gan = ts.wgangp_from_config(self.config, num_classes=self.num_classes)
     self.mesh = mesh_lib.make_mesh()
     mesh_lib.check_batch_size(self.batch_size, self.mesh)

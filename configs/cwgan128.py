@@ -9,10 +9,10 @@ The part of `--config` after a colon picks the variant; the workdir defaults to
       python train.py --config=configs/cwgan128.py
       python sample.py --label=marigold
 
-  On your own photos, one subfolder per class:
+  On your own photos, one subfolder per class (the class order is the sorted subfolder names;
+  `--config.data.classes="('marigold','dandelion')"` chooses and orders them):
 
-      python train.py --config=configs/cwgan128.py --config.data.source=folder:/path/to/photos \
-          --config.data.classes="('dandelion','marigold')"
+      python train.py --config=configs/cwgan128.py --config.data.source=folder:/path/to/photos
 
 * `demo` (train.py's default): the built-in synthetic flowers at 32×32 with half the widths,
   500 steps, small enough for 2 CPU cores (measured time: see the README). Everything else is

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging as py_logging
 import os
+import signal
 import sys
+from collections.abc import Callable, Sequence
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 EXIT_ERROR = 1  # a bad value, path, checkpoint or save: `error: <one line>` on stderr
 EXIT_STOPPED_EARLY = 3  # train.py: SIGTERM, Ctrl-C or a preemption notice; saved, resumable
@@ -60,19 +62,20 @@ def one_line(text) -> str:
   return " ".join(str(text).split())
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str], positional: Sequence[str] | None = None) -> list[str]:
   """`flags.FLAGS(argv)`, or `error: <one line>` and exit 1 (for `app.run(flags_parser=...)`).
 
   absl prints its own parsing errors with the usage text; ml_collections raises a misspelt
   `--config.x.y` field as a chain of KeyError/AttributeError tracebacks, puts the traceback of
   a failing `get_config` into its message, and reports a missing config file only when the
-  config is first used. All of them become one line here, "Did you mean" included.
+  config is first used. All of them become one line here, "Did you mean" included. With
+  `positional` (the names of the arguments that are not flags, e.g. `("FILE.pt",)`), a missing
+  or extra argument is one line too, instead of absl's usage text.
   """
   try:
     remaining = flags.FLAGS(argv)
     if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
       hasattr(flags.FLAGS["config"].value, "keys")  # loads it now: an OSError if it cannot
-    return remaining
   except flags.Error as e:
     sys.exit(f"error: {_without_traceback(str(e))}")
   except (KeyError, AttributeError) as e:  # ml_collections: an override of an unknown field
@@ -80,6 +83,57 @@ def parse_flags(argv: list[str]) -> list[str]:
   except OSError as e:  # ml_collections: the config file does not load
     lines = [line for line in str(e).splitlines() if line.strip()]
     sys.exit(f"error: cannot load --config ({one_line(lines[-1] if lines else e)}).")
+  if positional is not None:
+    _check_positional(remaining[1:], positional)
+  return remaining
+
+
+def _check_positional(given: Sequence[str], wanted: Sequence[str]) -> None:
+  """Exits with one `error:` line unless `given` has exactly one argument per name in `wanted`."""
+  expected = " ".join(wanted) if wanted else "no arguments besides the flags"
+  if len(given) > len(wanted):
+    extra = given[len(wanted)]
+    sys.exit(
+        f"error: unexpected argument {extra!r} (this command takes {expected}): write flags as "
+        "--name=value, see --help."
+    )
+  if len(given) < len(wanted):
+    sys.exit(f"error: missing {' '.join(wanted[len(given):])}: see --help.")
+
+
+class Interrupted(KeyboardInterrupt):
+  """SIGTERM, raised where the program is (like Ctrl-C's `KeyboardInterrupt`), so that every
+  `finally` and `with` block on the way out runs: temporary files go, locks are released."""
+
+
+def _raise_interrupted(signum, frame) -> None:
+  del signum, frame
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up
+  raise Interrupted()
+
+
+def run(
+    main: Callable[[list[str]], None],
+    *,
+    positional: Sequence[str] = (),
+    stopped_status: int = EXIT_ERROR,
+    stopped_message: str = "error: {signal}: stopped; no partial file is left: rerun the command.",
+) -> None:
+  """`app.run(main)` with flag errors in one line (`parse_flags`) and one line for a stop.
+
+  SIGTERM or Ctrl-C (SIGINT) at any point that does not handle them itself (start-up: parsing,
+  imports, loading, compiling) unwinds the program like an error: `stopped_message` (with
+  `{signal}` filled in) on stderr and exit `stopped_status`, instead of Python's silent death
+  by SIGTERM (status 143) or a `KeyboardInterrupt` traceback. train.py's training loop installs
+  its own handlers (save, then stop) and restores these afterwards.
+  """
+  signal.signal(signal.SIGTERM, _raise_interrupted)
+  try:
+    app.run(main, flags_parser=lambda argv: parse_flags(argv, positional))
+  except KeyboardInterrupt as e:
+    name = "SIGTERM" if isinstance(e, Interrupted) else "SIGINT (Ctrl-C)"
+    print(stopped_message.format(signal=name), file=sys.stderr, flush=True)
+    sys.exit(stopped_status)
 
 
 def _without_traceback(message: str) -> str:

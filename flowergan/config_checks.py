@@ -26,6 +26,17 @@ CHOICES = {
 }
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 MAX_CLASS_NAME_BYTES = 100  # leaves room for `_step0000000.png` within a 255-byte file name
+# Seeds become `jax.random.key(seed)`, a signed 64-bit integer. Negative seeds work there, so
+# configs (and the checkpoints that store them) may hold them; a seed given on the command line
+# is a non-negative one (numpy's generators, which the evaluation also seeds, refuse negatives).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_SEED = INT64_MAX
+SEED_RANGES = {
+    "seed": (INT64_MIN, INT64_MAX - 1),  # training also draws its sample grids from seed + 1
+    "data.synthetic_seed": (INT64_MIN, INT64_MAX),
+    "eval.seed": (INT64_MIN, INT64_MAX),
+    "eval.classifier_seed": (INT64_MIN, INT64_MAX),
+}
 
 
 class ConfigError(errors.FlowerganError):
@@ -173,10 +184,33 @@ def _train_problems(train) -> list[str | None]:
 def _run_problems(config) -> list[str | None]:
   names = ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints")
   out = _int_at_least(config, "config", names, 1)
-  for name in ("seed", "eval_every"):
-    if name in config and not _is_int(config[name]):
-      out.append(f"config.{name} must be an integer, got {config[name]!r}")
+  if "eval_every" in config and not _is_int(config["eval_every"]):
+    out.append(f"config.eval_every must be an integer, got {config['eval_every']!r}")
+  for key, (low, high) in SEED_RANGES.items():
+    *section, name = key.split(".")
+    fields = config.get(section[0]) if section else config
+    if fields is not None and name in fields:
+      out.append(seed_problem(fields[name], f"config.{key}", low, high))
   return out
+
+
+def seed_problem(value, name: str, low: int = 0, high: int = MAX_SEED) -> str | None:
+  """Why `value` cannot be the seed `name`, or None (it must be an integer in [low, high])."""
+  if _is_int(value) and low <= value <= high:
+    return None
+  return f"{name} must be an integer in [{low}, {high}], got {value!r}"
+
+
+def check_seed(value, name: str) -> int:
+  """`value` if it can be a seed given as `name` (a flag such as `--seed`), else `ConfigError`.
+
+  Flags are checked here too, where they are read, so that a seed of more than 64 bits is one
+  line before anything is loaded, not an `OverflowError` once the noise is drawn.
+  """
+  problem = seed_problem(value, name)
+  if problem:
+    raise ConfigError(problem + ".")
+  return value
 
 
 def _best_checkpoint_problem(best) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 CACHE_DIR = "~/.cache/flowergan"  # where synthetic data is rendered (`data.cache_dir`)
+DEFAULT_CLASSES = ("dandelion", "marigold")  # the paper's, the synthetic set's
 SECTIONS = ("data", "model", "train")  # every stored config has them; without one it is damaged
 MAPPINGS = ("tfds_label_names",)  # dict-valued fields: a stored one replaces the default whole
 
@@ -44,8 +45,12 @@ def _data() -> ml_collections.ConfigDict:
   data = ml_collections.ConfigDict()
   # 'tfds:NAME' | 'folder:PATH' (one subfolder per class) | 'synthetic' (built-in, offline).
   data.source = "tfds:oxford_flowers102"
-  data.classes = ("dandelion", "marigold")  # label order; the original demo: 0 = dandelion
-  # Our class name → the TFDS dataset's own label name.
+  # Label order; empty: the source's own classes (`classes_of`), i.e. the sorted subfolder
+  # names of 'folder:PATH', and DEFAULT_CLASSES (the original demo: 0 = dandelion) for the
+  # synthetic flowers and the default TFDS data set.
+  data.classes = ()
+  # Our class name → the TFDS dataset's own label name; with data.classes empty, its sorted keys
+  # are the classes of a 'tfds:NAME' source.
   data.tfds_label_names = ml_collections.ConfigDict(
       {"dandelion": "common dandelion", "marigold": "english marigold"}
   )
@@ -133,6 +138,23 @@ def _eval() -> ml_collections.ConfigDict:
   ev.kid_subset_size = 1000
   ev.swd_nhoods_per_image = 128
   return ev
+
+
+def classes_of(data) -> tuple[str, ...]:
+  """The class names of `data` (a config's `data`) known before any data is read.
+
+  `data.classes` if set; else a synthetic source's classes (`DEFAULT_CLASSES`) or a TFDS
+  source's, the sorted keys of `data.tfds_label_names`; else () (a folder source: its sorted
+  subfolder names, known once it is listed).
+  """
+  if data.get("classes"):
+    return tuple(data.classes)
+  source = str(data.get("source", ""))
+  if source == "synthetic":
+    return DEFAULT_CLASSES
+  if source.startswith("tfds:"):
+    return tuple(sorted(data.get("tfds_label_names") or {}))
+  return ()
 
 
 def from_stored(stored: dict) -> ml_collections.ConfigDict:

@@ -4,17 +4,22 @@
 pool), converts it to RGB, resizes the shorter side to `image_size` (LANCZOS, antialiased) and
 centre-crops. Result: uint8 (N, S, S, 3), int32 labels, class names. Sources:
 
-* `folder:PATH`: `PATH/<class>/**/*.{jpg,jpeg,png,bmp,gif,webp}` (any case). Mode conversion:
+* `folder:PATH`: `PATH/<class>/**/*.{jpg,jpeg,png,bmp,gif,webp}` (any case); the classes are
+  the sorted subfolder names, or `data.classes` (a choice and order of them). Mode conversion:
   grayscale / 16-bit / palette / CMYK / YCbCr → RGB; anything with transparency (RGBA, LA,
   palette with transparency) is alpha-composited ON WHITE. EXIF orientation is applied. Files
   that cannot be decoded (truncated, corrupt, not an image, unknown extension) are skipped and
   reported in ONE warning with their count and a few names; images of more than
   `max_image_pixels` pixels (PIL's decompression-bomb limit by default) are skipped and counted
-  there as "too large". Hidden files (`.*`) are ignored. Class names become file names:
+  there as "too large". Only regular files are opened (links followed): FIFOs, sockets,
+  devices and broken links are counted in that warning too; every real folder is listed once,
+  and links that loop back (`a/loop -> ..`) are named there and not followed. Hidden files
+  (`.*`) are ignored. Class names become file names:
   unusable ones (`config_checks.check_class_names`) are refused, whatever the source.
 * `tfds:NAME`: an already prepared TFDS data set (never downloaded here). Examples are read
   with the image left encoded, filtered to the wanted labels (`features['label'].names` +
   `tfds_label_names`), relabelled 0..K-1, then decoded by the same PIL code as folders.
+  Without `data.classes`, the wanted classes are the sorted keys of `tfds_label_names`.
 * `synthetic`: `flowergan.synthetic` renders the set once into
   `cache_dir/synthetic-<seed>-<n>-<size>/<class>/*.png` (atomically, through
   `storage.atomic_directory`) and it is then read as a folder.
@@ -34,6 +39,7 @@ import difflib
 import io
 import math
 import os
+import stat
 import time
 from collections.abc import Sequence
 
@@ -41,7 +47,7 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageOps
 
-from flowergan import cli, config_checks, errors, storage, synthetic
+from flowergan import cli, config_checks, default_config, errors, storage, synthetic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 _MAX_NAMED = 5  # how many skipped files a warning names
@@ -107,7 +113,7 @@ def _load_source(source: str, data_config, classes, size, process_index, process
     folder = ensure_synthetic(data_config)
     return _load_folder(
         folder,
-        classes or synthetic.CLASS_NAMES,
+        classes or default_config.classes_of(data_config),
         size,
         process_index,
         process_count,
@@ -129,16 +135,62 @@ def _load_source(source: str, data_config, classes, size, process_index, process
   )
 
 
-def _list_class_files(class_dir: str):
-  images, others = [], []
+class _Listing:
+  """The files of one class folder: images, other regular files, what is not a regular file
+  (FIFOs, sockets, devices, broken links: never opened, a FIFO would block forever) and the
+  links to a folder already listed: loops and duplicates, not followed."""
+
+  def __init__(self):
+    self.images, self.others, self.special, self.loops = [], [], [], []
+
+
+def _directory_key(path: str) -> tuple[int, int] | None:
+  try:
+    st = os.stat(path)
+  except OSError:
+    return None
+  return st.st_dev, st.st_ino
+
+
+def _list_class_files(class_dir: str) -> _Listing:
+  """Every file below `class_dir`, links followed, each real directory visited once.
+
+  The class folder's ancestors count as visited: a link to one of them (`a/loop -> ..`) is a
+  loop, as is a link to a folder already listed; neither is entered.
+  """
+  listing = _Listing()
+  real = os.path.realpath(class_dir)
+  ancestors = [real]
+  while os.path.dirname(ancestors[-1]) != ancestors[-1]:
+    ancestors.append(os.path.dirname(ancestors[-1]))
+  visited = {key for key in map(_directory_key, ancestors) if key}
   for root, dirs, files in os.walk(class_dir, followlinks=True):
-    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    keep = []
+    # Real folders before links to them: a link, not the folder, is what gets reported.
+    names = sorted(d for d in dirs if not d.startswith("."))
+    for d in sorted(names, key=lambda d: os.path.islink(os.path.join(root, d))):
+      key = _directory_key(os.path.join(root, d))
+      if key in visited:
+        listing.loops.append(os.path.join(root, d))
+      elif key:
+        visited.add(key)
+        keep.append(d)
+    dirs[:] = keep
     for f in sorted(files):
       if f.startswith("."):
         continue
       path = os.path.join(root, f)
-      (images if f.lower().endswith(IMAGE_EXTENSIONS) else others).append(path)
-  return images, others
+      try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)  # links followed
+      except OSError:
+        regular = False  # a broken link
+      if not regular:
+        listing.special.append(path)
+      elif f.lower().endswith(IMAGE_EXTENSIONS):
+        listing.images.append(path)
+      else:
+        listing.others.append(path)
+  return listing
 
 
 def _load_folder(
@@ -180,24 +232,29 @@ def _load_folder(
     classes = subdirs
 
   listed = [_list_class_files(os.path.join(root, c)) for c in classes]
-  if not any(imgs for imgs, _ in listed):
+  if not any(listing.images for listing in listed):
     raise data_error(
         f"No image files (.jpg/.jpeg/.png/.bmp/.gif/.webp) found in the class "
         f"subfolders of {root}: add images to {root}/<class_name>/, or use "
         "data.source='synthetic'."
     )
   per_class, skipped = [], _Skipped()
-  for c, (files, others) in zip(classes, listed):
+  for c, listing in zip(classes, listed):
+    files = listing.images
     shard = files[process_index::process_count]
     _log_shard(c, shard, len(files), root, process_index, process_count)
-    skipped.not_images.extend(
-        os.path.relpath(f, root) for f in others[process_index::process_count]
-    )
+    for kept, found in (
+        (skipped.not_images, listing.others),
+        (skipped.not_regular, listing.special),
+        (skipped.loops, listing.loops),
+    ):
+      kept.extend(os.path.relpath(f, root) for f in found[process_index::process_count])
     names = [os.path.relpath(f, root) for f in shard]
     results = _decode_many(shard, size, names, max_pixels, skipped)
     per_class.append([r for r in results if r is not None])
   _warn_skipped(root, skipped, max_pixels)
-  for c, arrays, (files, _) in zip(classes, per_class, listed):
+  for c, arrays, listing in zip(classes, per_class, listed):
+    files = listing.images
     if not arrays:
       if process_count > 1 and len(files) < process_count:
         raise data_error(
@@ -239,11 +296,11 @@ _TFDS_ALTERNATIVES = "or use data.source='folder:PATH' (one subfolder per class)
 
 def _load_tfds(name: str, data_config, size: int, process_index: int, process_count: int):
   """`tfds:NAME`: the wanted classes of a prepared TFDS data set, decoded like a folder's."""
-  classes = [str(c) for c in (data_config.classes or ())]
+  classes = [str(c) for c in default_config.classes_of(data_config)]
   if not classes:
     raise data_error(
-        f"data.classes must list the wanted classes for data.source='tfds:{name}' "
-        "(e.g. ('dandelion', 'marigold'))."
+        f"data.classes (or the keys of data.tfds_label_names) must list the wanted classes "
+        f"for data.source='tfds:{name}' (e.g. ('dandelion', 'marigold'))."
     )
   split = data_config.tfds_splits or "all"
   data_dir = data_config.tfds_data_dir
@@ -378,8 +435,15 @@ def ensure_synthetic(data_config) -> str:
   seed = int(data_config.synthetic_seed)
   size = int(data_config.image_size)
   start = time.time()
-  with storage.atomic_directory(final) as tmp:
-    synthetic.write_dataset(tmp, n, seed, size)
+  try:
+    with storage.atomic_directory(final) as tmp:
+      synthetic.write_dataset(tmp, n, seed, size)
+  except (OSError, storage.StorageError) as e:
+    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    raise data_error(
+        f"cannot render the synthetic data set into {final} ({why}): set data.cache_dir "
+        "(evaluate.py: --cache_dir) to a folder that can be created and written."
+    ) from None
   logging.info(
       "Rendered synthetic data set (%d images) to %s in %.1fs", 2 * n, final, time.time() - start
   )
@@ -469,9 +533,14 @@ class _Skipped:
 
   def __init__(self):
     self.unreadable, self.too_large, self.not_images = [], [], []
+    self.not_regular = []  # FIFOs, sockets, devices, broken links: never opened
+    self.loops = []  # links back to a folder already listed: not followed
+
+  def files(self) -> list[str]:
+    return self.unreadable + self.too_large + self.not_images + self.not_regular
 
   def total(self) -> int:
-    return len(self.unreadable) + len(self.too_large) + len(self.not_images)
+    return len(self.files())
 
 
 def _decode_many(sources: Sequence, size: int, names: Sequence[str], max_pixels: int, skipped):
@@ -498,24 +567,39 @@ def _decode_many(sources: Sequence, size: int, names: Sequence[str], max_pixels:
 
 
 def _warn_skipped(where: str, skipped: _Skipped, max_pixels: int) -> None:
+  """One warning: how many files were skipped and why, a few names, and the link loops."""
   total = skipped.total()
-  if not total:
-    return
-  named = (skipped.unreadable + skipped.too_large + skipped.not_images)[:_MAX_NAMED]
-  more = f", ... ({total - len(named)} more)" if total > len(named) else ""
-  logging.warning(
-      "Skipped %d files in %s (%d unreadable/truncated/corrupt images; too large: %d, more "
-      "than data.max_image_pixels=%d pixels, raise it to use them; %d without an image "
-      "extension %s): %s%s",
-      total,
-      where,
-      len(skipped.unreadable),
-      len(skipped.too_large),
-      max_pixels,
-      len(skipped.not_images),
-      "/".join(e[1:] for e in IMAGE_EXTENSIONS),
-      ", ".join(named),
-      more,
+  if total:
+    named = skipped.files()[:_MAX_NAMED]
+    more = f", ... ({total - len(named)} more)" if total > len(named) else ""
+    logging.warning(
+        "Skipped %d files in %s (%d unreadable/truncated/corrupt images; too large: %d, more "
+        "than data.max_image_pixels=%d pixels, raise it to use them; %d without an image "
+        "extension %s; %d not regular files: FIFOs, sockets, devices or broken links): %s%s%s",
+        total,
+        where,
+        len(skipped.unreadable),
+        len(skipped.too_large),
+        max_pixels,
+        len(skipped.not_images),
+        "/".join(e[1:] for e in IMAGE_EXTENSIONS),
+        len(skipped.not_regular),
+        ", ".join(named),
+        more,
+        _loops_text(skipped.loops, "; "),
+    )
+  elif skipped.loops:
+    logging.warning("In %s: %s", where, _loops_text(skipped.loops, ""))
+
+
+def _loops_text(loops: Sequence[str], prefix: str) -> str:
+  """`N links lead to a folder already read ...: a/loop, ...` (empty without loops)."""
+  if not loops:
+    return ""
+  named = ", ".join(loops[:_MAX_NAMED]) + (", ..." if len(loops) > _MAX_NAMED else "")
+  return (
+      f"{prefix}{len(loops)} links lead to a folder already read (a loop or a duplicate) and "
+      f"were not followed: {named}"
   )
 
 

@@ -137,22 +137,22 @@ def write_images(
     group_size: int | None = None,
 ) -> list[str]:
   """`out` with an image extension: one grid (see `grid_format`, `make_grid`); otherwise a
-  directory of single PNGs named after their class. Returns the paths written."""
+  directory of single PNGs named after their class, written whole or not at all (a full disk
+  leaves no part of it). Returns the paths written."""
   image_format = grid_format(out)
   try:
     if image_format:
       save_image(make_grid(images, ncols, group_size=group_size), out, image_format)
       return [out]
-    os.makedirs(out, exist_ok=True)
-    paths = []
-    for i, image in enumerate(to_uint8(images)):
-      name = f"{i:04d}.png"
-      if labels is not None:
-        name = f"{config_checks.file_stem(class_names[labels[i]])}_{name}"
-      path = os.path.join(out, name)
-      save_png(image, path)
-      paths.append(path)
-    return paths
+    names = []
+    with storage.atomic_files_into(out) as tmp:
+      for i, image in enumerate(to_uint8(images)):
+        name = f"{i:04d}.png"
+        if labels is not None:
+          name = f"{config_checks.file_stem(class_names[labels[i]])}_{name}"
+        save_png(image, os.path.join(tmp, name))
+        names.append(name)
+    return [os.path.join(out, name) for name in names]
   except OSError as e:
     raise ImageError(f"cannot write to {out} ({e.strerror}): choose a writable --out.") from None
 

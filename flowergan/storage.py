@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ def exists(path: str | os.PathLike) -> bool:
 def append_line(path: str | os.PathLike, line: str) -> None:
   """Appends `line` and a newline; remote objects cannot be appended to, so they are rewritten."""
   if not is_remote(path):
+    check_regular_file(os.fspath(path))  # opening a FIFO would wait for a reader forever
     os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)
     with open(path, "a") as f:
       f.write(line + "\n")
@@ -110,6 +112,51 @@ def check_reachable(workdir: str | os.PathLike, timeout_s: float | None = None) 
 # ------------------------------------------------------------------ atomic local writes
 
 
+def _kind(mode: int) -> str:
+  for test, name in (
+      (stat.S_ISDIR, "a directory"),
+      (stat.S_ISFIFO, "a FIFO"),
+      (stat.S_ISCHR, "a character device"),
+      (stat.S_ISBLK, "a block device"),
+      (stat.S_ISSOCK, "a socket"),
+  ):
+    if test(mode):
+      return name
+  return "not a regular file"
+
+
+def check_regular_file(path: str) -> None:
+  """`StorageError` if `path` exists (links followed) and is not a regular file.
+
+  A write replaces its destination by a rename: over a device (`/dev/null`), a FIFO or a socket
+  it would put a regular file in its place, and over a directory it fails only at the end.
+  """
+  try:
+    mode = os.stat(path).st_mode
+  except FileNotFoundError:
+    return  # a new file (or a link to one that does not exist yet)
+  except OSError:
+    return  # not reachable (e.g. a missing parent folder): the write itself will say why
+  if not stat.S_ISREG(mode):
+    raise StorageError(
+        f"{path} exists and is {_kind(mode)}, not a regular file: flowergan writes files only "
+        "(it would replace it), choose another path."
+    )
+
+
+def check_directory(path: str) -> None:
+  """`StorageError` if `path` exists (links followed) and is not a directory."""
+  try:
+    mode = os.stat(path).st_mode
+  except OSError:
+    return
+  if not stat.S_ISDIR(mode):
+    kind = "a regular file" if stat.S_ISREG(mode) else _kind(mode)
+    raise StorageError(
+        f"{path} exists and is {kind}, not a directory: choose another path for the folder."
+    )
+
+
 def _umask() -> int:
   mask = os.umask(0)
   os.umask(mask)
@@ -122,8 +169,10 @@ def atomic_file(path: str) -> Iterator[str]:
 
   The finished file gets the permissions of a plain `open(path, 'w')` (the user's umask), not
   the 0600 of the temporary file. On any error the temporary file is removed and `path` is left
-  as it was.
+  as it was. A `path` that exists and is not a regular file is refused (`check_regular_file`)
+  before anything is written.
   """
+  check_regular_file(path)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
@@ -143,8 +192,10 @@ def atomic_directory(path: str) -> Iterator[str]:
   """Yields a temporary directory beside `path`; on success it becomes `path` (one rename).
 
   If another process created `path` meanwhile, theirs is kept and ours is discarded. On any
-  error the temporary directory is removed.
+  error the temporary directory is removed. A `path` that exists and is not a directory is
+  refused before anything is written.
   """
+  check_directory(path)
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
@@ -160,3 +211,33 @@ def atomic_directory(path: str) -> Iterator[str]:
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
+
+
+@contextlib.contextmanager
+def atomic_files_into(path: str) -> Iterator[str]:
+  """Yields a temporary directory beside `path`; on success its files move into `path`.
+
+  All of them or none: if the block fails (a full disk), the temporary directory goes and
+  `path` is left as it was. A new `path` appears with one rename; into an existing one the files
+  are moved one by one (renames need no space), replacing files of the same names; any of those
+  names that is not a regular file, or a `path` that is not a directory, is refused before
+  anything is moved.
+  """
+  check_directory(path)
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+  try:
+    yield tmp
+    os.chmod(tmp, 0o777 & ~_umask())
+    if not os.path.exists(path):
+      with contextlib.suppress(OSError):  # created meanwhile: moved in file by file below
+        os.rename(tmp, path)
+        return
+    names = sorted(os.listdir(tmp))
+    for name in names:
+      check_regular_file(os.path.join(path, name))
+    for name in names:
+      os.replace(os.path.join(tmp, name), os.path.join(path, name))
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)

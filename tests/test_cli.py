@@ -1,6 +1,10 @@
 """The entry points' shared behaviour (flowergan.cli): flag errors in one line before any data
 is read, exit statuses, and a console that shows flowergan's own lines."""
 
+import signal
+import subprocess
+import sys
+
 import pytest
 
 from flowergan import cli
@@ -87,3 +91,67 @@ def test_verbosity_shows_what_the_default_hides(consoles):
   console = consoles["verbose"]
   assert "step 2/2" in console
   assert "Requested `tracked_metric`; did not provide metrics." in console, console[-3000:]
+
+
+@pytest.mark.parametrize("script", ["train.py", "sample.py", "evaluate.py"])
+def test_an_extra_positional_argument_is_one_error_line_without_the_help(tmp_path, script):
+  result = _run(script, f"--workdir={tmp_path / 'run'}", "marigold", devices=1)
+  line = _assert_one_line_error(result, "unexpected argument 'marigold'", "--name=value")
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
+  assert "USAGE" not in result.stderr and "flags:" not in result.stderr, line
+  assert not (tmp_path / "run").exists()
+
+
+_STOPS_ITSELF = """
+import os, signal, sys, time
+from flowergan import cli
+
+def main(argv):
+  print("started", flush=True)
+  os.kill(os.getpid(), signal.{signal})
+  time.sleep(30)  # the signal arrives during this "start-up"
+
+cli.run(main)
+"""
+
+
+@pytest.mark.parametrize("signal_name, needle", [("SIGTERM", "SIGTERM"), ("SIGINT", "Ctrl-C")])
+def test_a_stop_during_start_up_is_one_error_line(tmp_path, signal_name, needle):
+  script = tmp_path / "stops_itself.py"
+  script.write_text(_STOPS_ITSELF.format(signal=signal_name))
+  result = subprocess.run(
+      [sys.executable, str(script)],
+      env=cli_run.make_env(1),
+      capture_output=True,
+      text=True,
+      timeout=60,
+  )
+  assert result.stdout == "started\n"
+  _assert_one_line_error(result, needle, "rerun")
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_train_stopped_during_start_up_says_so_in_one_line_with_the_stopped_status(tmp_path, sig):
+  process = subprocess.Popen(
+      [
+          sys.executable,
+          str(cli_run.REPO / "train.py"),
+          *TINY_FLAGS,
+          f"--config.data.cache_dir={tmp_path / 'cache'}",
+          f"--workdir={tmp_path / 'run'}",
+      ],
+      cwd=cli_run.REPO,
+      env=cli_run.make_env(1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
+  first = process.stdout.readline()  # `process 0 of 1: ...`, printed once JAX is imported
+  assert first.startswith("process 0 of 1"), first
+  process.send_signal(sig)
+  stdout, stderr = process.communicate(timeout=120)
+  assert process.returncode == cli.EXIT_STOPPED_EARLY, (process.returncode, stderr[-3000:])
+  assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+  assert signal.Signals(sig).name in stdout + stderr, (stdout, stderr[-3000:])
+  assert "done:" not in stdout

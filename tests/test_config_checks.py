@@ -4,7 +4,7 @@ that could choose where files go are refused; file names come from a sanitised f
 import pytest
 
 from flowergan import config_checks
-from tests import tiny_config
+from tests import cli_run, tiny_config
 
 HOSTILE = ["../../x", "a/b", "..", ".hidden", "", "tab\there", "new\nline", "x" * 101]
 
@@ -77,3 +77,60 @@ def test_an_unranked_best_checkpoint_needs_no_mode():
   config = tiny_config.get_config()
   config.best_checkpoint.metric, config.best_checkpoint.mode = "", "whatever"
   config_checks.validate(config)
+
+
+@pytest.mark.parametrize("key", list(config_checks.SEED_RANGES))
+@pytest.mark.parametrize("value", [2**70, -(2**70), 2**63])
+def test_seeds_that_do_not_fit_64_bits_are_refused_in_the_validation_pass(key, value):
+  config = tiny_config.get_config()
+  *section, name = key.split(".")
+  (config[section[0]] if section else config)[name] = value
+  with pytest.raises(config_checks.ConfigError) as e:
+    config_checks.validate(config)
+  assert f"config.{key} must be an integer in [" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("key", list(config_checks.SEED_RANGES))
+def test_every_seed_the_validation_pass_accepts_makes_a_key(key):
+  import jax
+
+  low, high = config_checks.SEED_RANGES[key]
+  for value in (low, high):
+    config = tiny_config.get_config()
+    *section, name = key.split(".")
+    (config[section[0]] if section else config)[name] = value
+    config_checks.validate(config)
+    # The training run also draws from `seed + 1`.
+    for seed in (value, value + 1) if key == "seed" else (value,):
+      jax.random.key(seed)
+
+
+def test_a_seed_flag_is_checked_where_it_is_read():
+  import jax
+
+  jax.random.key(config_checks.check_seed(config_checks.MAX_SEED, "--seed"))
+  for value in (config_checks.MAX_SEED + 1, 2**70, -1):
+    with pytest.raises(config_checks.ConfigError, match=r"--seed must be an integer in \[0, "):
+      config_checks.check_seed(value, "--seed")
+
+
+@pytest.mark.parametrize(
+    "script, flag",
+    [
+        ("train.py", f"--config.seed={2**70}"),
+        ("sample.py", f"--seed={2**70}"),
+        ("sample.py", f"--interpolate=3,{2**70}"),
+        ("evaluate.py", f"--seed={2**70}"),
+    ],
+)
+def test_a_seed_beyond_64_bits_is_one_line_before_anything_is_read_or_written(
+    tmp_path, script, flag
+):
+  more = {
+      "train.py": [*cli_run.TINY_FLAGS, f"--config.data.cache_dir={tmp_path / 'cache'}"],
+      "sample.py": ["--label=a"],
+      "evaluate.py": [f"--cache_dir={tmp_path / 'cache'}"],
+  }[script]
+  result = cli_run.run(script, *more, flag, f"--workdir={tmp_path / 'run'}", devices=1)
+  cli_run.assert_one_line_error(result, "seed", "must be an integer in [")
+  assert list(tmp_path.iterdir()) == []  # no workdir, lock, checkpoint folder or cache

@@ -19,10 +19,13 @@ VARIANTS = {"paper": None, "demo": "demo", "tiny": "tiny"}
 def test_config_file_values_are_unchanged(name):
   config = tiny_config.load_config_file(tiny_config.CONFIG_FILE, VARIANTS[name])
   expected = json.loads(SNAPSHOT.read_text())[name]
+  actual = json.loads(config.to_json())
+  # One change since: data.classes is empty (a folder source's sorted subfolders), and the
+  # synthetic and TFDS sources of the shipped configs resolve it to the same classes as before.
+  assert actual["data"].pop("classes") == []
+  assert list(default_config.classes_of(config.data)) == expected["data"].pop("classes")
   # Compared as JSON text: an int that became a float (or back) differs too.
-  assert json.dumps(json.loads(config.to_json()), sort_keys=True) == json.dumps(
-      expected, sort_keys=True
-  )
+  assert json.dumps(actual, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
 def test_snapshot_holds_the_variants_documented_values():
@@ -81,3 +84,21 @@ def test_checkpoint_metadata_is_read_through_from_stored():
   del stored["train"]["fresh_critic"]
   config = checkpointing.config_from_metadata({"config": stored})
   assert config.train.fresh_critic is False and config.train.n_critic == 2
+
+
+@pytest.mark.parametrize("variant", [None, "demo", "tiny"])
+def test_the_shipped_configs_train_the_papers_classes_on_synthetic_and_tfds_data(variant):
+  """data.classes is empty (a folder's sorted subfolders); the built-in sources have theirs."""
+  from flowergan import synthetic
+
+  data = tiny_config.load_config_file(tiny_config.CONFIG_FILE, variant).data
+  assert tuple(data.classes) == ()
+  assert default_config.classes_of(data) == default_config.DEFAULT_CLASSES
+  assert default_config.DEFAULT_CLASSES == synthetic.CLASS_NAMES == ("dandelion", "marigold")
+  for source in ("synthetic", "tfds:oxford_flowers102"):
+    data.source = source
+    assert default_config.classes_of(data) == ("dandelion", "marigold")
+  data.source = "folder:/photos"
+  assert default_config.classes_of(data) == ()  # known once the folder is listed
+  data.classes = ("marigold", "dandelion")
+  assert default_config.classes_of(data) == ("marigold", "dandelion")

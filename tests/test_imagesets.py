@@ -1,5 +1,6 @@
 """Tests for flowergan.imagesets: sources, decoding, skipped files, class names (no network)."""
 
+import concurrent.futures
 import io
 import logging
 import os
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from flowergan import imagesets, synthetic
+from tests import cli_run, tiny_config
 from tests.image_folders import S, assert_one_line_error, data_config, write_mixed_folder
 
 
@@ -125,6 +127,12 @@ def test_tfds_filter_and_remap():
     cfg = data_config(source="tfds:oxford_flowers102", **TFDS_CFG)
     images, labels, classes = imagesets.load_images(cfg)
     shards = [imagesets.load_images(cfg, process_index=i, process_count=2) for i in range(2)]
+    # Without data.classes: the classes that data.tfds_label_names maps, sorted.
+    paper = data_config(source="tfds:oxford_flowers102", classes=())
+    paper_images, paper_labels, paper_classes = imagesets.load_images(paper)
+  assert paper_classes == ["dandelion", "marigold"]
+  np.testing.assert_array_equal(paper_labels, labels[labels < 2])
+  np.testing.assert_array_equal(paper_images, images[labels < 2])
   assert classes == list(TFDS_CFG["classes"])
   theirs = ["common dandelion", "english marigold", "pink primrose", "canterbury bells"]
   expected_images, expected_labels = [], []
@@ -229,3 +237,145 @@ def test_evaluate_and_folder_or_synthetic_sets_do_not_import_tensorflow(mixed_fo
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
   subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def _load_within(cfg, seconds, release):
+  """`load_images(cfg)`, failing the test if it has not returned within `seconds`; `release()`
+  then unblocks the reader (so that the test run goes on)."""
+  pool = concurrent.futures.ThreadPoolExecutor(1)
+  future = pool.submit(imagesets.load_images, cfg)
+  try:
+    return future.result(timeout=seconds)
+  except concurrent.futures.TimeoutError:
+    release()
+    pytest.fail(f"load_images did not return within {seconds} s")
+  finally:
+    pool.shutdown(wait=True)
+
+
+def _open_for_writing(fifos):
+  """A release for readers blocked on `fifos`: each writer end is opened once and closed."""
+
+  def release():
+    for fifo in fifos:
+      os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the reader sees the end
+
+  return release
+
+
+def _unlinker(links):
+  """A release for a listing that follows `links` forever: they go."""
+  return lambda: [os.unlink(link) for link in links]
+
+
+def _one_warning(caplog):
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert len(warnings) == 1, warnings
+  return warnings[0]
+
+
+def test_fifos_and_other_special_files_are_skipped_and_counted_never_opened(mixed_folder, caplog):
+  marigold = mixed_folder / "marigold"
+  fifos = [marigold / "e_fifo.png", marigold / "f_fifo"]
+  for fifo in fifos:
+    os.mkfifo(fifo)
+  (marigold / "g_broken.png").symlink_to(mixed_folder / "nowhere.png")
+  (marigold / "h_link.png").symlink_to(marigold / "a.png")  # a link to a file: read
+  with caplog.at_level(logging.WARNING):
+    images, labels, _ = _load_within(
+        data_config(source=f"folder:{mixed_folder}"), 30, _open_for_writing(fifos)
+    )
+  np.testing.assert_array_equal(labels, [0] * 5 + [1] * 5)
+  np.testing.assert_array_equal(images[-1], images[-5])  # h_link.png is a.png
+  msg = _one_warning(caplog)
+  assert "Skipped 6 files" in msg and "3 not regular files" in msg, msg
+  for name in ("f_truncated.jpg", "g_fake.png", "notes.txt", "e_fifo.png", "f_fifo"):
+    assert name in msg, (name, msg)
+
+
+def test_a_link_loop_in_a_class_folder_is_listed_once_and_reported(mixed_folder, caplog):
+  marigold = mixed_folder / "marigold"
+  (marigold / "loop").symlink_to("..")  # the data folder: marigold/loop/marigold/loop/...
+  (marigold / "sub").mkdir()
+  Image.new("RGB", (20, 20), (1, 2, 3)).save(marigold / "sub" / "z.png")
+  (marigold / "sub" / "up").symlink_to("..")  # marigold itself
+  (marigold / "again").symlink_to("sub")  # the same real folder under another name
+  links = [marigold / "loop", marigold / "sub" / "up"]
+  with caplog.at_level(logging.WARNING):
+    images, labels, names = _load_within(
+        data_config(source=f"folder:{mixed_folder}"), 20, _unlinker(links)
+    )
+  assert names == ["dandelion", "marigold"]
+  np.testing.assert_array_equal(labels, [0] * 5 + [1] * 5)  # 4 + z.png once, no dandelions
+  msg = _one_warning(caplog)
+  assert "3 links lead to a folder already read" in msg, msg
+  for name in ("marigold/loop", "marigold/again", "marigold/sub/up"):
+    assert name in msg, (name, msg)
+
+
+def test_a_folder_with_only_a_loop_says_so_in_its_own_warning(tmp_path, caplog):
+  for c in ("a", "b"):
+    (tmp_path / c).mkdir()
+    Image.new("RGB", (20, 20)).save(tmp_path / c / "x.png")
+  (tmp_path / "a" / "loop").symlink_to("..")
+  with caplog.at_level(logging.WARNING):
+    _, labels, _ = _load_within(
+        data_config(source=f"folder:{tmp_path}"), 20, _unlinker([tmp_path / "a" / "loop"])
+    )
+  np.testing.assert_array_equal(labels, [0, 1])
+  msg = _one_warning(caplog)
+  assert (
+      "1 links lead to a folder already read" in msg and "a/loop" in msg and "Skipped" not in msg
+  ), msg
+
+
+def _unusable_caches(tmp_path):
+  """Cache folders where nothing can be created: below a file, below a FIFO, read-only."""
+  (tmp_path / "file").write_text("x")
+  os.mkfifo(tmp_path / "fifo")
+  read_only = tmp_path / "read_only"
+  read_only.mkdir()
+  read_only.chmod(0o500)
+  return {
+      "below a file": tmp_path / "file" / "cache",
+      "a FIFO": tmp_path / "fifo",
+      "read-only": read_only / "cache",
+  }
+
+
+@pytest.mark.parametrize("kind", ["below a file", "a FIFO", "read-only"])
+def test_an_unusable_synthetic_cache_is_one_line_naming_the_setting(tmp_path, kind):
+  cache = _unusable_caches(tmp_path)[kind]
+  if kind == "read-only" and os.access(cache.parent, os.W_OK):
+    # root writes anywhere: a folder with the same name as the cache's set stands in
+    cache.mkdir()
+    (cache / f"synthetic-0-3-{S}").write_text("not a folder")
+  with pytest.raises(imagesets.DataError) as e:
+    imagesets.load_images(data_config(cache_dir=str(cache)))
+  assert_one_line_error(e, "data.cache_dir", "--cache_dir", str(cache))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "file", "read_only"]
+
+
+def test_train_with_an_unusable_synthetic_cache_stops_in_one_line(tmp_path):
+  (tmp_path / "file").write_text("x")
+  result = cli_run.run(
+      "train.py",
+      *cli_run.TINY_FLAGS,
+      f"--config.data.cache_dir={tmp_path / 'file' / 'cache'}",
+      f"--workdir={tmp_path / 'run'}",
+      devices=1,
+  )
+  cli_run.assert_one_line_error(result, "data.cache_dir", str(tmp_path / "file" / "cache"))
+
+
+def test_a_folder_source_with_the_default_config_reads_the_sorted_subfolders(tmp_path):
+  for name in ("tulip", "rose", "iris"):
+    (tmp_path / name).mkdir()
+    Image.new("RGB", (20, 20), (len(name), 0, 0)).save(tmp_path / name / "x.png")
+  data = tiny_config.load_config_file(tiny_config.CONFIG_FILE).data  # as shipped
+  data.source = f"folder:{tmp_path}"
+  data.image_size = S
+  images, labels, names = imagesets.load_images(data)
+  assert names == ["iris", "rose", "tulip"]
+  np.testing.assert_array_equal(labels, [0, 1, 2])
+  np.testing.assert_array_equal(images[:, 0, 0, 0], [4, 4, 5])

@@ -61,3 +61,54 @@ def test_grid_format_and_bad_extensions():
   assert imaging.grid_format("a/folder") is None
   with pytest.raises(imaging.ImageError, match="'.jpeg2' is not an image format"):
     imaging.grid_format("grid.jpeg2")
+
+
+def _fails_at(n, monkeypatch):
+  """`imaging.save_png` that fails like a full disk at its n-th call."""
+  real, calls = imaging.save_png, []
+
+  def save_png(array, path):
+    calls.append(path)
+    if len(calls) == n:
+      raise OSError(28, "No space left on device")
+    real(array, path)
+
+  monkeypatch.setattr(imaging, "save_png", save_png)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_folder_of_single_pngs_is_written_whole_or_not_at_all(tmp_path, monkeypatch, existing):
+  out = tmp_path / "samples"
+  if existing:
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+  images = np.linspace(0, 1, 5 * 4 * 4 * 3).reshape(5, 4, 4, 3)
+  _fails_at(3, monkeypatch)
+  with pytest.raises(imaging.ImageError, match="No space left on device"):
+    imaging.write_images(images, str(out), labels=[0, 0, 1, 1, 1], class_names=["a", "b"])
+  assert os.listdir(tmp_path) == (["samples"] if existing else [])  # no temporary folder left
+  if existing:
+    assert os.listdir(out) == ["mine.txt"]
+  monkeypatch.undo()
+  paths = imaging.write_images(images, str(out), labels=[0, 0, 1, 1, 1], class_names=["a", "b"])
+  assert [os.path.basename(p) for p in paths] == [
+      "a_0000.png",
+      "a_0001.png",
+      "b_0002.png",
+      "b_0003.png",
+      "b_0004.png",
+  ]
+  for path, image in zip(paths, imaging.to_uint8(images)):
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
+  assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in paths) + (
+      ["mine.txt"] if existing else []
+  )
+  assert os.listdir(tmp_path) == ["samples"]
+
+
+def test_writing_a_grid_over_a_fifo_is_refused_and_the_fifo_stays(tmp_path):
+  fifo = tmp_path / "grid.png"
+  os.mkfifo(fifo)
+  with pytest.raises(imaging.errors.FlowerganError, match="FIFO, not a regular file"):
+    imaging.write_images(np.zeros((2, 4, 4, 3)), str(fifo))
+  assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(tmp_path) == ["grid.png"]

@@ -108,3 +108,93 @@ def test_atomic_directory_keeps_the_one_another_process_finished_first(tmp_path)
     _write(path / "theirs.txt", "theirs")
   assert os.listdir(path) == ["theirs.txt"]
   assert os.listdir(tmp_path) == ["entry"]
+
+
+def _special_files(tmp_path):
+  """A FIFO, a directory and a link to a FIFO: destinations that are not regular files."""
+  fifo = tmp_path / "fifo"
+  os.mkfifo(fifo)
+  folder = tmp_path / "folder"
+  folder.mkdir()
+  link = tmp_path / "link"
+  link.symlink_to(fifo)
+  return {"FIFO": fifo, "directory": folder, "link": link}
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "directory", "link"])
+def test_atomic_writers_refuse_a_destination_that_is_not_a_regular_file(tmp_path, kind):
+  path = _special_files(tmp_path)[kind]
+  before = sorted(os.listdir(tmp_path))
+  with pytest.raises(storage.StorageError) as e:
+    storage.write_bytes(str(path), b"data")
+  message = str(e.value)
+  assert "\n" not in message and str(path) in message and "not a regular file" in message
+  with pytest.raises(storage.StorageError):
+    with storage.atomic_file(str(path)):
+      pytest.fail("the block must not run")
+  with pytest.raises(storage.StorageError):
+    storage.append_line(str(path), "{}")  # appending to a FIFO would wait for a reader
+  assert sorted(os.listdir(tmp_path)) == before  # no temporary file left
+  assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)  # still a FIFO
+  assert (tmp_path / "folder").is_dir() and not os.listdir(tmp_path / "folder")
+
+
+def test_atomic_directories_refuse_a_destination_that_is_not_a_directory(tmp_path):
+  fifo = _special_files(tmp_path)["FIFO"]
+  for writer in (storage.atomic_directory, storage.atomic_files_into):
+    with pytest.raises(storage.StorageError, match="FIFO, not a directory"):
+      with writer(str(fifo)):
+        pytest.fail("the block must not run")
+  assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+  assert sorted(os.listdir(tmp_path)) == ["fifo", "folder", "link"]
+
+
+def test_atomic_files_into_a_new_folder_appear_together(tmp_path):
+  path = tmp_path / "out"
+  with _umask(0o022):
+    with storage.atomic_files_into(str(path)) as tmp:
+      _write(os.path.join(tmp, "a.txt"), "a")
+      _write(os.path.join(tmp, "b.txt"), "b")
+      assert not path.exists()
+  assert sorted(os.listdir(path)) == ["a.txt", "b.txt"] and _mode(path) == 0o755
+  assert os.listdir(tmp_path) == ["out"]
+
+
+def test_atomic_files_into_an_existing_folder_keep_the_others_and_replace_their_names(tmp_path):
+  path = tmp_path / "out"
+  path.mkdir()
+  _write(path / "a.txt", "old a")
+  _write(path / "keep.txt", "keep")
+  with storage.atomic_files_into(str(path)) as tmp:
+    _write(os.path.join(tmp, "a.txt"), "new a")
+    _write(os.path.join(tmp, "c.txt"), "c")
+    assert sorted(os.listdir(path)) == ["a.txt", "keep.txt"]
+  assert [_read(path / n) for n in ("a.txt", "c.txt", "keep.txt")] == ["new a", "c", "keep"]
+  assert os.listdir(tmp_path) == ["out"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_atomic_files_into_leaves_the_folder_as_it_was(tmp_path, existing):
+  path = tmp_path / "out"
+  if existing:
+    path.mkdir()
+    _write(path / "a.txt", "old")
+  with pytest.raises(OSError, match="No space"):
+    with storage.atomic_files_into(str(path)) as tmp:
+      _write(os.path.join(tmp, "a.txt"), "new")
+      raise OSError(28, "No space left on device")
+  assert os.listdir(tmp_path) == (["out"] if existing else [])
+  if existing:
+    assert os.listdir(path) == ["a.txt"] and _read(path / "a.txt") == "old"
+
+
+def test_atomic_files_into_refuse_a_name_taken_by_a_special_file_before_moving_any(tmp_path):
+  path = tmp_path / "out"
+  path.mkdir()
+  os.mkfifo(path / "b.txt")
+  with pytest.raises(storage.StorageError, match="FIFO"):
+    with storage.atomic_files_into(str(path)) as tmp:
+      _write(os.path.join(tmp, "a.txt"), "a")
+      _write(os.path.join(tmp, "b.txt"), "b")
+  assert os.listdir(path) == ["b.txt"] and stat.S_ISFIFO(os.stat(path / "b.txt").st_mode)
+  assert os.listdir(tmp_path) == ["out"]
