@@ -70,7 +70,7 @@ _OUT = flags.DEFINE_string(
 )
 _BUDGET_S = flags.DEFINE_float(
     "budget_s",
-    420.0,
+    390.0,
     "Wall-clock seconds for the whole run: repetitions and optional parts (torch.compile, "
     "sampling, Inception) are cut short to stay inside it. One compile cannot be cut.",
 )
@@ -394,7 +394,10 @@ def random_batch(config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray
 
 def compiled_flops(stage) -> float | None:
   """FLOPs from XLA's cost analysis of a Lowered or Compiled stage; None where there is none."""
-  analysis = stage.cost_analysis()
+  try:
+    analysis = stage.cost_analysis()
+  except Exception:  # not every backend or jax version implements it for every stage
+    return None
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0] if analysis else None
   if not analysis or not analysis.get("flops"):
@@ -529,20 +532,27 @@ class TorchRunner:
     images = torch.from_numpy(jax_runner.host_batch["image"]).permute(0, 1, 4, 2, 3)
     self.images = images.contiguous().to(self.device)
     self.labels = torch.from_numpy(jax_runner.host_batch["label"].astype(np.int64)).to(self.device)
-    if self.device.type == "cuda":
-      torch.cuda.reset_peak_memory_stats()
 
   def iteration(self) -> None:
     metrics = self.gan.iteration(self.images, self.labels)
     if self.device.type == "cuda":
       self.torch.cuda.synchronize()
-    if not all(bool(self.torch.isfinite(v)) for v in metrics.values()):
+    if not bool(self.torch.isfinite(self.torch.stack(list(metrics.values()))).all()):
       raise FloatingPointError("non-finite torch metrics")
 
-  def peak_memory_bytes(self) -> int | None:
-    if self.device.type != "cuda":
-      return None
-    return int(self.torch.cuda.max_memory_allocated())
+
+def reset_torch_peak_memory() -> None:
+  torch = sys.modules.get("torch")
+  if torch is not None and torch.cuda.is_available():
+    torch.cuda.reset_peak_memory_stats()
+
+
+def torch_peak_memory_bytes() -> int | None:
+  """torch's peak allocated CUDA memory since `reset_torch_peak_memory` (None off CUDA)."""
+  torch = sys.modules.get("torch")
+  if torch is None or not torch.cuda.is_available():
+    return None
+  return int(torch.cuda.max_memory_allocated())
 
 
 # --- timing ----------------------------------------------------------------------------------
@@ -619,6 +629,7 @@ class Context:
   torch_compile_mode: str | None = None
   full_compile_result: dict[str, Any] | None = None
   jax_compile_s: list[float] = dataclasses.field(default_factory=list)
+  torch_compile_s: list[float] = dataclasses.field(default_factory=list)  # first iterations
   state: ts.TrainState | None = None  # `initial_state`, on the host
 
 
@@ -652,7 +663,8 @@ def build_torch_runners(
     return runners, notes
   if ctx.torch_compile_mode and not ctx.plan.torch_compile_every_config:
     return runners, notes
-  if ctx.budget.left() < reserve_s(ctx, remaining_configs) + 60.0 * (not ctx.plan.tiny):
+  compile_s = max(ctx.torch_compile_s, default=0.0 if ctx.plan.tiny else 90.0)
+  if ctx.budget.left() < reserve_s(ctx, remaining_configs) + compile_s:
     notes["torch_compile"] = {"status": "skipped: not enough of --budget_s left"}
     return runners, notes
   compiled, note = warm_torch_compile(jax_runner, ctx, device, backend)
@@ -668,7 +680,7 @@ def warm_torch_compile(
   """A torch.compile runner after its first (compiling) iteration: the whole iteration if that
   was not refused before, else the generator alone. The first refusal is kept in `ctx`."""
   if ctx.torch_compile_mode is None:
-    runner, first_s, error = _first_iteration(jax_runner, device, "full", backend)
+    runner, first_s, error = _first_iteration(jax_runner, ctx, device, "full", backend)
     ctx.full_compile_result = {"backend": backend}
     if error is None:
       ctx.torch_compile_mode = "full"
@@ -678,7 +690,7 @@ def warm_torch_compile(
     ctx.full_compile_result.update(status="failed", error=error)
     free_memory()
   mode = ctx.torch_compile_mode
-  runner, first_s, error = _first_iteration(jax_runner, device, mode, backend)
+  runner, first_s, error = _first_iteration(jax_runner, ctx, device, mode, backend)
   if error is not None:
     free_memory()
     return None, {"mode": mode, "backend": backend, "error": error}
@@ -686,7 +698,7 @@ def warm_torch_compile(
 
 
 def _first_iteration(
-    jax_runner: JaxRunner, device: str, mode: str, backend: str
+    jax_runner: JaxRunner, ctx: Context, device: str, mode: str, backend: str
 ) -> tuple[TorchRunner | None, float | None, str | None]:
   log(f"  torch.compile ({mode}, {backend}): first iteration (compiles)...")
   t = time.perf_counter()
@@ -695,8 +707,12 @@ def _first_iteration(
     runner.iteration()
   except Exception as e:  # e.g. the double backward refused: that is the result
     log(f"  torch.compile ({mode}) failed: {error_text(e)}")
-    return None, None, error_text(e)
-  return runner, time.perf_counter() - t, None
+    runner, error = None, error_text(e)
+  else:
+    error = None
+  elapsed = time.perf_counter() - t
+  ctx.torch_compile_s.append(elapsed)
+  return runner, elapsed, error
 
 
 def measure_iteration(
@@ -715,6 +731,7 @@ def measure_iteration(
   fns = {"flowergan": runner.iteration}
   torch_runners, notes = {}, {}
   if ctx.plan.torch:
+    reset_torch_peak_memory()
     torch_runners, notes = build_torch_runners(runner, ctx, remaining_configs)
     fns.update({name: r.iteration for name, r in torch_runners.items()})
   warm = {name: guarded(f"{name} warm-up", fn) for name, fn in fns.items()}
@@ -735,13 +752,14 @@ def measure_iteration(
   for name in ("torch_eager", "torch_compile"):
     if name in torch_runners or name in notes:
       entry[name] = summarise_torch(
-          torch_runners.get(name),
           times.get(name, []),
           images,
           notes.get(name, {}),
           errors.get(name),
       )
   entry.update(ratios(times))
+  if torch_runners:
+    entry["torch_peak_memory_bytes"] = torch_peak_memory_bytes()  # both torch runners
   return entry, runner
 
 
@@ -774,7 +792,6 @@ def summarise_flowergan(
 
 
 def summarise_torch(
-    runner: TorchRunner | None,
     times: list[float],
     images: int,
     note: dict[str, Any],
@@ -783,8 +800,6 @@ def summarise_torch(
   out = dict(note)
   if error is not None:
     out["error"] = error
-  if runner is not None:
-    out["peak_memory_bytes"] = runner.peak_memory_bytes()
   if times and error is None:
     out.update(iteration_s=summarise(times), images_per_s=images / statistics.median(times))
   return out
@@ -1158,6 +1173,13 @@ def format_iterations(result: dict[str, Any]) -> list[str]:
     lines.append(
         "Device memory peak_bytes_in_use after each row (whole process, in table order): "
         + ", ".join(f"{_g(p, 2**30)} GiB" for p in peak_memory)
+        + "."
+    )
+  torch_memory = [e.get("torch_peak_memory_bytes") for e in timed]
+  if any(torch_memory):
+    lines.append(
+        "torch's peak CUDA memory per row (its runners of that row together): "
+        + ", ".join(f"{_g(p, 2**30)} GiB" for p in torch_memory)
         + "."
     )
   lines += format_torch_notes(result, entries)
