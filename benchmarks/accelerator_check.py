@@ -484,12 +484,15 @@ class JaxRunner:
 # --- the PyTorch reference -------------------------------------------------------------------
 
 
-def torch_setup() -> dict[str, Any]:
+def torch_setup(tiny: bool) -> dict[str, Any]:
   """Imports torch; the device ('cuda' where available) and the settings that change its
-  speed: cuDNN autotuning on (XLA autotunes its convolutions too), TF32 as torch defaults."""
+  speed: cuDNN autotuning on (XLA autotunes its convolutions too), TF32 as torch defaults; one
+  CPU thread for the tiny model (its threads otherwise spin against XLA's on a small CPU)."""
   import torch  # optional dependency
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
+  if device == "cpu" and tiny:
+    torch.set_num_threads(1)
   info = {"device": device, "version": torch.__version__, "num_threads": torch.get_num_threads()}
   if device == "cuda":
     torch.backends.cudnn.benchmark = True
@@ -574,17 +577,18 @@ def time_interleaved(
     min_repeats: int,
     max_repeats: int,
     seconds: float,
+    hard_seconds: float,
 ) -> tuple[dict[str, list[float]], dict[str, str]]:
   """Wall seconds of each of `fns` (each blocks until done), called in turn: rounds go on until
   `max_repeats`, or until `seconds` have passed and `min_repeats` are done, or (whatever else)
-  until 2·`seconds`. A function that raises is dropped from later rounds; returns the times and
-  {name: error}."""
+  until `hard_seconds`. A function that raises is dropped from later rounds; returns the times
+  and {name: error}."""
   times: dict[str, list[float]] = {name: [] for name in fns}
   errors: dict[str, str] = {}
   start = time.perf_counter()
   for r in range(max_repeats):
     elapsed = time.perf_counter() - start
-    if r and (elapsed > 2 * seconds or (r >= min_repeats and elapsed > seconds)):
+    if r and (elapsed > hard_seconds or (r >= min_repeats and elapsed > seconds)):
       break
     for name, fn in fns.items():
       if name in errors:
@@ -736,13 +740,16 @@ def measure_iteration(
     fns.update({name: r.iteration for name, r in torch_runners.items()})
   warm = {name: guarded(f"{name} warm-up", fn) for name, fn in fns.items()}
   fns = {name: fn for name, fn in fns.items() if not isinstance(warm[name], dict)}
-  spare = ctx.budget.left() - reserve_s(ctx, remaining_configs)
-  seconds = max(0.0, min(ctx.plan.iteration_seconds, spare))
+  # Seconds this row may take beyond what later rows need: past `seconds`, only until
+  # min_repeats are done; past `spare`, not at all (one round always runs).
+  spare = max(0.0, ctx.budget.left() - reserve_s(ctx, remaining_configs))
+  seconds = min(ctx.plan.iteration_seconds, spare)
   times, errors = time_interleaved(
       fns,
-      min_repeats=ctx.plan.min_repeats if spare > 0 else 1,
+      min_repeats=ctx.plan.min_repeats,
       max_repeats=ctx.plan.max_repeats,
       seconds=seconds,
+      hard_seconds=spare,
   )
   for name, result in warm.items():
     if isinstance(result, dict):
@@ -919,7 +926,7 @@ def run_check(plan: Plan, budget: Budget, out_dir: str, command: str) -> dict[st
   }
   log(f"matmul peaks ({plan.peak_size}²)...")
   result["peaks"] = guarded("peaks", lambda: measure_peaks(plan.peak_size))
-  torch_info = guarded("torch", torch_setup) if plan.torch else None
+  torch_info = guarded("torch", lambda: torch_setup(plan.tiny)) if plan.torch else None
   result["torch"] = torch_info or {"status": "skipped (--notorch)"}
   save()
   ctx = Context(plan=plan, budget=budget, peaks=result["peaks"], torch_info=torch_info)

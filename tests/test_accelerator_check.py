@@ -120,7 +120,7 @@ def check_iteration(entry: dict, expect_torch: bool) -> None:
   for field in ("images_per_s", "compile_s", "flops_per_iteration", "floor_s", "time_over_floor"):
     assert positive(fg[field]), (field, fg[field])
   s = fg["iteration_s"]
-  assert s["n"] >= 1 and 0 < s["min"] <= s["median"] <= s["max"]
+  assert s["n"] >= 2 and 0 < s["min"]  # min_repeats <= s["median"] <= s["max"]
   assert fg["images_per_s"] == pytest.approx(2 * entry["batch_size"] / s["median"])  # n_critic 2
   assert fg["flops_source"] == "xla_cost_analysis_lowered"
   assert positive(fg["compiled_memory_bytes"]["total"])
@@ -219,11 +219,22 @@ def test_interleaved_timing_stops_on_time_and_drops_a_failing_part():
       raise RuntimeError("out of memory\nmore detail")
 
   times, errors = ac.time_interleaved(
-      {"slow": slow, "flaky": flaky}, min_repeats=2, max_repeats=1000, seconds=0.2
+      {"slow": slow, "flaky": flaky}, min_repeats=2, max_repeats=1000, seconds=0.2, hard_seconds=9
   )
   assert 2 <= len(times["slow"]) <= 8  # cut by time, far below max_repeats
   assert len(times["flaky"]) == 1 and calls["flaky"] == 2
   assert errors == {"flaky": "RuntimeError: out of memory"}
+
+
+def test_interleaved_timing_gives_up_min_repeats_past_the_hard_limit():
+  times, _ = ac.time_interleaved(
+      {"slow": lambda: time.sleep(0.1)},
+      min_repeats=5,
+      max_repeats=10,
+      seconds=0.01,
+      hard_seconds=0.15,
+  )
+  assert len(times["slow"]) == 2
 
 
 def test_table_of_a_partial_result_names_what_is_missing():
