@@ -157,6 +157,7 @@ class Plan:
   sample_batches: tuple[int, ...]
   sample_images: int
   inception_batch: int
+  time_inception: bool
   torch: bool
   torch_compile_backend: str | None  # None: no torch.compile
   torch_compile_every_config: bool = True  # False: the first (dtype, batch) only
@@ -175,7 +176,8 @@ def plan_for(tiny: bool, *, torch: bool = True, torch_compile_backend: str | Non
         precision_size=128,
         sample_batches=(sampling.BATCH_SIZE,),
         sample_images=98,
-        inception_batch=4,
+        inception_batch=1,
+        time_inception=False,
         torch=torch,
         torch_compile_backend=None if backend == "none" else backend,
         # Each recompile costs seconds of tracing on a CPU: the first config covers the path.
@@ -192,6 +194,7 @@ def plan_for(tiny: bool, *, torch: bool = True, torch_compile_backend: str | Non
       sample_batches=(sampling.BATCH_SIZE, 1024),
       sample_images=4096,
       inception_batch=200,
+      time_inception=True,
       torch=torch,
       torch_compile_backend=None if backend == "none" else backend,
   )
@@ -863,12 +866,35 @@ def sampling_images_per_s(runner: JaxRunner, plan: Plan, budget: Budget) -> dict
   return out
 
 
-# The hook for the Inception feature extractor (flowergan/inception.py, written elsewhere). The
-# contract this check uses: `flowergan.inception.random_feature_extractor(seed: int)` returns a
-# callable that maps images (N, H, W, 3) float32 in [0, 1] to features (N, D), with random
-# weights (no file, no network). Until the module provides it, the result is "not available".
+# The hook for the Inception feature extractor, `flowergan.inception` (written on another
+# branch). It is timed with random weights (no file, no network) through the first of:
+#   * `random_feature_extractor(seed=0)`: a callable mapping images (N, H, W, 3) float32 in
+#     [0, 1] to features (N, D);
+#   * `FIDInceptionV3` (a Flax module, input `INPUT_SIZE`²) and `extract_features(variables,
+#     images, batch_size=..., mesh=...)`, the module's own entry point.
+# Without either (or without the module), the result is "not available".
 INCEPTION_MODULE = "flowergan.inception"
-INCEPTION_FACTORY = "random_feature_extractor"
+
+
+def inception_extractor(
+    module, plan: Plan
+) -> tuple[str, Callable[[], Callable[[np.ndarray], Any]]] | None:
+  """(what `module` provides, a function that builds `images → features` with random weights
+  from it), or None."""
+  factory = getattr(module, "random_feature_extractor", None)
+  if factory is not None:
+    return "random_feature_extractor", lambda: factory(seed=0)
+  network = getattr(module, "FIDInceptionV3", None)
+  extract = getattr(module, "extract_features", None)
+  if network is None or extract is None:
+    return None
+
+  def build():
+    size = getattr(module, "INPUT_SIZE", 299)
+    variables = network().init(jax.random.key(0), jnp.zeros((1, size, size, 3)))
+    return lambda images: extract(variables, images, batch_size=plan.inception_batch)
+
+  return "FIDInceptionV3 + extract_features", build
 
 
 def inception_images_per_s(plan: Plan, image_size: int, budget: Budget) -> dict[str, Any]:
@@ -877,10 +903,16 @@ def inception_images_per_s(plan: Plan, image_size: int, budget: Budget) -> dict[
     module = importlib.import_module(INCEPTION_MODULE)
   except ImportError as e:
     return {"status": f"not available ({INCEPTION_MODULE} does not import: {error_text(e)})"}
-  factory = getattr(module, INCEPTION_FACTORY, None)
-  if factory is None:
-    return {"status": f"not available ({INCEPTION_MODULE} has no {INCEPTION_FACTORY})"}
-  extract = factory(seed=0)
+  found = inception_extractor(module, plan)
+  if found is None:
+    return {
+        "status": f"not available ({INCEPTION_MODULE} has neither random_feature_extractor "
+        "nor FIDInceptionV3 and extract_features)"
+    }
+  api, build = found
+  if not plan.time_inception:
+    return {"status": f"not timed (--tiny: a 299² network is minutes on a CPU); found {api}"}
+  extract = build()
   batch = plan.inception_batch
   images = np.random.default_rng(0).uniform(0, 1, (batch, image_size, image_size, 3))
   images = images.astype(np.float32)
@@ -896,7 +928,9 @@ def inception_images_per_s(plan: Plan, image_size: int, budget: Budget) -> dict[
     best = min(best, time.perf_counter() - t)
   return {
       "status": "measured",
+      "api": api,
       "batch": batch,
+      "image_size": image_size,
       "feature_shape": list(features.shape),
       "first_call_s": first_s,
       "images_per_s": batch / best,
@@ -933,7 +967,7 @@ def run_check(plan: Plan, budget: Budget, out_dir: str, command: str) -> dict[st
   result["iterations"], result["sampling"] = [], {}
   measure_iterations(ctx, result, save)
   result["torch_compile_full_iteration"] = ctx.full_compile_result or {"status": "not attempted"}
-  if budget.left() > (5.0 if plan.tiny else 20.0):
+  if budget.left() > (5.0 if plan.tiny else 45.0):
     log("Inception features...")
     image_size = accelerator_config(tiny=plan.tiny, dtype="float32").data.image_size
     result["inception"] = guarded(

@@ -164,7 +164,7 @@ def test_runs_end_to_end_on_the_tiny_model_without_the_packages_accelerators_lac
   for dtype in ("float32", "bfloat16"):
     assert positive(result["sampling"][dtype]["49"]["images_per_s"]), dtype
   inception = result["inception"]
-  assert inception["status"].startswith("not available") or positive(inception["images_per_s"])
+  assert inception["status"].startswith(("not available", "not timed (--tiny"))
 
   imported = result["imported_modules"]
   assert not set(BLOCKED) & set(imported)
