@@ -3,6 +3,17 @@ r"""One bounded measurement of flowergan on a GPU or TPU, sized for a short mach
     bash benchmarks/accelerator_check.sh --out=DIR            # DIR/accelerator_check.{json,md}
     bash benchmarks/accelerator_check.sh --tiny --out=DIR     # the tiny model: CPU, CI, seconds
 
+On a GPU or TPU machine with jax, flax, optax, etils, absl-py, numpy and pillow (torch
+optional), nothing else to install: the default --budget_s=390 keeps the whole run inside 8
+minutes with the compiles. A pure-Python package missing there travels as a wheel in .whl/
+(ignored by git), installed by the shell script first; fill it on a machine with a network:
+
+    pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl PACKAGE==VERSION
+
+tests/test_accelerator_check.py runs the tiny check with TensorFlow, tensorflow_datasets, clu and
+ml_collections unimportable and compares every module it imports with the packages of the
+accelerator machines' image, so that a missing package shows in CI.
+
 What it measures (all of it on in-memory arrays; the whole run stays inside --budget_s, which
 cuts repetitions and optional parts short rather than overrun):
 
