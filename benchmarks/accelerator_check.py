@@ -643,7 +643,8 @@ class Context:
   peaks: dict[str, Any]
   torch_info: dict[str, Any] | None
   # Set by the first attempt of torch.compile on the whole iteration: 'full' when it ran,
-  # 'generator' when it failed (then only the generator is compiled).
+  # 'generator' when it failed (then only the generator is compiled); 'failed' once the
+  # generator alone failed too.
   torch_compile_mode: str | None = None
   full_compile_result: dict[str, Any] | None = None
   jax_compile_s: list[float] = dataclasses.field(default_factory=list)
@@ -708,8 +709,11 @@ def warm_torch_compile(
     ctx.full_compile_result.update(status="failed", error=error)
     free_memory()
   mode = ctx.torch_compile_mode
+  if mode == "failed":
+    return None, {"status": "skipped: torch.compile failed at an earlier row"}
   runner, first_s, error = _first_iteration(jax_runner, ctx, device, mode, backend)
   if error is not None:
+    ctx.torch_compile_mode = "failed"  # not retried: each try costs its compile time
     free_memory()
     return None, {"mode": mode, "backend": backend, "error": error}
   return runner, {"mode": mode, "backend": backend, "first_iteration_s": first_s}
@@ -1119,7 +1123,7 @@ def format_header(result: dict[str, Any]) -> list[str]:
 def format_checks(result: dict[str, Any]) -> list[str]:
   checks = result.get("checks", {})
   conv, prec, peaks = checks.get("conv_auto", {}), checks.get("matmul_precision", {}), {}
-  lines = [""]
+  lines = []
   if "error" in conv or not conv:
     lines.append(f"**'auto' convolutions:** {conv.get('error', 'not measured')}")
   else:
@@ -1152,7 +1156,7 @@ def format_checks(result: dict[str, Any]) -> list[str]:
         f"({_g(peaks['float32_highest'], 1e12)} at HIGHEST), bfloat16 "
         f"{_g(peaks['bfloat16'], 1e12)} TFLOP/s."
     )
-  return lines
+  return [part for line in lines for part in ("", line)]
 
 
 _COLUMNS = (
@@ -1222,6 +1226,7 @@ def format_iterations(result: dict[str, Any]) -> list[str]:
       (e["flowergan"].get("device_memory_bytes") or {}).get("peak_bytes_in_use") for e in timed
   ]
   if any(peak_memory):
+    lines.append("")
     lines.append(
         "Device memory peak_bytes_in_use after each row (whole process, in table order): "
         + ", ".join(f"{_g(p, 2**30)} GiB" for p in peak_memory)
@@ -1229,6 +1234,7 @@ def format_iterations(result: dict[str, Any]) -> list[str]:
     )
   torch_memory = [e.get("torch_peak_memory_bytes") for e in timed]
   if any(torch_memory):
+    lines.append("")
     lines.append(
         "torch's peak CUDA memory per row (its runners of that row together): "
         + ", ".join(f"{_g(p, 2**30)} GiB" for p in torch_memory)
@@ -1239,7 +1245,7 @@ def format_iterations(result: dict[str, Any]) -> list[str]:
 
 
 def format_torch_notes(result: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
-  lines = []
+  lines = [""]
   full = result.get("torch_compile_full_iteration")
   if full:
     if full.get("status") == "failed":
@@ -1260,7 +1266,7 @@ def format_torch_notes(result: dict[str, Any], entries: list[dict[str, Any]]) ->
       part = e.get(name, {})
       if "error" in part or "status" in part:
         lines.append(
-            f"{name} at {e['dtype']}, batch {e['batch_size']}: "
+            f"- {name} at {e['dtype']}, batch {e['batch_size']}: "
             f"{part.get('error') or part.get('status')}"
         )
   return lines
@@ -1279,6 +1285,7 @@ def format_tail(result: dict[str, Any]) -> list[str]:
     ]
     lines.append(f"- {dtype}, {s['images']} images: " + "; ".join(per_batch))
   inception = result.get("inception", {})
+  lines.append("")
   if inception.get("status") == "measured":
     lines.append(
         f"**Inception features** (random weights, batch {inception['batch']}): "
