@@ -272,6 +272,11 @@ def package_versions(names) -> dict[str, str | None]:
   return out
 
 
+def jax_option(name: str) -> str:
+  """A jax config option as text ('unknown' where this jax version has no such option)."""
+  return str(getattr(jax.config, name, "unknown"))
+
+
 def machine_info() -> dict[str, Any]:
   """The device, the software versions and jax's own environment report."""
   device = jax.devices()[0]
@@ -280,7 +285,7 @@ def machine_info() -> dict[str, Any]:
       "device_kind": device.device_kind,
       "device_count": jax.device_count(),
       "process_count": jax.process_count(),
-      "platform_version": getattr(device.client, "platform_version", None),
+      "platform_version": getattr(getattr(device, "client", None), "platform_version", None),
       "python": platform.python_version(),
       "machine": platform.machine(),
       "cpu_count": os.cpu_count(),
@@ -296,8 +301,8 @@ def machine_info() -> dict[str, Any]:
               "jax-cuda12-plugin",
           )
       ),
-      "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
-      "jax_compilation_cache_dir": jax.config.jax_compilation_cache_dir,
+      "jax_default_matmul_precision": jax_option("jax_default_matmul_precision"),
+      "jax_compilation_cache_dir": jax_option("jax_compilation_cache_dir"),
       "env": {
           name: os.environ.get(name)
           for name in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS")
@@ -359,7 +364,7 @@ def matmul_precision_check(size: int) -> dict[str, Any]:
 
   default, highest = rel_error(None), rel_error(jax.lax.Precision.HIGHEST)
   return {
-      "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+      "jax_default_matmul_precision": jax_option("jax_default_matmul_precision"),
       "size": size,
       "rel_error_default": default,
       "rel_error_highest": highest,
@@ -681,6 +686,7 @@ def build_torch_runners(
     notes["torch_compile"] = {"status": "skipped (--torch_compile_backend=none)"}
     return runners, notes
   if ctx.torch_compile_mode and not ctx.plan.torch_compile_every_config:
+    notes["torch_compile"] = {"status": "skipped (--tiny: the first row only)"}
     return runners, notes
   compile_s = max(ctx.torch_compile_s, default=0.0 if ctx.plan.tiny else 90.0)
   if ctx.budget.left() < reserve_s(ctx, remaining_configs) + compile_s:
@@ -1113,7 +1119,7 @@ def format_header(result: dict[str, Any]) -> list[str]:
             f"matmul TF32 {torch_info.get('matmul_allow_tf32')}, "
             f"cuDNN TF32 {torch_info.get('cudnn_allow_tf32')})"
             if torch_info["device"] == "cuda"
-            else f" ({torch_info.get('num_threads')} threads)"
+            else f" (threads: {torch_info.get('num_threads')})"
         )
         + "."
     )
