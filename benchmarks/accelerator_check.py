@@ -868,7 +868,11 @@ def sampling_images_per_s(runner: JaxRunner, plan: Plan, budget: Budget) -> dict
 
     def generate(z=z, labels=labels, batch=batch):
       return sampling.generate_from_z(
-          gan, state.ema_params, state.g_batch_stats, z, labels, batch_size=batch
+          gan.generator,
+          {"params": state.ema_params, "batch_stats": state.g_batch_stats},
+          z,
+          labels,
+          batch_size=batch,
       )
 
     t = time.perf_counter()
