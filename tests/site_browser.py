@@ -74,8 +74,11 @@ def wait_for_draws(driver, count: int, timeout: float = 120.0) -> None:
         "return window.flowergan && window.flowergan.timings ? window.flowergan.timings.length"
         " : 0;"
     )
-    if drawn >= count and state(driver) == "ready":
+    now = state(driver)
+    if drawn >= count and now == "ready":
       return
+    if now == "error":
+      raise RuntimeError(f"the page failed: {message(driver)!r}")
     time.sleep(0.1)
   raise TimeoutError(f"fewer than {count} grids drawn in {timeout:.0f} s: {message(driver)!r}")
 

@@ -207,15 +207,25 @@
     return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
   }
 
-  // Images in [-1, 1] (num × S × S × 3, NHWC) of noise rows and class-weight rows.
+  // Images in [-1, 1] (num × S × S × 3, NHWC) of noise rows and class-weight rows, computed
+  // CHUNK flowers at a time: the single-threaded runtime blocks the page while it runs, so the
+  // page answers between chunks (each flower's image does not depend on the others).
+  const CHUNK = 7;
   async function generate(z, weights, num) {
-    const { z_dim: zDim, class_names: names } = api.meta;
-    const feeds = {
-      z: new ort.Tensor("float32", Float32Array.from(z), [num, zDim]),
-      class_weights: new ort.Tensor("float32", Float32Array.from(weights), [num, names.length]),
-    };
-    const result = await api.session.run(feeds);
-    return result.images.data;
+    const { z_dim: zDim, class_names: names, image_size: size } = api.meta;
+    const c = names.length;
+    const images = new Float32Array(num * size * size * 3);
+    for (let i = 0; i < num; i += CHUNK) {
+      const n = Math.min(CHUNK, num - i);
+      const feeds = {
+        z: new ort.Tensor("float32", Float32Array.from(z.slice(i * zDim, (i + n) * zDim)), [n, zDim]),
+        class_weights: new ort.Tensor("float32", Float32Array.from(weights.slice(i * c, (i + n) * c)), [n, c]),
+      };
+      const result = await api.session.run(feeds);
+      images.set(result.images.data, i * size * size * 3);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    return images;
   }
 
   function oneHot(classes) {
