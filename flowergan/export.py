@@ -1,0 +1,360 @@
+"""The generator without flowergan: ONNX, a serialized `jax.export`, and a static web page.
+
+    python -m flowergan.export --workdir=runs/demo --format=onnx --out=generator.onnx
+    python -m flowergan.export --workdir=runs/demo --format=stablehlo --out=generator.jax
+    python -m flowergan.export --workdir=runs/demo --format=web --out=site/
+
+Every format is the same function (`INPUTS`, `OUTPUT`): noise `z` float32 (N, z_dim) and class
+weights float32 (N, C) (one-hot rows for a class, blends for a class morph), N free, → images
+float32 (N, S, S, 3), NHWC, in [-1, 1] (the generator's tanh; `(x + 1) / 2` maps them to the
+[0, 1] of `sample.py`). Sampling the noise (truncated normal, seeds) stays with the caller.
+
+The generator is traced with XLA's own convolutions ('lax'), whatever the run was trained
+with (the formulations compute the same function with the same parameters), in float32.
+
+Metadata travels with the model (`metadata`): the ONNX file's `metadata_props` (each value
+JSON), the JSON file beside a `stablehlo` export (`OUT.json`), and `model.json` of the site.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import logging as std_logging
+import os
+import shutil
+import sys
+import tempfile
+from importlib import resources
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from absl import app, flags, logging
+
+from flowergan import __version__, checkpointing, cli, errors, models
+
+FORMATS = ("onnx", "stablehlo", "web")
+INPUTS = ("z", "class_weights")
+OUTPUT = "images"
+OUTPUT_RANGE = (-1.0, 1.0)
+DEFAULT_TRUNCATION = 1.5  # the original demo's slider (0.01–3.0)
+TRUNCATION_RANGE = (0.01, 3.0)
+ONNX_OPSET = 21  # onnxruntime-web 1.30 and onnxruntime ≥ 1.20 run it
+STABLEHLO_PLATFORMS = ("cpu", "cuda", "tpu")
+
+# The page's runtime: onnxruntime-web's WebAssembly build (web/package.json pins the same
+# version; tests check that RUNTIME_SRI is the hash of that npm package's file).
+RUNTIME_VERSION = "1.30.0"
+RUNTIME_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{RUNTIME_VERSION}/dist/"
+RUNTIME_SCRIPT = "ort.wasm.min.js"
+RUNTIME_FILES = (RUNTIME_SCRIPT, "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+RUNTIME_SRI = "sha384-Bw6URI+Gvoadw0do7/QrSHUC9D1vCYYK5OSqChFyhyV5mzPL4oe2rOAFljAnS8Sq"
+SITE_FILES = ("index.html", "flowers.js", "flowers.css")  # flowergan/site/, copied as they are
+SITE_MODEL, SITE_METADATA, SITE_RUNTIME_DIR = "model.onnx", "model.json", "ort"
+
+
+class ExportError(errors.FlowerganError):
+  """A bad export request or an unwritable output; one line that says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Exportable:
+  """What an export needs of a trained run: the generator module, its inference variables
+  (`params` = the EMA weights, `batch_stats`), and what the metadata says about it."""
+
+  generator: models.Generator
+  variables: dict
+  class_names: list[str]
+  step: int
+  info: dict  # the checkpoint's metadata (e.g. `imported_generator`), may be empty
+
+  @property
+  def z_dim(self) -> int:
+    return int(self.info["z_dim"])
+
+  @property
+  def image_size(self) -> int:
+    return int(self.generator.image_size)
+
+
+def load_exportable(workdir: str, step: int | str | None = None) -> Exportable:
+  """The generator of `workdir`'s checkpoint (the newest one that restores, or `step`).
+
+  The only place that reads a trained run; raises FlowerganError (one line) when it cannot.
+  """
+  model = checkpointing.load_trained(workdir, step)
+  params, batch_stats = model.variables(use_ema=True)
+  # XLA's own convolutions in float32: what ONNX and StableHLO consumers compute natively.
+  generator = model.gan.generator.clone(conv=nn.Conv, dtype=jnp.float32)
+  info = dict(model.metadata or {})
+  info["z_dim"] = int(model.gan.z_dim)
+  return Exportable(
+      generator=generator,
+      variables={"params": params, "batch_stats": batch_stats},
+      class_names=list(model.class_names),
+      step=int(model.step),
+      info=info,
+  )
+
+
+def generator_function(exportable: Exportable):
+  """`(z, class_weights) -> images` in [-1, 1], NHWC float32, weights closed over."""
+  generator, variables = exportable.generator, exportable.variables
+
+  def generate(z, class_weights):
+    return generator.apply(variables, z, class_weights, train=False).astype(jnp.float32)
+
+  return generate
+
+
+def metadata(exportable: Exportable) -> dict:
+  """What a consumer needs to feed the model and read its output (JSON-serialisable)."""
+  imported = exportable.info.get("imported_generator")
+  return {
+      "producer": f"flowergan {__version__}",
+      "class_names": list(exportable.class_names),
+      "num_classes": len(exportable.class_names),
+      "z_dim": exportable.z_dim,
+      "image_size": exportable.image_size,
+      "step": exportable.step,
+      "default_truncation": DEFAULT_TRUNCATION,
+      "truncation_range": list(TRUNCATION_RANGE),
+      "inputs": {
+          INPUTS[0]: "float32 (N, z_dim): noise, truncated normal N(0, 1) in ±truncation",
+          INPUTS[1]: "float32 (N, num_classes): one-hot class rows, or blends (class morphs)",
+      },
+      "output": {
+          "name": OUTPUT,
+          "dtype": "float32",
+          "layout": "NHWC (N, image_size, image_size, 3), RGB",
+          "range": list(OUTPUT_RANGE),
+          "to_uint8": "round((x + 1) / 2 * 255), clipped to 0..255",
+      },
+      "imported_generator": imported.get("file") if isinstance(imported, dict) else None,
+  }
+
+
+def onnx_model(exportable: Exportable):
+  """The generator as an `onnx.ModelProto` (opset `ONNX_OPSET`, batch dimension 'N')."""
+  # Lazily: only exports need them (the `export` extra). jax2onnx logs a warning with a
+  # traceback for each optional plugin whose library (equinox, dm-pix…) is not installed.
+  for name in ("jax2onnx", "onnx_ir"):  # and onnx_ir one line per unannotated shape
+    std_logging.getLogger(name).setLevel(std_logging.ERROR)
+  import jax2onnx
+  import onnx
+
+  model = jax2onnx.to_onnx(
+      generator_function(exportable),
+      inputs=[("N", exportable.z_dim), ("N", len(exportable.class_names))],
+      model_name="flowergan_generator",
+      opset=ONNX_OPSET,
+      input_names=list(INPUTS),
+      output_names=[OUTPUT],
+  )
+  # onnxruntime-web refuses jax2onnx's intermediate shape annotations (one declares NHWC where
+  # the tensor is NCHW); they are optional hints, the runtimes infer shapes themselves.
+  del model.graph.value_info[:]
+  del model.metadata_props[:]
+  for key, value in metadata(exportable).items():
+    model.metadata_props.add(key=key, value=json.dumps(value))
+  onnx.checker.check_model(model)
+  return model
+
+
+def onnx_bytes(exportable: Exportable) -> bytes:
+  return onnx_model(exportable).SerializeToString()
+
+
+def stablehlo_bytes(exportable: Exportable, platforms=STABLEHLO_PLATFORMS) -> bytes:
+  """`jax.export` of the generator for `platforms`, serialized (`jax.export.deserialize`)."""
+  (n,) = jax.export.symbolic_shape("N")
+  specs = [
+      jax.ShapeDtypeStruct((n, exportable.z_dim), jnp.float32),
+      jax.ShapeDtypeStruct((n, len(exportable.class_names)), jnp.float32),
+  ]
+  exported = jax.export.export(jax.jit(generator_function(exportable)), platforms=platforms)(*specs)
+  return bytes(exported.serialize())
+
+
+def metadata_json(exportable: Exportable) -> bytes:
+  return (json.dumps(metadata(exportable), indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_file(path: str, data: bytes) -> None:
+  """Writes `data` whole (a temporary file renamed over `path`), or raises ExportError."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except OSError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise ExportError(f"cannot write {path} ({e.strerror}): choose a writable --out.") from None
+
+
+def check_writable(directory: str) -> None:
+  """Refuses, before the slow export, a folder that is missing or cannot take a file."""
+  if not os.path.isdir(directory):
+    raise ExportError(f"no folder {directory}: create it or choose another --out.")
+  try:
+    with tempfile.TemporaryFile(dir=directory):
+      pass
+  except OSError as e:
+    raise ExportError(f"cannot write in {directory} ({e.strerror}): choose a writable --out.")
+
+
+def export_onnx(exportable: Exportable, out: str) -> list[str]:
+  write_file(out, onnx_bytes(exportable))
+  return [out]
+
+
+def export_stablehlo(exportable: Exportable, out: str) -> list[str]:
+  """`out` (the serialized export) and `out.json` (its metadata)."""
+  write_file(out, stablehlo_bytes(exportable))
+  write_file(f"{out}.json", metadata_json(exportable))
+  return [out, f"{out}.json"]
+
+
+def file_sri(path: str) -> str:
+  """The Subresource Integrity value (`sha384-…`) of a file."""
+  with open(path, "rb") as f:
+    return "sha384-" + base64.b64encode(hashlib.sha384(f.read()).digest()).decode()
+
+
+def check_runtime_dir(runtime_dir: str) -> None:
+  missing = [name for name in RUNTIME_FILES if not os.path.isfile(os.path.join(runtime_dir, name))]
+  if missing:
+    raise ExportError(
+        f"--runtime={runtime_dir} lacks {', '.join(missing)}: pass the dist folder of "
+        f"onnxruntime-web {RUNTIME_VERSION} (`npm ci --prefix web` puts it in "
+        "web/node_modules/onnxruntime-web/dist), or leave --runtime out for the CDN."
+    )
+
+
+def index_html(runtime_src: str, integrity: str | None) -> str:
+  """The page with its runtime's `<script>` tag filled in."""
+  template = resources.files("flowergan").joinpath("site", "index.html").read_text()
+  sri = f' integrity="{integrity}" crossorigin="anonymous"' if integrity else ""
+  tag = f'<script id="ort-runtime" src="{runtime_src}"{sri}></script>'
+  return template.replace("<!-- RUNTIME -->", tag)
+
+
+def write_site(exportable: Exportable, out: str, runtime_dir: str | None = None) -> list[str]:
+  """A folder any static host serves: the page, its script and style, `model.onnx`,
+  `model.json`; with `runtime_dir` (onnxruntime-web's `dist`) the runtime too, in `ort/`,
+  so that the page needs no network; without it the page loads the runtime from the CDN,
+  checked by its SRI hash."""
+  if runtime_dir is not None:
+    check_runtime_dir(runtime_dir)
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ExportError(f"--out={out} is a file: pass a folder for --format=web.")
+  try:
+    os.makedirs(out, exist_ok=True)
+  except OSError as e:
+    raise ExportError(f"cannot create {out} ({e.strerror}): choose a writable --out.") from None
+  written = []
+  model = os.path.join(out, SITE_MODEL)
+  write_file(model, onnx_bytes(exportable))
+  written.append(model)
+  for name, data in ((SITE_METADATA, metadata_json(exportable)),):
+    write_file(os.path.join(out, name), data)
+    written.append(os.path.join(out, name))
+  for name in SITE_FILES[1:]:
+    data = resources.files("flowergan").joinpath("site", name).read_bytes()
+    write_file(os.path.join(out, name), data)
+    written.append(os.path.join(out, name))
+  if runtime_dir is None:
+    html = index_html(RUNTIME_CDN + RUNTIME_SCRIPT, RUNTIME_SRI)
+  else:
+    vendored = os.path.join(out, SITE_RUNTIME_DIR)
+    try:
+      os.makedirs(vendored, exist_ok=True)
+      for name in RUNTIME_FILES:
+        shutil.copyfile(os.path.join(runtime_dir, name), os.path.join(vendored, name))
+        written.append(os.path.join(vendored, name))
+    except OSError as e:
+      raise ExportError(f"cannot copy the runtime into {vendored} ({e.strerror}).") from None
+    script = os.path.join(vendored, RUNTIME_SCRIPT)
+    html = index_html(f"{SITE_RUNTIME_DIR}/{RUNTIME_SCRIPT}", file_sri(script))
+  index = os.path.join(out, SITE_FILES[0])
+  write_file(index, html.encode())
+  written.append(index)
+  return written
+
+
+def export(workdir: str, fmt: str, out: str, *, step=None, runtime_dir=None) -> list[str]:
+  """Loads `workdir`'s generator and writes `fmt` to `out`; returns the paths written."""
+  if fmt not in FORMATS:
+    raise ExportError(f"unknown --format={fmt!r}: use one of {', '.join(FORMATS)}.")
+  if not out:
+    raise ExportError("pass --out (a file for onnx and stablehlo, a folder for web).")
+  if fmt != "web" and os.path.isdir(out):
+    raise ExportError(f"--out={out} is a folder: pass a file name for --format={fmt}.")
+  if fmt != "web" and runtime_dir is not None:
+    raise ExportError("--runtime is for --format=web only.")
+  if fmt != "web":
+    check_writable(os.path.dirname(os.path.abspath(out)))
+  elif runtime_dir is not None:
+    check_runtime_dir(runtime_dir)
+  exportable = load_exportable(workdir, step)
+  if fmt == "onnx":
+    return export_onnx(exportable, out)
+  if fmt == "stablehlo":
+    return export_stablehlo(exportable, out)
+  return write_site(exportable, out, runtime_dir)
+
+
+def _define_flags():
+  return (
+      flags.DEFINE_string("workdir", None, "The trained run to export."),
+      flags.DEFINE_string("step", None, "A checkpoint step, 'best', or none for the newest."),
+      flags.DEFINE_string("format", "onnx", f"One of {', '.join(FORMATS)}."),
+      flags.DEFINE_string("out", None, "Output file (onnx, stablehlo) or folder (web)."),
+      flags.DEFINE_string(
+          "runtime",
+          None,
+          "web: onnxruntime-web's dist folder to copy into the site (no network needed); "
+          "default: the page loads it from the CDN.",
+      ),
+  )
+
+
+def parse_step(text: str | None) -> int | str | None:
+  if text is None or text == "best":
+    return text
+  if not text.isdigit():
+    raise ExportError(f"--step={text!r}: pass a step number, 'best', or leave it out.")
+  return int(text)
+
+
+def main(argv, workdir_flag, step_flag, format_flag, out_flag, runtime_flag):
+  if len(argv) > 1:
+    sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}: pass flags only.")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  if not workdir_flag.value:
+    sys.exit("error: pass --workdir=runs/NAME, the trained run to export.")
+  try:
+    written = export(
+        workdir_flag.value,
+        format_flag.value,
+        out_flag.value,
+        step=parse_step(step_flag.value),
+        runtime_dir=runtime_flag.value,
+    )
+  except errors.FlowerganError as e:
+    sys.exit(f"error: {cli.one_line(e)}")
+  sizes = ", ".join(f"{path} ({os.path.getsize(path) / 1e6:.1f} MB)" for path in written[:2])
+  more = f" and {len(written) - 2} more" if len(written) > 2 else ""
+  print(f"wrote {sizes}{more}")
+  if format_flag.value == "web":
+    print(f"serve it with `python -m http.server -d {out_flag.value}` or upload the folder.")
+
+
+if __name__ == "__main__":
+  _flags = _define_flags()
+  app.run(lambda argv: main(argv, *_flags), flags_parser=cli.parse_flags)

@@ -1,0 +1,545 @@
+// This Flower Does Not Exist, drawn in the visitor's browser: flowergan's generator as ONNX
+// (model.onnx, its metadata in model.json) run by onnxruntime-web's WebAssembly backend.
+//
+// Noise: a seeded PRNG written here (xoshiro128**, seeded by a 32-bit mix of the seed), not
+// Math.random and not JAX's PRNG: a seed shows the same flowers in every browser, but not the
+// flowers `sample.py --seed` draws. Normal values come from the ratio-of-uniforms method
+// (x = v / u, exactly rounded in every engine; Math.log only decides acceptance), truncated to
+// ±truncation by resampling, as scipy's truncnorm of the original demo (same distribution).
+// Flower i uses the i-th block of z_dim values of the seed's stream, so the first flowers do
+// not change with the grid size; ALL draws each flower's class from a second stream.
+"use strict";
+
+(() => {
+  const MAX_SEED = 2147483647;
+  const TRUNCATION = [0.01, 3.0];
+  const GRID = [1, 7];
+  const DEFAULTS = { choice: "ALL", truncation: 1.5, grid: 4 };
+  const ALL = "ALL";
+  const WALK_FRAMES = 24;
+  const WALK_FRAME_MS = 120; // as flowergan.latents' GIFs
+  const SQRT_2_OVER_E = Math.sqrt(2 / Math.E);
+
+  const $ = (id) => document.getElementById(id);
+  const api = { timings: [], state: null, meta: null, session: null };
+  window.flowergan = api; // read by the tests and the benchmark (docs/)
+
+  // ---------------------------------------------------------------- messages, state on <body>
+  function say(text) {
+    $("message").textContent = text;
+    $("message").hidden = !text;
+  }
+
+  function setState(state) {
+    document.body.dataset.state = state;
+  }
+
+  function fail(text) {
+    say(text);
+    setState("error");
+    for (const button of document.querySelectorAll("button")) button.disabled = true;
+  }
+
+  function firstLine(error) {
+    const text = String((error && error.message) || error).split("\n")[0];
+    return text.length > 200 ? text.slice(0, 200) + "…" : text;
+  }
+
+  // ---------------------------------------------------------------- noise
+  function mix32(x) {
+    x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+    x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+    return (x ^ (x >>> 16)) >>> 0;
+  }
+
+  function rotl(x, k) {
+    return (x << k) | (x >>> (32 - k));
+  }
+
+  // xoshiro128** (Blackman & Vigna) on 32-bit integers; `stream` separates noise and classes.
+  function makeRng(seed, stream) {
+    const s = new Int32Array(4);
+    let x = (seed ^ Math.imul(stream + 1, 0x9e3779b9)) >>> 0;
+    for (let i = 0; i < 4; i++) {
+      x = (x + 0x9e3779b9) >>> 0;
+      s[i] = mix32(x);
+    }
+    if (!(s[0] | s[1] | s[2] | s[3])) s[0] = 1;
+    const next = () => {
+      const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
+      const t = s[1] << 9;
+      s[2] ^= s[0];
+      s[3] ^= s[1];
+      s[1] ^= s[2];
+      s[0] ^= s[3];
+      s[2] ^= t;
+      s[3] = rotl(s[3], 11);
+      return result;
+    };
+    // A double in [0, 1) from 53 random bits.
+    const uniform = () => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+    return { uniform };
+  }
+
+  function normal(rng) {
+    for (;;) {
+      const u = 1 - rng.uniform(); // (0, 1]
+      const v = (2 * rng.uniform() - 1) * SQRT_2_OVER_E;
+      const x = v / u;
+      if (x * x <= -4 * Math.log(u)) return x;
+    }
+  }
+
+  function truncatedNormal(rng, t) {
+    for (;;) {
+      const x = normal(rng);
+      if (Math.abs(x) <= t) return x;
+    }
+  }
+
+  // Noise of `num` flowers of `seed`: float64 rows (num × zDim), flower i from the i-th block.
+  function seedNoise(seed, num, zDim, truncation) {
+    const rng = makeRng(seed, 0);
+    const z = new Float64Array(num * zDim);
+    for (let i = 0; i < z.length; i++) z[i] = truncatedNormal(rng, truncation);
+    return z;
+  }
+
+  function seedClasses(seed, num, numClasses) {
+    const rng = makeRng(seed, 1);
+    return Array.from({ length: num }, () => Math.floor(rng.uniform() * numClasses));
+  }
+
+  function randomSeed() {
+    const word = new Uint32Array(1);
+    crypto.getRandomValues(word); // only picks a new seed; the flowers follow from the seed
+    return word[0] % (MAX_SEED + 1);
+  }
+
+  // Spherical interpolation as flowergan.latents.slerp: the norm goes linearly from |a| to |b|.
+  function slerp(a, b, t) {
+    const norm = (x) => Math.sqrt(x.reduce((s, v) => s + v * v, 0));
+    const na = norm(a);
+    const nb = norm(b);
+    const line = () => a.map((v, i) => (1 - t) * v + t * b[i]);
+    if (na === 0 || nb === 0) return line();
+    let cos = a.reduce((s, v, i) => s + (v / na) * (b[i] / nb), 0);
+    cos = Math.min(1, Math.max(-1, cos));
+    const omega = Math.acos(cos);
+    if (Math.sin(omega) < 1e-6) return line();
+    const scale = ((1 - t) * na + t * nb) / Math.sin(omega);
+    return a.map(
+      (v, i) => (Math.sin((1 - t) * omega) * (v / na) + Math.sin(t * omega) * (b[i] / nb)) * scale,
+    );
+  }
+
+  // ---------------------------------------------------------------- settings and the URL
+  function classChoices() {
+    return [ALL, ...api.meta.class_names];
+  }
+
+  // Settings from the URL; values that are not valid are left at their defaults and named.
+  function settingsFromUrl() {
+    const params = new URLSearchParams(location.search);
+    const settings = { ...DEFAULTS, seed: null };
+    const ignored = [];
+    const take = (name, parse, why) => {
+      if (!params.has(name)) return;
+      const value = parse(params.get(name));
+      if (value === null) ignored.push(`${name}=${params.get(name)} (${why})`);
+      return value;
+    };
+    const integer = (lo, hi) => (text) => {
+      if (!/^\d+$/.test(text.trim())) return null;
+      const value = Number(text);
+      return value >= lo && value <= hi ? value : null;
+    };
+    const seed = take("seed", integer(0, MAX_SEED), `a whole number 0–${MAX_SEED}`);
+    if (seed != null) settings.seed = seed;
+    const grid = take("grid", integer(...GRID), `${GRID[0]}–${GRID[1]}`);
+    if (grid != null) settings.grid = grid;
+    const truncation = take(
+      "truncation",
+      (text) => {
+        const value = Number(text);
+        const ok = text.trim() !== "" && value >= TRUNCATION[0] && value <= TRUNCATION[1];
+        return ok ? value : null;
+      },
+      `${TRUNCATION[0]}–${TRUNCATION[1]}`,
+    );
+    if (truncation != null) settings.truncation = truncation;
+    const choice = take(
+      "class",
+      (text) => (classChoices().includes(text) ? text : null),
+      `one of ${classChoices().join(", ")}`,
+    );
+    if (choice != null) settings.choice = choice;
+    if (settings.seed === null) settings.seed = randomSeed();
+    return { settings, ignored };
+  }
+
+  function writeUrl(settings) {
+    const params = new URLSearchParams({
+      seed: String(settings.seed),
+      class: settings.choice,
+      truncation: String(settings.truncation),
+      grid: String(settings.grid),
+    });
+    history.replaceState(null, "", `${location.pathname}?${params}`);
+  }
+
+  // ---------------------------------------------------------------- the model
+  async function loadMetadata() {
+    const response = await fetch("model.json");
+    if (!response.ok) throw new Error(`model.json: HTTP ${response.status}`);
+    const meta = await response.json();
+    const keys = ["class_names", "z_dim", "image_size"];
+    if (!keys.every((k) => k in meta) || !Array.isArray(meta.class_names)) {
+      throw new Error("model.json lacks class_names, z_dim or image_size");
+    }
+    return meta;
+  }
+
+  async function loadSession() {
+    const response = await fetch("model.onnx");
+    if (!response.ok) throw new Error(`model.onnx: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+  }
+
+  // Images in [-1, 1] (num × S × S × 3, NHWC) of noise rows and class-weight rows, computed
+  // CHUNK flowers at a time: the single-threaded runtime blocks the page while it runs, so the
+  // page answers between chunks (each flower's image does not depend on the others).
+  const CHUNK = 7;
+  async function generate(z, weights, num) {
+    const { z_dim: zDim, class_names: names, image_size: size } = api.meta;
+    const c = names.length;
+    const images = new Float32Array(num * size * size * 3);
+    for (let i = 0; i < num; i += CHUNK) {
+      const n = Math.min(CHUNK, num - i);
+      const feeds = {
+        z: new ort.Tensor("float32", Float32Array.from(z.slice(i * zDim, (i + n) * zDim)), [n, zDim]),
+        class_weights: new ort.Tensor("float32", Float32Array.from(weights.slice(i * c, (i + n) * c)), [n, c]),
+      };
+      const result = await api.session.run(feeds);
+      images.set(result.images.data, i * size * size * 3);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    return images;
+  }
+
+  function oneHot(classes) {
+    const c = api.meta.class_names.length;
+    const weights = new Float32Array(classes.length * c);
+    classes.forEach((k, i) => (weights[i * c + k] = 1));
+    return weights;
+  }
+
+  // Image `index` of a batch as RGBA: round((x + 1) / 2 * 255), as flowergan's to_uint8.
+  function imageData(images, index) {
+    const size = api.meta.image_size;
+    const data = new ImageData(size, size);
+    const offset = index * size * size * 3;
+    for (let p = 0; p < size * size; p++) {
+      for (let c = 0; c < 3; c++) {
+        const x = images[offset + p * 3 + c];
+        data.data[p * 4 + c] = Math.min(255, Math.max(0, Math.round(((x + 1) / 2) * 255)));
+      }
+      data.data[p * 4 + 3] = 255;
+    }
+    return data;
+  }
+
+  // ---------------------------------------------------------------- drawing the grid
+  function drawGrid(images, classes, columns, showClasses) {
+    const size = api.meta.image_size;
+    const box = $("flowers");
+    box.style.gridTemplateColumns = `repeat(${columns}, minmax(0, 1fr))`;
+    box.replaceChildren(
+      ...classes.map((k, i) => {
+        const figure = document.createElement("figure");
+        const canvas = document.createElement("canvas");
+        canvas.width = size;
+        canvas.height = size;
+        canvas.getContext("2d").putImageData(imageData(images, i), 0, 0);
+        figure.append(canvas);
+        if (showClasses) {
+          const caption = document.createElement("figcaption");
+          caption.textContent = api.meta.class_names[k];
+          figure.append(caption);
+        }
+        return figure;
+      }),
+    );
+  }
+
+  // The grid as one canvas at the size shown (each flower enlarged by the same whole factor,
+  // nearest-neighbour), 2 px white borders as sample.py's grids.
+  function gridCanvas() {
+    const cells = Array.from(document.querySelectorAll("#flowers canvas"));
+    const size = api.meta.image_size;
+    const columns = api.state.grid;
+    const factor = Math.max(1, Math.round(cells[0].getBoundingClientRect().width / size));
+    const cell = size * factor;
+    const pad = 2;
+    const rows = Math.ceil(cells.length / columns);
+    const out = document.createElement("canvas");
+    out.width = columns * (cell + pad) + pad;
+    out.height = rows * (cell + pad) + pad;
+    const ctx = out.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, out.width, out.height);
+    cells.forEach((c, i) => {
+      const x = pad + (i % columns) * (cell + pad);
+      const y = pad + Math.floor(i / columns) * (cell + pad);
+      ctx.drawImage(c, x, y, cell, cell);
+    });
+    return out;
+  }
+
+  function download() {
+    const s = api.state;
+    gridCanvas().toBlob((blob) => {
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(blob);
+      link.download = `flowers_seed${s.seed}_${s.choice}_t${s.truncation}_${s.grid}x${s.grid}.png`;
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    }, "image/png");
+  }
+
+  // ---------------------------------------------------------------- one request at a time
+  let busy = Promise.resolve();
+  function serially(task) {
+    busy = busy.then(task, task);
+    return busy;
+  }
+
+  // Draws the grid of the current settings; returns the milliseconds since the page started.
+  async function show() {
+    stopWalk();
+    const s = api.state;
+    writeUrl(s);
+    syncControls();
+    const num = s.grid * s.grid;
+    const names = api.meta.class_names;
+    const classes =
+      s.choice === ALL ? seedClasses(s.seed, num, names.length) : Array(num).fill(names.indexOf(s.choice));
+    const start = performance.now();
+    const z = seedNoise(s.seed, num, api.meta.z_dim, s.truncation);
+    const images = await generate(z, oneHot(classes), num);
+    drawGrid(images, classes, s.grid, s.choice === ALL);
+    const end = performance.now();
+    api.timings.push({ grid: s.grid, ms: end - start, since_start: end });
+    $("caption").textContent = `Seed ${s.seed} · ${s.choice} · truncation ${s.truncation}`;
+    $("info").textContent = `${num} flower${num > 1 ? "s" : ""} in ${Math.round(end - start)} ms
+      on this device · ${infoLine()}`;
+    return end;
+  }
+
+  function infoLine() {
+    const m = api.meta;
+    const step = m.imported_generator ? `imported ${m.imported_generator}` : `step ${m.step}`;
+    return `${m.image_size}×${m.image_size} images, ${step}, classes ${m.class_names.join(", ")}`;
+  }
+
+  let latest = 0;
+  function request(change) {
+    Object.assign(api.state, change);
+    const id = ++latest;
+    return serially(async () => {
+      if (id !== latest) return; // a newer request draws the newer settings
+      setState("busy");
+      try {
+        await show();
+        setState("ready");
+      } catch (error) {
+        say(`Drawing failed (${firstLine(error)}): reload the page.`);
+        setState("error");
+      }
+    });
+  }
+
+  // Test hook: draws noise `z` (num × z_dim) with class weights (num × C) into the grid, as
+  // given (no PRNG), so that the pixels can be compared with flowergan's.
+  api.render = (z, weights, columns) =>
+    serially(async () => {
+      stopWalk();
+      const num = z.length / api.meta.z_dim;
+      const images = await generate(z, weights, num);
+      const c = api.meta.class_names.length;
+      const classes = Array.from({ length: num }, (_, i) => {
+        const row = Array.from(weights.slice(i * c, (i + 1) * c));
+        return row.indexOf(Math.max(...row));
+      });
+      drawGrid(images, classes, columns || Math.ceil(Math.sqrt(num)), true);
+    });
+  api.gridCanvas = () => gridCanvas();
+  api.seedNoise = seedNoise;
+
+  // ---------------------------------------------------------------- the latent walk
+  let walkTimer = null;
+
+  function stopWalk() {
+    if (walkTimer !== null) clearInterval(walkTimer);
+    walkTimer = null;
+    $("walk-canvas").hidden = true;
+    $("walk").textContent = "Latent walk";
+  }
+
+  // From the first flower to the first flower of the next seed (its class in ALL), slerp
+  // between the noises and a class morph, played forth and back.
+  async function walk() {
+    const s = api.state;
+    const zDim = api.meta.z_dim;
+    const names = api.meta.class_names;
+    const c = names.length;
+    const next = (s.seed + 1) % (MAX_SEED + 1);
+    const classOf = (seed) => (s.choice === ALL ? seedClasses(seed, 1, c)[0] : names.indexOf(s.choice));
+    const a = Array.from(seedNoise(s.seed, 1, zDim, s.truncation));
+    const b = Array.from(seedNoise(next, 1, zDim, s.truncation));
+    const [ka, kb] = [classOf(s.seed), classOf(next)];
+    const z = new Float32Array(WALK_FRAMES * zDim);
+    const weights = new Float32Array(WALK_FRAMES * c);
+    for (let f = 0; f < WALK_FRAMES; f++) {
+      const t = f / (WALK_FRAMES - 1);
+      const row = f === 0 ? a : f === WALK_FRAMES - 1 ? b : slerp(a, b, t);
+      z.set(row, f * zDim);
+      weights[f * c + ka] += 1 - t;
+      weights[f * c + kb] += t;
+    }
+    const images = await generate(z, weights, WALK_FRAMES);
+    const size = api.meta.image_size;
+    const canvas = $("walk-canvas");
+    canvas.width = size;
+    canvas.height = size;
+    const frames = Array.from({ length: WALK_FRAMES }, (_, f) => imageData(images, f));
+    const order = [...frames.keys(), ...[...frames.keys()].slice(1, -1).reverse()];
+    let position = 0;
+    const draw = () => {
+      canvas.getContext("2d").putImageData(frames[order[position]], 0, 0);
+      position = (position + 1) % order.length;
+    };
+    draw();
+    canvas.hidden = false;
+    $("walk").textContent = "Stop walk";
+    walkTimer = setInterval(draw, WALK_FRAME_MS);
+    say(`Latent walk: seed ${s.seed} (${names[ka]}) → seed ${next} (${names[kb]}), ${WALK_FRAMES} frames.`);
+  }
+
+  // ---------------------------------------------------------------- controls
+  function buildClassChoices() {
+    const box = $("classes");
+    for (const choice of classChoices()) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "radio";
+      input.name = "class";
+      input.value = choice;
+      input.addEventListener("change", () => request({ choice }));
+      label.append(input, ` ${choice}`);
+      box.append(label);
+    }
+  }
+
+  function syncControls() {
+    const s = api.state;
+    for (const input of document.querySelectorAll('input[name="class"]')) {
+      input.checked = input.value === s.choice;
+    }
+    $("truncation").value = s.truncation;
+    $("truncation-value").textContent = s.truncation.toFixed(2);
+    $("grid").value = s.grid;
+    $("grid-value").textContent = `${s.grid}×${s.grid}`;
+    if (document.activeElement !== $("seed")) $("seed").value = s.seed;
+  }
+
+  function bindControls() {
+    $("truncation").addEventListener("input", () => {
+      $("truncation-value").textContent = Number($("truncation").value).toFixed(2);
+    });
+    $("truncation").addEventListener("change", () =>
+      request({ truncation: Number($("truncation").value) }),
+    );
+    $("grid").addEventListener("input", () => request({ grid: Number($("grid").value) }));
+    $("seed").addEventListener("change", () => {
+      const text = $("seed").value.trim();
+      const value = Number(text);
+      if (/^\d+$/.test(text) && value <= MAX_SEED) {
+        say("");
+        request({ seed: value });
+      } else {
+        say(`The seed must be a whole number from 0 to ${MAX_SEED}; kept ${api.state.seed}.`);
+        $("seed").value = api.state.seed;
+      }
+    });
+    $("new").addEventListener("click", () => {
+      say("");
+      request({ seed: randomSeed() });
+    });
+    $("walk").addEventListener("click", () =>
+      serially(async () => {
+        if (walkTimer !== null) {
+          stopWalk();
+          say("");
+        } else {
+          await walk().catch((error) => say(`The walk failed (${firstLine(error)}).`));
+        }
+      }),
+    );
+    $("download").addEventListener("click", download);
+    document.addEventListener("keydown", (event) => {
+      const typing = event.target instanceof HTMLInputElement && event.target.type === "number";
+      if ((event.key === "r" || event.key === "R") && !typing && !event.ctrlKey && !event.metaKey) {
+        $("new").click();
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- start
+  async function start() {
+    const served = location.protocol === "file:" ? " (open it through a web server: " +
+      "python -m http.server -d FOLDER, browsers do not fetch models from file://)" : "";
+    if (typeof WebAssembly !== "object") {
+      fail("This browser has no WebAssembly, which the model runs on: open the page in a " +
+        "current Chrome, Firefox, Safari or Edge with WebAssembly enabled.");
+      return;
+    }
+    const runtime = $("ort-runtime");
+    if (typeof ort === "undefined" || !runtime) {
+      fail(`The runtime (onnxruntime-web) did not load from ${runtime ? runtime.src : "?"}: ` +
+        "check the connection, or write the site with --runtime=web/node_modules/" +
+        "onnxruntime-web/dist to serve it beside the page.");
+      return;
+    }
+    ort.env.wasm.wasmPaths = new URL(".", runtime.src).href;
+    // Several threads need cross-origin isolation (COOP/COEP headers), which most static hosts
+    // do not send; without it the runtime uses one.
+    ort.env.wasm.numThreads = self.crossOriginIsolated ? 0 : 1;
+    try {
+      api.meta = await loadMetadata();
+    } catch (error) {
+      fail(`The model's description could not be read (${firstLine(error)})${served}: ` +
+        "write the site again with python -m flowergan.export --format=web.");
+      return;
+    }
+    try {
+      api.session = await loadSession();
+    } catch (error) {
+      fail(`The model file could not be loaded (${firstLine(error)})${served}: ` +
+        "write the site again with python -m flowergan.export --format=web.");
+      return;
+    }
+    buildClassChoices();
+    bindControls();
+    const { settings, ignored } = settingsFromUrl();
+    api.state = settings;
+    if (ignored.length) {
+      say(`Ignored from the link: ${ignored.join("; ")}. Showing the defaults for them.`);
+    }
+    await request({});
+  }
+
+  api.ready = start();
+})();
