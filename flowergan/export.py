@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
 
-from flowergan import __version__, checkpointing, cli, errors, models
+from flowergan import __version__, cli, errors, models, trained
 
 FORMATS = ("onnx", "stablehlo", "web")
 INPUTS = ("z", "class_weights")
@@ -85,15 +85,14 @@ def load_exportable(workdir: str, step: int | str | None = None) -> Exportable:
 
   The only place that reads a trained run; raises FlowerganError (one line) when it cannot.
   """
-  model = checkpointing.load_trained(workdir, step)
-  params, batch_stats = model.variables(use_ema=True)
+  model = trained.load_trained(workdir, step)
   # XLA's own convolutions in float32: what ONNX and StableHLO consumers compute natively.
-  generator = model.gan.generator.clone(conv=nn.Conv, dtype=jnp.float32)
+  generator = model.generator.clone(conv=nn.Conv, dtype=jnp.float32)
   info = dict(model.metadata or {})
-  info["z_dim"] = int(model.gan.z_dim)
+  info["z_dim"] = model.z_dim
   return Exportable(
       generator=generator,
-      variables={"params": params, "batch_stats": batch_stats},
+      variables=model.sampling_variables(use_ema=True),
       class_names=list(model.class_names),
       step=int(model.step),
       info=info,

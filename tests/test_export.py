@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, export, sampling
+from flowergan import export, sampling, trained
 from tests import export_helpers, tiny_config, tiny_run
 
 TOLERANCE = 1e-4  # in the generator's [-1, 1] units
@@ -86,10 +86,10 @@ def test_authors_generator_imported_then_exported(tmp_path):
   out = tmp_path / "generator.onnx"
   result = _export(f"--workdir={workdir}", "--format=onnx", f"--out={out}")
   assert result.returncode == 0, result.stderr[-3000:]
-  model = checkpointing.load_trained(str(workdir))  # what flowergan samples from
+  model = trained.load_trained(str(workdir))  # what flowergan samples from
   z, weights = export_helpers.inputs(49, seed=3)
-  params, batch_stats = model.variables()
-  expected = sampling.generate_from_z(model.gan, params, batch_stats, z, weights) * 2 - 1
+  variables = model.sampling_variables()
+  expected = sampling.generate_from_z(model.generator, variables, z, weights) * 2 - 1
   assert expected.std() > 0.15
   images = _onnx_images(out.read_bytes(), z, weights)
   assert np.abs(images - expected).max() <= TOLERANCE
@@ -123,11 +123,11 @@ def test_cli_writes_onnx_and_stablehlo_of_a_trained_run(workdir, tmp_path):
   sidecar = json.loads((tmp_path / "g.jax.json").read_text())
   assert sidecar["image_size"] == 16 and sidecar["step"] == 2 and sidecar["z_dim"] == 8
 
-  model = checkpointing.load_trained(str(workdir))
-  params, batch_stats = model.variables()
+  model = trained.load_trained(str(workdir))
+  variables = model.sampling_variables()
   z = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
   labels = np.array([0, 1, 1, 0, 1])
-  expected = sampling.generate_from_z(model.gan, params, batch_stats, z, labels) * 2 - 1
+  expected = sampling.generate_from_z(model.generator, variables, z, labels) * 2 - 1
   weights = sampling.class_weights(labels, 2)
   assert np.abs(_onnx_images(onnx_file.read_bytes(), z, weights) - expected).max() <= TOLERANCE
   exported = jax.export.deserialize(bytearray(hlo_file.read_bytes()))

@@ -15,7 +15,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, export, sampling
+from flowergan import export, imaging, sampling, trained
 from tests import export_helpers, site_browser, tiny_config, tiny_run
 
 RUNTIME = tiny_config.REPO / "web" / "node_modules" / "onnxruntime-web" / "dist"
@@ -78,7 +78,7 @@ def random_site(browser, tmp_path_factory):
 def test_page_draws_the_generators_pixels(browser, random_site):
   folder, generator, variables = random_site
   z, weights = export_helpers.inputs(49, seed=5)
-  expected = sampling.to_uint8(
+  expected = imaging.to_uint8(
       (np.asarray(generator.apply(variables, z, weights, train=False)) + 1) / 2
   )
   assert expected.astype(float).std() > 40  # flowers over the whole range, not near-flat ones
@@ -97,8 +97,8 @@ def _query(driver) -> dict:
 
 def test_page_draws_flowergans_pixels_and_its_controls_work(browser, site):
   folder, workdir = site
-  model = checkpointing.load_trained(str(workdir))
-  params, batch_stats = model.variables()
+  model = trained.load_trained(str(workdir))
+  variables = model.sampling_variables()
   with site_browser.static_server(folder) as url, site_browser.chromium(browser) as driver:
     driver.get(f"{url}/index.html?seed=7&grid=3")
     site_browser.wait_for_draws(driver, 1)
@@ -116,8 +116,8 @@ def test_page_draws_flowergans_pixels_and_its_controls_work(browser, site):
     weights[4] = [0.25, 0.75]  # a class morph
     site_browser.render(driver, z, weights)
     shown = site_browser.grid_pixels(driver).astype(int)
-    expected = sampling.to_uint8(
-        sampling.generate_from_z(model.gan, params, batch_stats, z, weights)
+    expected = imaging.to_uint8(
+        sampling.generate_from_z(model.generator, variables, z, weights)
     ).astype(int)
     assert expected.std() > 2  # not one flat colour (the run trained 2 steps)
     assert np.abs(shown - expected).max() <= 2
