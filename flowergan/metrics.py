@@ -23,6 +23,7 @@ __all__ = [
     "feature_stats",
     "frechet_distance",
     "frechet_distance_from_stats",
+    "frechet_distance_sqrtm",
     "kernel_inception_distance",
     "sliced_wasserstein_distance",
     "laplacian_pyramid",
@@ -88,6 +89,33 @@ def frechet_distance(feats_a, feats_b, eps: float = 1e-6) -> float:
   mu1, s1 = feature_stats(feats_a)
   mu2, s2 = feature_stats(feats_b)
   return frechet_distance_from_stats(mu1, s1, mu2, s2, eps=eps)
+
+
+def frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+  """Fréchet distance computed as pytorch-fid 0.3.0's `calculate_frechet_distance` does.
+
+  Tr((S1 S2)^{1/2}) from `scipy.linalg.sqrtm(S1 @ S2)` (float64), retried with `eps * I` added to
+  both covariances when the root is not finite, its imaginary round-off dropped (a ValueError
+  when the diagonal's exceeds 1e-3). `frechet_distance_from_stats` computes the same quantity
+  from symmetric eigendecompositions (faster, never complex) but differs in the last digits,
+  and much more where S1 S2 is nearly singular; this one gives pytorch-fid's numbers.
+  """
+  mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
+  mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+  s1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
+  s2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
+  if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+    raise ValueError(f"inconsistent shapes: {mu1.shape} {s1.shape} {mu2.shape} {s2.shape}")
+  covmean = scipy.linalg.sqrtm(s1.dot(s2))
+  if not np.isfinite(covmean).all():
+    offset = np.eye(s1.shape[0]) * eps
+    covmean = scipy.linalg.sqrtm((s1 + offset).dot(s2 + offset))
+  if np.iscomplexobj(covmean):
+    if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+      raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in sqrtm(S1 S2)")
+    covmean = covmean.real
+  diff = mu1 - mu2
+  return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,128 @@
+"""FID of two image folders equal to pytorch-fid 0.3.0's; KID, precision and recall on features."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flowergan import fid, inception, metrics
+from tests import fid_reference as ref
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+  ref.import_reference()
+  path = str(tmp_path_factory.mktemp("inception") / inception.WEIGHTS_FILE)
+  ref.save_random_network(path, ref.smooth_images(np.random.default_rng(0), 8, 48, (0, 0, 0)))
+  return path
+
+
+def _run_command(*args):
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  return subprocess.run(
+      [sys.executable, "-m", "flowergan.fid", *map(str, args)],
+      capture_output=True,
+      text=True,
+      env=env,
+      cwd=ROOT,
+  )
+
+
+def test_command_prints_the_fid_of_pytorch_fid(weights, tmp_path):
+  """`python -m flowergan.fid A B --inception=FILE` prints the protocol, then `FID: <number>`
+  within 1e-3 of `pytorch_fid.fid_score.calculate_fid_given_paths` on the same folders (here
+  of 32 and 128 px images: two different resizes to 299; 299 px is in test_inception)."""
+  rng = np.random.default_rng(6)
+  a, b = tmp_path / "a", tmp_path / "b"
+  ref.write_folder(a, ref.smooth_images(rng, 6, 32, (0, 0, 0)))
+  ref.write_folder(b, ref.smooth_images(rng, 6, 128, (40, 0, -40)))
+  run = _run_command(a, b, f"--inception={weights}", f"--cache_dir={tmp_path / 'cache'}")
+  assert run.returncode == 0, run.stderr
+  lines = run.stdout.splitlines()
+  assert lines[0].startswith(f"protocol: {inception.PROTOCOL}")
+  assert lines[1].startswith("FID: ")
+  want = ref.reference_fid(weights, a, b)
+  assert want > 1.0
+  assert float(lines[1].removeprefix("FID: ")) == pytest.approx(want, rel=1e-3)
+
+
+def test_command_without_weights_says_where_to_get_them(tmp_path):
+  for folder in ("a", "b"):
+    ref.write_folder(tmp_path / folder, np.zeros((2, 8, 8, 3), np.uint8))
+  run = _run_command(tmp_path / "a", tmp_path / "b", f"--cache_dir={tmp_path / 'cache'}")
+  assert run.returncode == 1
+  assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
+  for text in (inception.WEIGHTS_FILE, inception.WEIGHTS_URL, "--inception="):
+    assert text in run.stderr
+
+
+def test_folder_of_mixed_sizes_is_refused_before_reading_weights(tmp_path):
+  folder = tmp_path / "mixed"
+  ref.write_folder(folder, np.zeros((2, 8, 8, 3), np.uint8))
+  Image.new("RGB", (16, 8)).save(folder / "wide.png")
+  with pytest.raises(fid.FidError, match="must share one size") as e:
+    fid.fid_of_paths(str(folder), str(folder), None, cache_dir=str(tmp_path / "cache"))
+  assert "wide.png" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_frechet_distance_sqrtm_is_pytorch_fids_formula():
+  """Same statistics, same number as pytorch-fid's calculate_frechet_distance (float64)."""
+  _, _, fid_score = ref.import_reference()
+  rng = np.random.default_rng(3)
+  a = rng.normal(size=(40, 16))
+  b = rng.normal(size=(30, 16)) * 1.5 + 0.3
+  stats = (*metrics.feature_stats(a), *metrics.feature_stats(b))
+  want = fid_score.calculate_frechet_distance(*stats)
+  assert metrics.frechet_distance_sqrtm(*stats) == pytest.approx(want, rel=1e-12)
+
+
+def test_folders_read_as_pytorch_fid_reads_them(tmp_path):
+  """Lower-case image extensions only, no subfolders' files; too few images: one line."""
+  folder = tmp_path / "imgs"
+  folder.mkdir()
+  for name in ("b.png", "a.jpg", "c.PNG", "d.txt", "e.webp"):
+    Image.new("RGB", (8, 8)).save(folder / name, format="PNG")
+  (folder / "sub").mkdir()
+  Image.new("RGB", (8, 8)).save(folder / "sub" / "f.png")
+  assert [os.path.basename(p) for p in fid.image_files(str(folder))] == [
+      "a.jpg",
+      "b.png",
+      "e.webp",
+  ]
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(fid.FidError, match="at least 2"):
+    fid.image_files(str(empty))
+
+
+def test_precision_recall_measure_overlap_of_the_manifolds():
+  """Identical sets: precision = recall = 1; far apart: 0; fakes on a part of the real set:
+  full precision, partial recall."""
+  rng = np.random.default_rng(4)
+  real = rng.normal(size=(200, 8))
+  assert fid.precision_recall(real, real) == (1.0, 1.0)
+  assert fid.precision_recall(real, real + 100.0) == (0.0, 0.0)
+  collapsed = real[real[:, 0] > 0.5]
+  precision, recall = fid.precision_recall(real, collapsed)
+  assert precision == 1.0
+  assert 0.1 < recall < 0.7
+
+
+def test_inception_metrics_per_class_and_overall():
+  """FID, KID, precision and recall over all images and for each class; the class whose fakes
+  match its reals scores better than the one whose fakes are shifted."""
+  rng = np.random.default_rng(5)
+  real = rng.normal(size=(60, 16))
+  real_labels = np.repeat([0, 1], 30)
+  fake = np.concatenate([real[:30] + rng.normal(scale=0.05, size=(30, 16)), real[30:] + 3.0])
+  out = fid.inception_metrics(real, real_labels, fake, real_labels, ("dandelion", "marigold"))
+  for name in ("fid", "kid", "kid_std", "precision", "recall"):
+    assert {name, f"{name}/dandelion", f"{name}/marigold"} <= set(out)
+  assert out["fid/dandelion"] < out["fid/marigold"]
+  assert out["kid/dandelion"] < out["kid/marigold"]
+  assert out["precision/dandelion"] > out["precision/marigold"]
