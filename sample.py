@@ -85,14 +85,21 @@ def main(argv):
     message = _walk(model) if _INTERPOLATE.value is not None else _grid(model)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
+  except KeyboardInterrupt:  # every file is written atomically: none is left half-written
+    sys.exit("error: interrupted (Ctrl-C); no file was left half-written: run it again.")
   print(message)
 
 
 def _check_flags() -> None:
-  from flowergan import imaging, sampling
+  """Every flag and every output path, before the checkpoint is read or anything is written."""
+  from flowergan import imaging, latents, sampling
 
-  if _NUM.value < 1:
-    raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
+  if not 1 <= _NUM.value <= sampling.MAX_IMAGES:
+    raise sampling.SamplingError(
+        f"--num must be at least 1 and at most {sampling.MAX_IMAGES} (the images of one "
+        f"request are held in memory), got {_NUM.value}."
+    )
+  sampling.check_truncation(_TRUNCATION.value)
   conflicts = [
       (_Z_FILE, _INTERPOLATE, "a walk draws its noise from its two seeds"),
       (_Z_FILE, _TRUNCATION, "the noise is read from the file as it is"),
@@ -101,17 +108,54 @@ def _check_flags() -> None:
   for a, b, why in conflicts:
     if a.present and b.present:
       raise sampling.SamplingError(f"--{a.name} and --{b.name} exclude each other: {why}.")
-  if _OUT.value and _INTERPOLATE.value is None:
-    imaging.grid_format(_OUT.value)  # a bad extension fails before the checkpoint is read
   if "," in _LABEL.value and _INTERPOLATE.value is None:
     raise sampling.SamplingError(
         f"two labels ({_LABEL.value}) make a class morph, which needs --interpolate=SEED_A,SEED_B."
     )
+  if _INTERPOLATE.value is not None:
+    latents.parse_seed_pair(_INTERPOLATE.value)
+    latents.check_frames(_FRAMES.value)
+  imaging.check_outputs(_outputs())
+
+
+def _outputs() -> list[tuple[str, str, bool]]:
+  """The files this command writes, as `imaging.check_outputs` takes them."""
+  from flowergan import imaging
+
+  if _INTERPOLATE.value is None:
+    out = _grid_out()
+    outputs = [("--out", out, imaging.grid_format(out) is None)]  # a bad extension fails here
+  else:
+    png, gif = _walk_paths()
+    outputs = [("--out", png, False), ("the GIF beside --out", gif, False)]
+  if _SAVE_Z.value:
+    outputs.append(("--save_z", _SAVE_Z.value, False))
+  return outputs
+
+
+def _grid_out() -> str:
+  from flowergan import config_checks
+
+  label = config_checks.file_stem(_LABEL.value)
+  return _OUT.value or f"{_WORKDIR.value}/samples/sample_{label}_seed{_SEED.value}.png"
+
+
+def _walk_paths() -> tuple[str, str]:
+  """The walk's .png strip (--out) and the GIF beside it."""
+  from flowergan import config_checks, latents
+
+  seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
+  pair = _LABEL.value.split(",")
+  stems = "-".join(map(config_checks.file_stem, dict.fromkeys(pair)))
+  out = _OUT.value or f"{_WORKDIR.value}/samples/walk_{stems}_seed{seed_a}-{seed_b}.png"
+  if not out.lower().endswith(".png"):
+    raise latents.LatentError(f"--out of a walk is the .png strip (the GIF goes beside it): {out}.")
+  return out, out[: -len(".png")] + ".gif"
 
 
 def _grid(model) -> str:
   """A grid (or single files) of `--num` images, the noise from --seed or --z_file."""
-  from flowergan import config_checks, imaging, latents, sampling
+  from flowergan import imaging, latents, sampling
 
   class_names = model.class_names
   num, z = _NUM.value, None
@@ -128,8 +172,7 @@ def _grid(model) -> str:
       model, _LABEL.value, num, _SEED.value, _TRUNCATION.value, z=z, use_ema=not _NO_EMA.value
   )
   labels = samples.labels
-  label = config_checks.file_stem(_LABEL.value)
-  out = _OUT.value or f"{_WORKDIR.value}/samples/sample_{label}_seed{_SEED.value}.png"
+  out = _grid_out()
   per_class = len(labels) // len(class_names) if _LABEL.value == "all" else None
   paths = imaging.write_images(
       samples.images,
@@ -155,7 +198,7 @@ def _num_for_rows(rows: int, num_classes: int) -> int:
 
 def _walk(model) -> str:
   """A latent walk between the single samples of two seeds (and labels): PNG strip + GIF."""
-  from flowergan import config_checks, imaging, latents, sampling
+  from flowergan import imaging, latents, sampling
 
   seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
   names = model.class_names
@@ -167,12 +210,7 @@ def _walk(model) -> str:
         f"--interpolate needs --label=CLASS or --label=A,B with classes from "
         f"{', '.join(names)}; got --label={_LABEL.value}."
     )
-  out = _OUT.value or (
-      f"{_WORKDIR.value}/samples/walk_{'-'.join(map(config_checks.file_stem, dict.fromkeys(pair)))}"
-      f"_seed{seed_a}-{seed_b}.png"
-  )
-  if not out.lower().endswith(".png"):
-    raise latents.LatentError(f"--out of a walk is the .png strip (the GIF goes beside it): {out}.")
+  out, gif = _walk_paths()
   walk = sampling.sample_walk(
       model,
       (seed_a, seed_b),
@@ -182,7 +220,6 @@ def _walk(model) -> str:
       use_ema=not _NO_EMA.value,
   )
   z = walk.z
-  gif = out[: -len(".png")] + ".gif"
   imaging.write_walk(walk.images, out, gif)
   if _SAVE_Z.value:
     latents.save_z(_SAVE_Z.value, z)

@@ -61,3 +61,30 @@ def test_grid_format_and_bad_extensions():
   assert imaging.grid_format("a/folder") is None
   with pytest.raises(imaging.ImageError, match="'.jpeg2' is not an image format"):
     imaging.grid_format("grid.jpeg2")
+
+
+def test_output_problem_names_what_cannot_be_written(tmp_path):
+  (tmp_path / "a_file").write_text("")
+  (tmp_path / "folder").mkdir()
+  assert imaging.output_problem(str(tmp_path / "new" / "deeper" / "grid.png")) is None
+  assert imaging.output_problem(str(tmp_path / "a_file")) is None  # replaced atomically
+  assert imaging.output_problem(str(tmp_path / "folder"), folder=True) is None
+  assert imaging.output_problem(str(tmp_path / "folder")) == "is a directory"
+  assert imaging.output_problem(str(tmp_path / "a_file"), folder=True) == "is a file, not a folder"
+  assert imaging.output_problem("/dev/full") == "exists and is not a regular file"
+  problem = imaging.output_problem(str(tmp_path / "a_file" / "z.npy"))
+  assert problem == f"cannot be written: {tmp_path / 'a_file'} is a file, not a folder"
+  assert "/proc is not writable" in imaging.output_problem("/proc/flowergan/grid.png")
+  assert imaging.output_problem("gs://bucket/run/grid.png") is None  # left to the write
+  assert sorted(os.listdir(tmp_path)) == ["a_file", "folder"]  # the checks created nothing
+
+
+def test_check_outputs_refuses_a_bad_one_or_the_same_file_twice(tmp_path):
+  grid = str(tmp_path / "grid.png")
+  imaging.check_outputs([("--out", grid, False), ("--save_z", str(tmp_path / "z.npy"), False)])
+  with pytest.raises(imaging.ImageError, match=f"--save_z {tmp_path} is a directory"):
+    imaging.check_outputs([("--out", grid, False), ("--save_z", str(tmp_path), False)])
+  same = str(tmp_path / "." / "grid.png")
+  with pytest.raises(imaging.ImageError, match="--out and --save_z name the same file"):
+    imaging.check_outputs([("--out", grid, False), ("--save_z", same, False)])
+  assert os.listdir(tmp_path) == []
