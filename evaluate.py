@@ -22,7 +22,7 @@ _NO_EMA = flags.DEFINE_bool("no_ema", False, "Evaluate the raw generator weights
 _NUM_PER_CLASS = flags.DEFINE_integer(
     "num_per_class",
     None,
-    "Generated images per class (default: the run's config.eval.num_per_class).",
+    "Generated images per class, 2 to 4096 (default: the run's config.eval.num_per_class).",
 )
 _SEED = flags.DEFINE_integer("seed", None, "Noise seed (default: config.eval.seed).")
 _CACHE_DIR = flags.DEFINE_string(

@@ -23,13 +23,15 @@ _LABEL = flags.DEFINE_string(
     "A class name; 'all' for --num of each class; 'random' for --num classes drawn from --seed "
     "(the web demo's ALL); with --interpolate also A,B (a class morph from A to B).",
 )
-_NUM = flags.DEFINE_integer("num", 16, "Images per class.")
+_NUM = flags.DEFINE_integer(
+    "num", 16, "Images per class; one request makes at most 4096 (sampling.MAX_IMAGES)."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Noise seed: same seed, same images.")
 _TRUNCATION = flags.DEFINE_float(
     "truncation",
     None,
-    "Truncated-normal noise at ±this (the original demo: 0.01-3.0, "
-    "default 1.5); unset = plain normal.",
+    "Truncated-normal noise at ±this, a finite number > 0 (the original demo: 0.01-3.0, "
+    "default 1.5); unset = plain normal (what inf would mean).",
 )
 _OUT = flags.DEFINE_string(
     "out",
@@ -49,13 +51,15 @@ _INTERPOLATE = flags.DEFINE_string(
     "SEED_A,SEED_B: a latent walk (spherical interpolation) from the single sample of seed A "
     "to that of seed B, written as a PNG strip and an animated GIF.",
 )
-_FRAMES = flags.DEFINE_integer("frames", 8, "Frames of a walk (--interpolate), ends included.")
+_FRAMES = flags.DEFINE_integer(
+    "frames", 8, "Frames of a walk (--interpolate), ends included: 2 to 256 (latents.MAX_FRAMES)."
+)
 _SAVE_Z = flags.DEFINE_string("save_z", None, "Also write the exact noise used to this .npy.")
 _Z_FILE = flags.DEFINE_string(
     "z_file",
     None,
     "Read the noise from this .npy (from --save_z) instead of drawing it from --seed; the "
-    "image count is its row count.",
+    "image count is its row count (at most 4096, latents.MAX_NOISE_ROWS).",
 )
 
 

@@ -47,6 +47,8 @@ from flowergan import classifier as clf
 
 METRICS_FILE = "metrics.jsonl"
 CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
+# Generated images per class: KID compares subsets of at least 2; at most one sampling request.
+MIN_PER_CLASS, MAX_PER_CLASS = 2, sampling.MAX_IMAGES
 
 
 class EvaluationError(errors.FlowerganError):
@@ -352,10 +354,10 @@ def evaluate_run(
   images are read with the checkpoint's data config, TensorFlow imported only now; synthetic
   data are rendered into `cache_dir`, never into the checkpoint's stored one.
   """
-  if num_per_class is not None and not 1 <= num_per_class <= sampling.MAX_IMAGES:
+  if num_per_class is not None and not MIN_PER_CLASS <= num_per_class <= MAX_PER_CLASS:
     raise EvaluationError(
-        f"--num_per_class must be between 1 and {sampling.MAX_IMAGES} (the generated images "
-        f"are held in memory), got {num_per_class}."
+        f"--num_per_class must be between {MIN_PER_CLASS} (KID compares pairs) and "
+        f"{MAX_PER_CLASS} (the generated images are held in memory), got {num_per_class}."
     )
   model = trained.load_trained(workdir, step)
   check_results_writable(workdir)

@@ -119,3 +119,11 @@ def test_sample_cli_ctrl_c_is_one_line():
       timeout=300,
   )
   cli_run.assert_one_line_error(result, "interrupted")
+
+
+def test_flag_help_states_the_limits_the_code_enforces():
+  """sample.py's help names the limits without importing JAX; they must stay the real ones."""
+  text = (cli_run.REPO / "sample.py").read_text()
+  assert f"at most {sampling.MAX_IMAGES} (sampling.MAX_IMAGES)" in text
+  assert f"2 to {latents.MAX_FRAMES} (latents.MAX_FRAMES)" in text
+  assert f"at most {latents.MAX_NOISE_ROWS}, latents.MAX_NOISE_ROWS" in text
