@@ -182,7 +182,7 @@ def check_results_writable(workdir: str | os.PathLike, *, metrics_file: bool = T
     problem = imaging.output_problem(os.fspath(path), folder=folder, append=append)
     if problem:
       raise EvaluationError(
-          f"cannot write the evaluation's results: {path} {problem}; make the workdir "
+          f"cannot write the evaluation's results to {path}: {problem}; make the workdir "
           "writable, or evaluate a writable copy of it."
       )
 

@@ -145,14 +145,14 @@ def output_problem(path: str, *, folder: bool = False, append: bool = False) -> 
     return None
   if folder:
     if os.path.lexists(path) and not os.path.isdir(path):
-      return "is a file, not a folder"
+      return "it is a file, not a folder"
     return _creatable_in(path)
   if os.path.isdir(path):
-    return "is a directory"
+    return "it is a directory"
   if os.path.lexists(path) and not os.path.isfile(path):
-    return "exists and is not a regular file"
+    return "it exists and is not a regular file"
   if append and os.path.exists(path) and not os.access(path, os.W_OK):
-    return "is not writable"
+    return "it is not writable"
   return _creatable_in(os.path.dirname(os.path.abspath(path)))
 
 
@@ -162,12 +162,12 @@ def _creatable_in(directory: str) -> str | None:
   while not os.path.lexists(existing):
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing):
-    return f"cannot be written: {existing} is a file, not a folder"
+    return f"{existing} is a file, not a folder"
   try:
     with tempfile.TemporaryFile(dir=existing):
       pass
   except OSError as e:
-    return f"cannot be written: {existing} is not writable ({e.strerror or type(e).__name__})"
+    return f"{existing} is not writable ({e.strerror or type(e).__name__})"
   return None
 
 
@@ -178,7 +178,7 @@ def check_outputs(outputs: Sequence[tuple[str, str, bool]]) -> None:
   for name, path, folder in outputs:
     problem = output_problem(path, folder=folder)
     if problem:
-      raise ImageError(f"{name} {path} {problem}: choose another path.")
+      raise ImageError(f"cannot write to {path} ({name}): {problem}; choose another path.")
     key = path if storage.is_remote(path) else os.path.realpath(path)
     if key in seen:
       raise ImageError(f"{seen[key]} and {name} name the same file ({path}): choose another path.")

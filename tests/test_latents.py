@@ -220,7 +220,10 @@ def test_load_z_compares_the_header_with_the_file_and_the_row_limit(tmp_path):
         (["--z_file=z.npy", "--interpolate=1,2"], "exclude each other"),
         (["--z_file=z.npy", "--truncation=1"], "exclude each other"),
         (["--z_file=/nonexistent/z.npy"], "no noise file /nonexistent/z.npy"),
-        (["--label=marigold", "--save_z=/proc/forbidden/z.npy"], "z.npy cannot be written"),
+        (
+            ["--label=marigold", "--save_z=/proc/forbidden/z.npy"],
+            "cannot write to /proc/forbidden/z.npy (--save_z)",
+        ),
     ],
 )
 def test_walk_and_noise_flag_errors_are_one_line(workdir, args, message):

@@ -75,9 +75,12 @@ def test_every_output_is_checked_before_any_is_written(workdir, tmp_path):
   a_file = tmp_path / "a_file"
   a_file.write_text("")
   cases = [
-      ([f"--out={grid}", f"--save_z={taken}"], [f"--save_z {taken} is a directory"]),
+      (
+          [f"--out={grid}", f"--save_z={taken}"],
+          [f"cannot write to {taken} (--save_z): it is a directory"],
+      ),
       ([f"--out={grid}", f"--save_z={a_file}/z.npy"], ["--save_z", "is a file, not a folder"]),
-      ([f"--out={a_file}"], [f"--out {a_file}", "is a file, not a folder"]),
+      ([f"--out={a_file}"], [f"cannot write to {a_file} (--out): it is a file, not a folder"]),
       ([f"--out={grid}", f"--save_z={grid}"], ["--out and --save_z", "the same file"]),
       (
           [
@@ -90,7 +93,7 @@ def test_every_output_is_checked_before_any_is_written(workdir, tmp_path):
       ),
       (
           [f"--out={grid}", "--save_z=/proc/flowergan/z.npy"],
-          ["--save_z /proc/flowergan/z.npy", "cannot be written"],
+          ["cannot write to /proc/flowergan/z.npy (--save_z)", "/proc is not writable"],
       ),
   ]
   for args, needles in cases:
