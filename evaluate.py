@@ -4,7 +4,9 @@ Class consistency, FD/KID in a small classifier's feature space, SWD and a check
 (`flowergan/evaluate.py` says what each measures); the table is printed and one line appended
 to `workdir/metrics.jsonl`. Training runs the same evaluation at its end.
 
-Exit status: 0 done; 1 an error (`error: <one line>`).
+Exit status: 0 done; 1 an error (`error: <one line>`). A workdir where the results cannot be
+written is refused before anything is computed; if appending fails after all, the table is
+printed before the error.
 """
 
 import os
@@ -20,7 +22,7 @@ _NO_EMA = flags.DEFINE_bool("no_ema", False, "Evaluate the raw generator weights
 _NUM_PER_CLASS = flags.DEFINE_integer(
     "num_per_class",
     None,
-    "Generated images per class (default: the run's config.eval.num_per_class).",
+    "Generated images per class, 2 to 4096 (default: the run's config.eval.num_per_class).",
 )
 _SEED = flags.DEFINE_integer("seed", None, "Noise seed (default: config.eval.seed).")
 _CACHE_DIR = flags.DEFINE_string(
@@ -45,10 +47,12 @@ def main(argv):
         num_per_class=_NUM_PER_CLASS.value,
         seed=_SEED.value,
         use_ema=not _NO_EMA.value,
+        write=False,
     )
+    print(evaluate.format_table(results, class_names))  # shown even if the append fails
+    evaluate.append_metrics(_WORKDIR.value, results)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
-  print(evaluate.format_table(results, class_names))
   print(f"appended to {os.path.join(_WORKDIR.value, evaluate.METRICS_FILE)}")
 
 

@@ -23,13 +23,15 @@ _LABEL = flags.DEFINE_string(
     "A class name; 'all' for --num of each class; 'random' for --num classes drawn from --seed "
     "(the web demo's ALL); with --interpolate also A,B (a class morph from A to B).",
 )
-_NUM = flags.DEFINE_integer("num", 16, "Images per class.")
+_NUM = flags.DEFINE_integer(
+    "num", 16, "Images per class; one request makes at most 4096 (sampling.MAX_IMAGES)."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Noise seed: same seed, same images.")
 _TRUNCATION = flags.DEFINE_float(
     "truncation",
     None,
-    "Truncated-normal noise at ±this (the original demo: 0.01-3.0, "
-    "default 1.5); unset = plain normal.",
+    "Truncated-normal noise at ±this, a finite number > 0 (the original demo: 0.01-3.0, "
+    "default 1.5); unset = plain normal (what inf would mean).",
 )
 _OUT = flags.DEFINE_string(
     "out",
@@ -49,13 +51,15 @@ _INTERPOLATE = flags.DEFINE_string(
     "SEED_A,SEED_B: a latent walk (spherical interpolation) from the single sample of seed A "
     "to that of seed B, written as a PNG strip and an animated GIF.",
 )
-_FRAMES = flags.DEFINE_integer("frames", 8, "Frames of a walk (--interpolate), ends included.")
+_FRAMES = flags.DEFINE_integer(
+    "frames", 8, "Frames of a walk (--interpolate), ends included: 2 to 256 (latents.MAX_FRAMES)."
+)
 _SAVE_Z = flags.DEFINE_string("save_z", None, "Also write the exact noise used to this .npy.")
 _Z_FILE = flags.DEFINE_string(
     "z_file",
     None,
     "Read the noise from this .npy (from --save_z) instead of drawing it from --seed; the "
-    "image count is its row count.",
+    "image count is its row count (at most 4096, latents.MAX_NOISE_ROWS).",
 )
 
 
@@ -88,14 +92,19 @@ def main(argv):
 
 
 def _check_flags() -> None:
+  """Every flag and every output path, before the checkpoint is read or anything is written."""
   from flowergan import config_checks, imaging, latents, sampling
 
   config_checks.check_seed(_SEED.value, "--seed")
   if _INTERPOLATE.value is not None:
     for seed in latents.parse_seed_pair(_INTERPOLATE.value):
       config_checks.check_seed(seed, "each seed of --interpolate")
-  if _NUM.value < 1:
-    raise sampling.SamplingError(f"--num must be at least 1, got {_NUM.value}.")
+  if not 1 <= _NUM.value <= sampling.MAX_IMAGES:
+    raise sampling.SamplingError(
+        f"--num must be at least 1 and at most {sampling.MAX_IMAGES} (the images of one "
+        f"request are held in memory), got {_NUM.value}."
+    )
+  sampling.check_truncation(_TRUNCATION.value)
   conflicts = [
       (_Z_FILE, _INTERPOLATE, "a walk draws its noise from its two seeds"),
       (_Z_FILE, _TRUNCATION, "the noise is read from the file as it is"),
@@ -104,17 +113,54 @@ def _check_flags() -> None:
   for a, b, why in conflicts:
     if a.present and b.present:
       raise sampling.SamplingError(f"--{a.name} and --{b.name} exclude each other: {why}.")
-  if _OUT.value and _INTERPOLATE.value is None:
-    imaging.grid_format(_OUT.value)  # a bad extension fails before the checkpoint is read
   if "," in _LABEL.value and _INTERPOLATE.value is None:
     raise sampling.SamplingError(
         f"two labels ({_LABEL.value}) make a class morph, which needs --interpolate=SEED_A,SEED_B."
     )
+  if _INTERPOLATE.value is not None:
+    latents.parse_seed_pair(_INTERPOLATE.value)
+    latents.check_frames(_FRAMES.value)
+  imaging.check_outputs(_outputs())
+
+
+def _outputs() -> list[tuple[str, str, bool]]:
+  """The files this command writes, as `imaging.check_outputs` takes them."""
+  from flowergan import imaging
+
+  if _INTERPOLATE.value is None:
+    out = _grid_out()
+    outputs = [("--out", out, imaging.grid_format(out) is None)]  # a bad extension fails here
+  else:
+    png, gif = _walk_paths()
+    outputs = [("--out", png, False), ("the GIF beside --out", gif, False)]
+  if _SAVE_Z.value:
+    outputs.append(("--save_z", _SAVE_Z.value, False))
+  return outputs
+
+
+def _grid_out() -> str:
+  from flowergan import config_checks
+
+  label = config_checks.file_stem(_LABEL.value)
+  return _OUT.value or f"{_WORKDIR.value}/samples/sample_{label}_seed{_SEED.value}.png"
+
+
+def _walk_paths() -> tuple[str, str]:
+  """The walk's .png strip (--out) and the GIF beside it."""
+  from flowergan import config_checks, latents
+
+  seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
+  pair = _LABEL.value.split(",")
+  stems = "-".join(map(config_checks.file_stem, dict.fromkeys(pair)))
+  out = _OUT.value or f"{_WORKDIR.value}/samples/walk_{stems}_seed{seed_a}-{seed_b}.png"
+  if not out.lower().endswith(".png"):
+    raise latents.LatentError(f"--out of a walk is the .png strip (the GIF goes beside it): {out}.")
+  return out, out[: -len(".png")] + ".gif"
 
 
 def _grid(model) -> str:
   """A grid (or single files) of `--num` images, the noise from --seed or --z_file."""
-  from flowergan import config_checks, imaging, latents, sampling
+  from flowergan import imaging, latents, sampling
 
   class_names = model.class_names
   num, z = _NUM.value, None
@@ -131,8 +177,7 @@ def _grid(model) -> str:
       model, _LABEL.value, num, _SEED.value, _TRUNCATION.value, z=z, use_ema=not _NO_EMA.value
   )
   labels = samples.labels
-  label = config_checks.file_stem(_LABEL.value)
-  out = _OUT.value or f"{_WORKDIR.value}/samples/sample_{label}_seed{_SEED.value}.png"
+  out = _grid_out()
   per_class = len(labels) // len(class_names) if _LABEL.value == "all" else None
   paths = imaging.write_images(
       samples.images,
@@ -158,7 +203,7 @@ def _num_for_rows(rows: int, num_classes: int) -> int:
 
 def _walk(model) -> str:
   """A latent walk between the single samples of two seeds (and labels): PNG strip + GIF."""
-  from flowergan import config_checks, imaging, latents, sampling
+  from flowergan import imaging, latents, sampling
 
   seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
   names = model.class_names
@@ -170,12 +215,7 @@ def _walk(model) -> str:
         f"--interpolate needs --label=CLASS or --label=A,B with classes from "
         f"{', '.join(names)}; got --label={_LABEL.value}."
     )
-  out = _OUT.value or (
-      f"{_WORKDIR.value}/samples/walk_{'-'.join(map(config_checks.file_stem, dict.fromkeys(pair)))}"
-      f"_seed{seed_a}-{seed_b}.png"
-  )
-  if not out.lower().endswith(".png"):
-    raise latents.LatentError(f"--out of a walk is the .png strip (the GIF goes beside it): {out}.")
+  out, gif = _walk_paths()
   walk = sampling.sample_walk(
       model,
       (seed_a, seed_b),
@@ -185,7 +225,6 @@ def _walk(model) -> str:
       use_ema=not _NO_EMA.value,
   )
   z = walk.z
-  gif = out[: -len(".png")] + ".gif"
   imaging.write_walk(walk.images, out, gif)
   if _SAVE_Z.value:
     latents.save_z(_SAVE_Z.value, z)

@@ -117,7 +117,10 @@ def run(
     *,
     positional: Sequence[str] = (),
     stopped_status: int = EXIT_ERROR,
-    stopped_message: str = "error: {signal}: stopped; no partial file is left: rerun the command.",
+    stopped_message: str = (
+        "error: {signal}: interrupted; no partial file is left (every write is atomic): rerun "
+        "the command."
+    ),
 ) -> None:
   """`app.run(main)` with flag errors in one line (`parse_flags`) and one line for a stop.
 

@@ -42,11 +42,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from flowergan import default_config, errors, metrics, sampling, storage, trained
+from flowergan import default_config, errors, imaging, metrics, sampling, storage, trained
 from flowergan import classifier as clf
 
 METRICS_FILE = "metrics.jsonl"
 CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
+# Generated images per class: KID compares subsets of at least 2; at most one sampling request.
+MIN_PER_CLASS, MAX_PER_CLASS = 2, sampling.MAX_IMAGES
 
 
 class EvaluationError(errors.FlowerganError):
@@ -169,10 +171,33 @@ def _sliced_wasserstein(generated, real, halves, eval_config, seed: int) -> dict
   return out
 
 
-def _append_metrics(workdir: str | os.PathLike, results: dict[str, Any]) -> None:
+def check_results_writable(workdir: str | os.PathLike, *, metrics_file: bool = True) -> None:
+  """Refuses, before anything is computed, a workdir where the evaluation cannot write: the
+  classifier cache (`eval/`) and, with `metrics_file`, `metrics.jsonl` (appended to)."""
+  root = storage.workdir_path(workdir)
+  outputs = [(root / os.path.dirname(CLASSIFIER_FILE), True, False)]
+  if metrics_file:
+    outputs.append((root / METRICS_FILE, False, True))
+  for path, folder, append in outputs:
+    problem = imaging.output_problem(os.fspath(path), folder=folder, append=append)
+    if problem:
+      raise EvaluationError(
+          f"cannot write the evaluation's results to {path}: {problem}; make the workdir "
+          "writable, or evaluate a writable copy of it."
+      )
+
+
+def append_metrics(workdir: str | os.PathLike, results: dict[str, Any]) -> None:
   """One JSON line (with the time) appended to `workdir/metrics.jsonl` (local or `gs://`)."""
   line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **results})
-  storage.append_line(storage.workdir_path(workdir) / METRICS_FILE, line)
+  path = storage.workdir_path(workdir) / METRICS_FILE
+  try:
+    storage.append_line(path, line)
+  except OSError as e:
+    raise EvaluationError(
+        f"cannot append the evaluation's results to {path} ({e.strerror or e}): free space or "
+        "make it writable, and evaluate again."
+    ) from None
 
 
 def evaluate(
@@ -206,6 +231,8 @@ def evaluate(
     model = trained.load_trained(workdir)
   if eval_config is None:
     eval_config = eval_config_of(model.config)
+  if workdir:
+    check_results_writable(workdir, metrics_file=write)
   class_names = list(class_names)
   real, real_labels = _checked_real_images(model, real_images, real_labels, class_names)
   seed = int(eval_config.seed if seed is None else seed)
@@ -238,7 +265,7 @@ def evaluate(
       "classifier_cached": bool(clf_info["cached"]),
   }
   if write and workdir:
-    _append_metrics(workdir, out)
+    append_metrics(workdir, out)
   return out
 
 
@@ -316,14 +343,24 @@ def evaluate_run(
     num_per_class: int | None = None,
     seed: int | None = None,
     use_ema: bool = True,
+    write: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
   """`evaluate` of a workdir's checkpoint against the run's own real images (what `python
-  evaluate.py` does); appends to `workdir/metrics.jsonl`. Returns the results and class names.
+  evaluate.py` does); appends to `workdir/metrics.jsonl` if `write` (evaluate.py appends
+  itself, after printing). Returns the results and class names.
 
-  The real images are read with the checkpoint's data config, TensorFlow imported only now;
-  synthetic data are rendered into `cache_dir`, never into the checkpoint's stored one.
+  The flags, and that the workdir can take the classifier cache and the results (`write` or
+  not), are checked before anything is computed. The real
+  images are read with the checkpoint's data config, TensorFlow imported only now; synthetic
+  data are rendered into `cache_dir`, never into the checkpoint's stored one.
   """
+  if num_per_class is not None and not MIN_PER_CLASS <= num_per_class <= MAX_PER_CLASS:
+    raise EvaluationError(
+        f"--num_per_class must be between {MIN_PER_CLASS} (KID compares pairs) and "
+        f"{MAX_PER_CLASS} (the generated images are held in memory), got {num_per_class}."
+    )
   model = trained.load_trained(workdir, step)
+  check_results_writable(workdir)
   eval_config = eval_config_of(model.config)
   for name, value in (("num_per_class", num_per_class), ("seed", seed)):
     if value is not None:
@@ -344,5 +381,6 @@ def evaluate_run(
       eval_config=eval_config,
       use_ema=use_ema,
       workdir=workdir,
+      write=write,
   )
   return results, class_names

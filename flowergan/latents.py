@@ -14,9 +14,19 @@ chosen flower can be regenerated bit for bit without its seed.
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 
 from flowergan import errors, storage
+
+# A walk's frames are held in memory and written as one strip and one GIF: 256 frames are a
+# 33,000-px strip at 128 px and a 61 s loop at 120 ms a frame.
+MAX_FRAMES = 256
+# Rows of a noise file (`load_z`), read whole into memory: one request's images
+# (`sampling.MAX_IMAGES` is this number); 4096 rows of 128 floats are 2 MB.
+MAX_NOISE_ROWS = 4096
 
 
 class LatentError(errors.FlowerganError):
@@ -44,11 +54,18 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 def walk(z_a: np.ndarray, z_b: np.ndarray, frames: int) -> np.ndarray:
   """`frames` noise vectors (frames, z_dim) from `z_a` to `z_b`; the ends are the inputs
   themselves (set exactly, not recomputed, so they match the single samples bit for bit)."""
-  if frames < 2:
-    raise LatentError(f"a walk needs at least 2 frames, got {frames}.")
+  check_frames(frames)
   z = np.stack([slerp(z_a, z_b, t) for t in np.linspace(0.0, 1.0, frames)])
   z[0], z[-1] = z_a, z_b
   return z
+
+
+def check_frames(frames: int) -> None:
+  """Refuses a walk of fewer than 2 or more than `MAX_FRAMES` frames."""
+  if not 2 <= frames <= MAX_FRAMES:
+    raise LatentError(
+        f"a walk needs at least 2 frames and at most {MAX_FRAMES} frames, got {frames}."
+    )
 
 
 def blend_labels(label_a: int, label_b: int, frames: int, num_classes: int) -> np.ndarray:
@@ -76,22 +93,58 @@ def save_z(path: str, z: np.ndarray) -> None:
 
 
 def load_z(path: str, z_dim: int) -> np.ndarray:
-  """The noise saved by `save_z`, checked: a .npy of float32 (N, z_dim), N ≥ 1, all finite."""
+  """The noise saved by `save_z`, checked: a .npy of float32 (N, z_dim), 1 ≤ N ≤
+  `MAX_NOISE_ROWS`, all finite. The header is compared with the file's size and the row limit
+  before any data is read, so a header claiming a huge shape allocates nothing."""
   try:
+    if os.path.exists(path) and not os.path.isfile(path):
+      raise LatentError(f"{path} is not a regular file: pass a .npy written by --save_z.")
     with open(path, "rb") as f:
-      is_npy = f.read(6) == b"\x93NUMPY"  # the format's magic string
-    z = np.load(path, allow_pickle=False) if is_npy else None
+      if f.read(6) != b"\x93NUMPY":  # the format's magic string
+        raise LatentError(f"{path} is not a .npy file (as --save_z writes).")
+      f.seek(0)
+      shape, dtype = _npy_header(f)
+      _check_noise_header(path, shape, dtype, z_dim)
+      expected = f.tell() + math.prod(shape) * dtype.itemsize
+      size = os.fstat(f.fileno()).st_size
+      if size != expected:
+        raise LatentError(
+            f"{path} is truncated or damaged: its header says {shape} float32, {expected} "
+            f"bytes, but the file has {size} bytes; write it again with --save_z."
+        )
+      f.seek(0)
+      z = np.lib.format.read_array(f, allow_pickle=False)
+  except LatentError:
+    raise
   except FileNotFoundError:
     raise LatentError(f"no noise file {path}: write one with --save_z={path}.") from None
   except (OSError, ValueError, EOFError) as e:
     reason = (str(e).splitlines() or [type(e).__name__])[0]
     raise LatentError(f"cannot read the noise in {path} ({reason}).") from None
-  if z is None:
-    raise LatentError(f"{path} is not a .npy file (as --save_z writes).")
-  if z.dtype != np.float32 or z.ndim != 2 or z.shape[1] != z_dim or len(z) == 0:
-    raise LatentError(
-        f"{path} holds {z.dtype} {z.shape}; this model needs float32 (N, {z_dim}) with N >= 1."
-    )
   if not np.all(np.isfinite(z)):
     raise LatentError(f"{path} contains NaN or infinite values.")
   return z
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
+  """The shape and dtype in the header of the open .npy `f`, which is left at the data."""
+  version = np.lib.format.read_magic(f)
+  if version == (1, 0):
+    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+  elif version == (2, 0):
+    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+  else:
+    raise ValueError(f".npy format version {version[0]}.{version[1]} is not read here")
+  return shape, dtype
+
+
+def _check_noise_header(path: str, shape, dtype: np.dtype, z_dim: int) -> None:
+  if dtype != np.float32 or len(shape) != 2 or shape[1] != z_dim or shape[0] == 0:
+    raise LatentError(
+        f"{path} holds {dtype} {shape}; this model needs float32 (N, {z_dim}) with N >= 1."
+    )
+  if shape[0] > MAX_NOISE_ROWS:
+    raise LatentError(
+        f"{path} holds {shape[0]} noise vectors; at most {MAX_NOISE_ROWS} are read (one "
+        f"request's images, held in memory): split it into files of {MAX_NOISE_ROWS} rows."
+    )

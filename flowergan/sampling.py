@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,17 +24,31 @@ if TYPE_CHECKING:
   from flowergan.trained import TrainedModel
 
 
+# The images of one request are held in memory (float32, then the grid): 4096 of 128×128 are
+# 0.8 GB of floats. One noise row per image, so the limit is the noise files' row limit.
+MAX_IMAGES = latents.MAX_NOISE_ROWS
+
+
 class SamplingError(errors.FlowerganError):
   """A bad sampling request; the message is one line that says what to do."""
 
 
 def truncated_normal_z(key, shape: Sequence[int], truncation: float | None) -> jax.Array:
   """Latent noise: standard normal, or truncated to ±`truncation` as in the original demo."""
+  check_truncation(truncation)
   if truncation is None:
     return jax.random.normal(key, shape)
-  if truncation <= 0:
-    raise SamplingError(f"truncation must be > 0 (the demo used 0.01–3.0), got {truncation}.")
   return jax.random.truncated_normal(key, -truncation, truncation, shape)
+
+
+def check_truncation(truncation: float | None) -> None:
+  """Refuses a truncation that is not a finite number > 0: NaN gives NaN noise (black images),
+  and ±inf would be plain normal noise, which is what leaving it unset draws."""
+  if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
+    raise SamplingError(
+        f"truncation must be a finite number > 0 (the original demo used 0.01–3.0), got "
+        f"{truncation}: leave it unset for plain normal noise (what ±inf would mean)."
+    )
 
 
 # Every request is computed in padded batches of this one shape, the largest grid of the web
@@ -58,6 +73,13 @@ def resolve_labels(label: str, class_names, num: int, seed: int = 0) -> np.ndarr
   classes drawn from `seed` for label='random' (the web demo's ALL)."""
   if num < 1:
     raise SamplingError(f"--num must be at least 1, got {num}.")
+  total = num * len(class_names) if label == "all" else num
+  if total > MAX_IMAGES:
+    raise SamplingError(
+        f"--label={label} --num={num} asks for {total} images; a request makes at most "
+        f"{MAX_IMAGES} images (all held in memory): ask for fewer, several times with "
+        "other seeds."
+    )
   if label == "all":
     return np.repeat(np.arange(len(class_names), dtype=np.int32), num)
   if label == "random":

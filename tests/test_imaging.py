@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import stat
 
 import numpy as np
@@ -112,3 +113,35 @@ def test_writing_a_grid_over_a_fifo_is_refused_and_the_fifo_stays(tmp_path):
   with pytest.raises(imaging.errors.FlowerganError, match="FIFO, not a regular file"):
     imaging.write_images(np.zeros((2, 4, 4, 3)), str(fifo))
   assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(tmp_path) == ["grid.png"]
+
+
+def test_output_problem_names_what_cannot_be_written(tmp_path):
+  (tmp_path / "a_file").write_text("")
+  (tmp_path / "folder").mkdir()
+  assert imaging.output_problem(str(tmp_path / "new" / "deeper" / "grid.png")) is None
+  assert imaging.output_problem(str(tmp_path / "a_file")) is None  # replaced atomically
+  assert imaging.output_problem(str(tmp_path / "folder"), folder=True) is None
+  assert imaging.output_problem(str(tmp_path / "folder")) == "it is a directory"
+  assert (
+      imaging.output_problem(str(tmp_path / "a_file"), folder=True) == "it is a file, not a folder"
+  )
+  assert imaging.output_problem("/dev/full") == "it exists and is not a regular file"
+  problem = imaging.output_problem(str(tmp_path / "a_file" / "z.npy"))
+  assert problem == f"{tmp_path / 'a_file'} is a file, not a folder"
+  assert "/proc is not writable" in imaging.output_problem("/proc/flowergan/grid.png")
+  assert imaging.output_problem("gs://bucket/run/grid.png") is None  # left to the write
+  assert sorted(os.listdir(tmp_path)) == ["a_file", "folder"]  # the checks created nothing
+
+
+def test_check_outputs_refuses_a_bad_one_or_the_same_file_twice(tmp_path):
+  grid = str(tmp_path / "grid.png")
+  imaging.check_outputs([("--out", grid, False), ("--save_z", str(tmp_path / "z.npy"), False)])
+  with pytest.raises(
+      imaging.ImageError,
+      match=re.escape(f"cannot write to {tmp_path} (--save_z): it is a directory"),
+  ):
+    imaging.check_outputs([("--out", grid, False), ("--save_z", str(tmp_path), False)])
+  same = str(tmp_path / "." / "grid.png")
+  with pytest.raises(imaging.ImageError, match="--out and --save_z name the same file"):
+    imaging.check_outputs([("--out", grid, False), ("--save_z", same, False)])
+  assert os.listdir(tmp_path) == []

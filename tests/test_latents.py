@@ -1,5 +1,7 @@
 """Latent walks, class morphs and saved noise: flowergan.latents and sample.py's flags."""
 
+import io
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +46,13 @@ def test_slerp_stays_on_the_sphere_and_hits_the_ends():
   np.testing.assert_allclose(latents.slerp(a, 2 * a, 0.5), 1.5 * a, rtol=1e-6)
   with pytest.raises(latents.LatentError, match="at least 2 frames"):
     latents.walk(a, b, 1)
+
+
+def test_walks_are_limited_to_max_frames():
+  a, b = np.ones(4, np.float32), -np.ones(4, np.float32)
+  assert len(latents.walk(a, b, latents.MAX_FRAMES)) == latents.MAX_FRAMES
+  with pytest.raises(latents.LatentError, match=f"at most {latents.MAX_FRAMES}"):
+    latents.walk(a, b, latents.MAX_FRAMES + 1)
 
 
 def test_blend_labels_goes_from_one_hot_to_one_hot():
@@ -148,7 +157,7 @@ def test_load_z_validates_the_file(tmp_path):
       "wrong_dtype.npy": (np.zeros((2, 8), np.float64), "float64"),
       "one_d.npy": (np.zeros(8, np.float32), r"float32 \(8,\)"),
       "nan.npy": (np.full((1, 8), np.nan, np.float32), "NaN"),
-      "objects.npy": (np.array([{"a": 1}], dtype=object), "cannot read the noise"),
+      "objects.npy": (np.array([{"a": 1}], dtype=object), r"object \(1,\); this model needs"),
   }
   for name, (array, message) in cases.items():
     path = tmp_path / name
@@ -159,6 +168,39 @@ def test_load_z_validates_the_file(tmp_path):
   (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n")
   with pytest.raises(latents.LatentError, match="not a .npy file"):
     latents.load_z(str(tmp_path / "image.png"), 8)
+  with pytest.raises(latents.LatentError, match="not a regular file"):
+    latents.load_z("/dev/zero", 8)
+
+
+def _npy_header(shape, dtype="<f4") -> bytes:
+  """A .npy header (format 1.0) claiming `shape`, without the data."""
+  buffer = io.BytesIO()
+  header = {"descr": dtype, "fortran_order": False, "shape": shape}
+  np.lib.format.write_array_header_1_0(buffer, header)
+  return buffer.getvalue()
+
+
+def test_load_z_compares_the_header_with_the_file_and_the_row_limit(tmp_path):
+  """A header claiming 1e11 rows made numpy allocate 2.9 TiB; nothing is allocated now."""
+  huge = tmp_path / "huge.npy"
+  huge.write_bytes(_npy_header((10**11, 8)))
+  with pytest.raises(latents.LatentError, match=f"at most {latents.MAX_NOISE_ROWS}"):
+    latents.load_z(str(huge), 8)
+  many = tmp_path / "many.npy"
+  many.write_bytes(_npy_header((20_000_000, 8)))
+  with pytest.raises(latents.LatentError, match="20000000 noise vectors"):
+    latents.load_z(str(many), 8)
+  short = tmp_path / "short.npy"
+  short.write_bytes(_npy_header((10, 8)) + np.zeros((2, 8), np.float32).tobytes())
+  with pytest.raises(latents.LatentError, match="truncated or damaged"):
+    latents.load_z(str(short), 8)
+  long = tmp_path / "long.npy"
+  long.write_bytes(_npy_header((2, 8)) + np.zeros((3, 8), np.float32).tobytes())
+  with pytest.raises(latents.LatentError, match="truncated or damaged"):
+    latents.load_z(str(long), 8)
+  at_limit = tmp_path / "at_limit.npy"
+  latents.save_z(str(at_limit), np.ones((latents.MAX_NOISE_ROWS, 8), np.float32))
+  assert latents.load_z(str(at_limit), 8).shape == (latents.MAX_NOISE_ROWS, 8)
 
 
 @pytest.mark.parametrize(
@@ -169,12 +211,19 @@ def test_load_z_validates_the_file(tmp_path):
         (["--interpolate=3,4", "--label=all"], "--interpolate needs --label=CLASS or --label=A,B"),
         (["--interpolate=3,4", "--label=rose,marigold"], "classes from dandelion, marigold"),
         (["--interpolate=3,4", "--label=marigold", "--frames=1"], "at least 2 frames"),
+        (
+            ["--interpolate=3,4", "--label=marigold", "--frames=100000"],
+            f"at most {latents.MAX_FRAMES} frames",
+        ),
         (["--interpolate=3,4", "--label=marigold", "--out=walk.gif"], "is the .png strip"),
         (["--label=dandelion,marigold"], "needs --interpolate"),
         (["--z_file=z.npy", "--interpolate=1,2"], "exclude each other"),
         (["--z_file=z.npy", "--truncation=1"], "exclude each other"),
         (["--z_file=/nonexistent/z.npy"], "no noise file /nonexistent/z.npy"),
-        (["--label=marigold", "--save_z=/proc/forbidden/z.npy"], "cannot write the noise"),
+        (
+            ["--label=marigold", "--save_z=/proc/forbidden/z.npy"],
+            "cannot write to /proc/forbidden/z.npy (--save_z)",
+        ),
     ],
 )
 def test_walk_and_noise_flag_errors_are_one_line(workdir, args, message):
