@@ -90,3 +90,29 @@ def test_training_is_deterministic_per_seed():
       not np.array_equal(np.asarray(a), np.asarray(b))
       for a, b in zip(l1, jax.tree_util.tree_leaves(p3))
   )
+
+
+def test_translate_shifts_each_image_within_an_eighth_repeating_the_border():
+  """The 'translate' augmentation moves each image by at most 1/8 of its size, filling the
+  uncovered border with the edge pixels; different images get different shifts."""
+  x = np.arange(16 * 16, dtype=np.float32).reshape(1, 16, 16, 1).repeat(8, axis=0)
+  out = np.asarray(C._translate(x, jax.random.PRNGKey(0)))
+  assert out.shape == x.shape
+  shifts = set()
+  for img in out[..., 0]:
+    # The centre pixel's value tells the shift: value = 16 * row + col.
+    dy, dx = divmod(int(img[8, 8]), 16)
+    dy, dx = dy - 8, dx - 8
+    assert abs(dy) <= 2 and abs(dx) <= 2
+    np.testing.assert_array_equal(img[4:12, 4:12], x[0, 4 + dy : 12 + dy, 4 + dx : 12 + dx, 0])
+    shifts.add((dy, dx))
+  assert len(shifts) > 1
+
+
+def test_parse_augment_names_and_refusals():
+  """Augmentations are named by a comma list; True means flips (the old default); an unknown
+  name is refused with the valid ones."""
+  assert C.parse_augment("translate, flip") == ("flip", "translate")
+  assert C.parse_augment(True) == ("flip",) and C.parse_augment("") == ()
+  with pytest.raises(C.errors.FlowerganError, match="flip, translate"):
+    C.parse_augment("flip,rotate")
