@@ -8,6 +8,7 @@ Needs only the workdir: the checkpoint carries its config and class names.
   python sample.py --label=dandelion,marigold --interpolate=3,3          # a class morph
   python sample.py --label=marigold --seed=3 --save_z=z.npy              # keep the noise …
   python sample.py --label=marigold --z_file=z.npy                       # … and reuse it
+  python sample.py --dataset=synth --num_per_class=1000 --seed=0         # a labelled dataset
 """
 
 import sys
@@ -61,6 +62,15 @@ _Z_FILE = flags.DEFINE_string(
     "Read the noise from this .npy (from --save_z) instead of drawing it from --seed; the "
     "image count is its row count (at most 4096, latents.MAX_NOISE_ROWS).",
 )
+_DATASET = flags.DEFINE_string(
+    "dataset",
+    None,
+    "Write a labelled dataset instead: DIR/<class>/<index>.png (what data.source='folder:DIR' "
+    "reads), DIR/noise.npy and DIR/manifest.json; DIR must be new or empty.",
+)
+_NUM_PER_CLASS = flags.DEFINE_integer(
+    "num_per_class", 100, "Images of each class of --dataset (written in batches)."
+)
 
 
 def _parse_step(value: str | None) -> int | str | None:
@@ -85,7 +95,10 @@ def main(argv):
   try:
     _check_flags()
     model = trained.load_trained(_WORKDIR.value, _parse_step(_STEP.value))
-    message = _walk(model) if _INTERPOLATE.value is not None else _grid(model)
+    if _DATASET.value is not None:
+      message = _dataset(model)
+    else:
+      message = _walk(model) if _INTERPOLATE.value is not None else _grid(model)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
   print(message)
@@ -110,6 +123,10 @@ def _check_flags() -> None:
       (_Z_FILE, _TRUNCATION, "the noise is read from the file as it is"),
       (_INTERPOLATE, _NUM, "a walk has --frames images"),
   ]
+  conflicts += [
+      (_DATASET, other, "--dataset draws --num_per_class images of every class from --seed")
+      for other in (_INTERPOLATE, _Z_FILE, _OUT, _NUM, _SAVE_Z)
+  ]
   for a, b, why in conflicts:
     if a.present and b.present:
       raise sampling.SamplingError(f"--{a.name} and --{b.name} exclude each other: {why}.")
@@ -120,6 +137,9 @@ def _check_flags() -> None:
   if _INTERPOLATE.value is not None:
     latents.parse_seed_pair(_INTERPOLATE.value)
     latents.check_frames(_FRAMES.value)
+  if _DATASET.value is not None:
+    imaging.check_dataset_request(_DATASET.value, _NUM_PER_CLASS.value)
+    return
   imaging.check_outputs(_outputs())
 
 
@@ -231,6 +251,27 @@ def _walk(model) -> str:
   return (
       f"wrote a walk of {len(z)} frames ({' → '.join(pair)}, seeds {seed_a} → {seed_b}, "
       f"step {model.step}) to {out} and {gif}"
+  )
+
+
+def _dataset(model) -> str:
+  """A labelled dataset of --num_per_class images per class from --seed (`imaging.write_dataset`)."""
+  from flowergan import imaging
+
+  imaging.write_dataset(
+      model,
+      _DATASET.value,
+      _NUM_PER_CLASS.value,
+      seed=_SEED.value,
+      truncation=_TRUNCATION.value,
+      use_ema=not _NO_EMA.value,
+      workdir=_WORKDIR.value,
+      progress=imaging.print_progress,
+  )
+  return (
+      f"wrote {_NUM_PER_CLASS.value} images per class of {', '.join(model.class_names)} "
+      f"(step {model.step}, seed {_SEED.value}) to {_DATASET.value}/<class>/, with "
+      f"{imaging.DATASET_MANIFEST} and {imaging.DATASET_NOISE}"
   )
 
 

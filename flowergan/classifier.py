@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from flowergan import batching, storage
+from flowergan import batching, errors, storage
 
 __all__ = [
     "Classifier",
@@ -34,6 +34,10 @@ __all__ = [
     "data_fingerprint",
     "get_classifier",
     "to_model_range",
+    "split_indices",
+    "per_class_accuracy",
+    "train_probe",
+    "train_like_evaluation",
 ]
 
 DEFAULT_WIDTHS: tuple[int, ...] = (32, 64, 128)
@@ -100,17 +104,57 @@ def predict(params, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarr
   )
 
 
+AUGMENTATIONS = ("flip", "translate")
+
+
+def _translate(images, key):
+  """Each image shifted by up to 1/8 of its size in x and y, the border pixels repeated."""
+  n, h, w, _ = images.shape
+  pad_y, pad_x = max(1, h // 8), max(1, w // 8)
+  padded = jnp.pad(images, ((0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="edge")
+  ky, kx = jax.random.split(key)
+  dy = jax.random.randint(ky, (n,), 0, 2 * pad_y + 1)
+  dx = jax.random.randint(kx, (n,), 0, 2 * pad_x + 1)
+  crop = lambda img, y, x: jax.lax.dynamic_slice(img, (y, x, 0), (h, w, img.shape[-1]))
+  return jax.vmap(crop)(padded, dy, dx)
+
+
+def _augment(xb, key, augment: tuple[str, ...]):
+  k_flip, k_shift = jax.random.split(key)
+  if "flip" in augment:
+    flip = jax.random.bernoulli(k_flip, 0.5, (xb.shape[0], 1, 1, 1))
+    xb = jnp.where(flip, xb[:, :, ::-1, :], xb)
+  if "translate" in augment:
+    xb = _translate(xb, k_shift)
+  return xb
+
+
+def parse_augment(augment: str | Sequence[str] | bool) -> tuple[str, ...]:
+  """'flip,translate' (or a sequence; True = flip only, False/'' = none) → sorted names."""
+  if isinstance(augment, bool):
+    return ("flip",) if augment else ()
+  names = augment.split(",") if isinstance(augment, str) else list(augment)
+  names = tuple(sorted({n.strip() for n in names if n.strip()}))
+  unknown = [n for n in names if n not in AUGMENTATIONS]
+  if unknown:
+    raise errors.FlowerganError(
+        f"unknown classifier augmentation(s) {', '.join(unknown)} in eval.classifier_augment; "
+        f"use a comma-separated subset of {', '.join(AUGMENTATIONS)} (or '' for none)."
+    )
+  return names
+
+
 @functools.cache
-def _make_step(num_classes: int, widths: tuple[int, ...], learning_rate: float, augment: bool):
+def _make_step(
+    num_classes: int, widths: tuple[int, ...], learning_rate: float, augment: tuple[str, ...]
+):
   """(model, optimizer, jitted init, jitted train step), cached: trainings don't recompile."""
   model = Classifier(num_classes=num_classes, widths=widths)
   tx = optax.adam(learning_rate)
 
   @jax.jit
   def step(params, opt_state, xb, yb, k):
-    if augment:
-      flip = jax.random.bernoulli(k, 0.5, (xb.shape[0], 1, 1, 1))
-      xb = jnp.where(flip, xb[:, :, ::-1, :], xb)
+    xb = _augment(xb, k, augment)
 
     def loss_fn(p):
       logits = model.apply({"params": p}, xb)
@@ -121,6 +165,12 @@ def _make_step(num_classes: int, widths: tuple[int, ...], learning_rate: float, 
     return optax.apply_updates(params, updates), opt_state, loss
 
   return model, tx, jax.jit(model.init), step
+
+
+def split_indices(labels, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train, holdout) indices of `train_classifier(..., holdout_fraction, seed)`: the same split."""
+  labels = np.asarray(labels).astype(np.int32).reshape(-1)
+  return _split(labels, holdout_fraction, np.random.default_rng(seed))
 
 
 def _split(labels: np.ndarray, holdout_fraction: float, rng: np.random.Generator):
@@ -142,6 +192,19 @@ def _accuracy(params, images, labels, batch_size) -> float:
   return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
+def per_class_accuracy(predicted, labels, num_classes: int) -> tuple[np.ndarray, float]:
+  """Per class, the share of its examples predicted as it (nan without any); and overall."""
+  predicted, labels = np.asarray(predicted), np.asarray(labels)
+  per_class = np.array(
+      [
+          np.mean(predicted[labels == c] == c) if np.any(labels == c) else np.nan
+          for c in range(num_classes)
+      ]
+  )
+  overall = float(np.mean(predicted == labels)) if len(labels) else float("nan")
+  return per_class, overall
+
+
 def train_classifier(
     images,
     labels,
@@ -152,13 +215,14 @@ def train_classifier(
     seed: int = 0,
     learning_rate: float = 1e-3,
     holdout_fraction: float = 0.2,
-    augment: bool = True,
+    augment: str | Sequence[str] | bool = True,
     widths: Sequence[int] = DEFAULT_WIDTHS,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
   """Trains a `Classifier` on real images (NHWC in [-1, 1]) with Adam.
 
-  A stratified `holdout_fraction` of each class is held out (seeded). Augmentation: random
-  horizontal flips (per image, inside the jitted step). Deterministic per `seed` on a given
+  A stratified `holdout_fraction` of each class is held out (seeded). Augmentation (per image,
+  inside the jitted step; see `parse_augment`): 'flip' (random horizontal flips; True means
+  this one), 'translate' (random shifts by up to 1/8 of the size). Deterministic per `seed` on a given
   backend. Returns `(params, info)` with `params = {'params': ...}` and info keys:
   `train_accuracy`, `holdout_accuracy` (nan if no holdout), `final_loss`, `num_train`,
   `num_holdout`, `steps`, `widths`, `num_classes`.
@@ -173,7 +237,9 @@ def train_classifier(
   tr, ho = _split(labels, holdout_fraction, rng)
   x_tr, y_tr = images[tr], labels[tr]
   widths = tuple(int(w) for w in widths)
-  model, tx, init, step = _make_step(int(num_classes), widths, float(learning_rate), bool(augment))
+  model, tx, init, step = _make_step(
+      int(num_classes), widths, float(learning_rate), parse_augment(augment)
+  )
   key = jax.random.PRNGKey(seed)
   key, init_key = jax.random.split(key)
   params = init(init_key, jnp.zeros((1,) + images.shape[1:], jnp.float32))["params"]
@@ -181,6 +247,9 @@ def train_classifier(
   bs = int(min(batch_size, len(tr)))
 
   loss = jnp.nan
+  # The batch order has its own stream: the same training images and seed give the same
+  # classifier whatever was held out (GAN-train compares classifiers trained so).
+  rng = np.random.default_rng([seed, 1])
   order = rng.permutation(len(tr))
   pos = 0
   for _ in range(steps):
@@ -203,6 +272,69 @@ def train_classifier(
       "num_classes": int(num_classes),
   }
   return out, info
+
+
+# ------------------------------------------------------------ the probe: pixels, no features
+
+PROBE_SIZE = 32  # images larger than this are downscaled (area-averaged) before the probe
+
+
+def _probe_inputs(images, size: int) -> np.ndarray:
+  """Images (N, S, S, C) → raw pixels (N, F) at most `size` px a side, antialiased."""
+  x = jnp.asarray(images, jnp.float32)
+  if x.shape[1] > size:
+    x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "linear", antialias=True)
+  return np.asarray(x).reshape(x.shape[0], -1)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "steps"))
+def _fit_probe(x, y, num_classes: int, steps: int, l2: float, learning_rate: float):
+  """Multinomial logistic regression (W, b) on `x`, full-batch Adam, L2 on W."""
+  tx = optax.adam(learning_rate)
+  params = (jnp.zeros((x.shape[1], num_classes)), jnp.zeros((num_classes,)))
+
+  def loss_fn(p):
+    logits = x @ p[0] + p[1]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return ce + 0.5 * l2 * jnp.sum(p[0] ** 2)
+
+  def body(_, carry):
+    p, state = carry
+    updates, state = tx.update(jax.grad(loss_fn)(p), state, p)
+    return optax.apply_updates(p, updates), state
+
+  params, _ = jax.lax.fori_loop(0, steps, body, (params, tx.init(params)))
+  return params
+
+
+def train_probe(
+    images,
+    labels,
+    num_classes: int,
+    *,
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+    size: int = PROBE_SIZE,
+    steps: int = 500,
+    l2: float = 1e-3,
+    learning_rate: float = 1e-2,
+) -> dict[str, float]:
+  """The probe: a logistic regression on raw pixels, on the split `train_classifier` makes.
+
+  What an evaluation classifier must at least reach on the held-out real images: one that
+  does worse sees less in the images than their pixels show, and its metrics understate the
+  generator. Pixels are standardised with the training split's mean and std. Returns
+  `train_accuracy` and `holdout_accuracy` (nan without a holdout).
+  """
+  labels = np.asarray(labels).astype(np.int32).reshape(-1)
+  tr, ho = split_indices(labels, holdout_fraction, seed)
+  x = _probe_inputs(images, size)
+  mean, std = x[tr].mean(axis=0), x[tr].std(axis=0) + 1e-3
+  x = (x - mean) / std
+  w, b = _fit_probe(x[tr], labels[tr], int(num_classes), int(steps), float(l2), learning_rate)
+  predicted = np.argmax(np.asarray(x @ w + b), axis=-1)
+  accuracy = lambda idx: float(np.mean(predicted[idx] == labels[idx])) if len(idx) else np.nan
+  return {"train_accuracy": accuracy(tr), "holdout_accuracy": accuracy(ho)}
 
 
 def data_fingerprint(images, labels) -> str:
@@ -259,6 +391,7 @@ def _classifier_settings(eval_config, num_classes: int, image_size: int) -> dict
       "learning_rate": float(eval_config.classifier_learning_rate),
       "holdout": float(eval_config.classifier_holdout),
       "seed": int(eval_config.classifier_seed),
+      "augment": list(parse_augment(_augment_of(eval_config))),
       "widths": list(DEFAULT_WIDTHS),
       "num_classes": int(num_classes),
       "image_size": int(image_size),
@@ -277,6 +410,34 @@ def _cached_classifier(cache_path: str | None, fingerprint: str, settings: str):
   if meta.get("fingerprint") != fingerprint or meta.get("settings") != settings:
     return None
   return params, meta
+
+
+def train_like_evaluation(
+    images, labels, num_classes: int, eval_config, *, holdout_fraction: float | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+  """`train_classifier` with the evaluation's settings (`eval.classifier_*`).
+
+  `holdout_fraction` defaults to `eval.classifier_holdout`; 0 trains on every image (GAN-train
+  trains on generated images and tests on real ones).
+  """
+  if holdout_fraction is None:
+    holdout_fraction = eval_config.classifier_holdout
+  return train_classifier(
+      images,
+      labels,
+      num_classes,
+      steps=eval_config.classifier_steps,
+      batch_size=eval_config.classifier_batch_size,
+      seed=eval_config.classifier_seed,
+      learning_rate=eval_config.classifier_learning_rate,
+      holdout_fraction=holdout_fraction,
+      augment=_augment_of(eval_config),
+  )
+
+
+def _augment_of(eval_config) -> str:
+  """`eval.classifier_augment`; an eval block from before that field trained with flips only."""
+  return eval_config.get("classifier_augment", "flip")
 
 
 def get_classifier(
@@ -298,15 +459,8 @@ def get_classifier(
   if cached is not None:
     params, meta = cached
     return params, {**meta, "cached": True}
-  params, info = train_classifier(
-      to_model_range(real_images),
-      labels,
-      num_classes,
-      steps=eval_config.classifier_steps,
-      batch_size=eval_config.classifier_batch_size,
-      seed=eval_config.classifier_seed,
-      learning_rate=eval_config.classifier_learning_rate,
-      holdout_fraction=eval_config.classifier_holdout,
+  params, info = train_like_evaluation(
+      to_model_range(real_images), labels, num_classes, eval_config
   )
   meta = {
       "fingerprint": fingerprint,

@@ -9,7 +9,17 @@ Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table pr
   training images (cached in `workdir/eval/classifier.msgpack` with the data fingerprint and its
   settings; retrained when either changes). `classifier_holdout_accuracy`: its accuracy on the
   held-out real images. `class_consistency/<class>`: the fraction of generated images of that
-  label it assigns to that label; `class_consistency_mean` their mean.
+  label it assigns to that label; `class_consistency_mean` their mean. This is GAN-test
+  (Shmelkov et al. 2018): high when the generated images look like their class.
+* **The probe.** `probe_holdout_accuracy`: a logistic regression on raw pixels (32 px at most)
+  trained on the same real training split, on the same holdout. A classifier below it sees
+  less than the pixels show, and its metrics understate the generator (a warning says so).
+* **GAN-train** (Shmelkov et al. 2018; Ravuri & Vinyals' classification accuracy score): the
+  same classifier, same settings, trained on generated images (per class as many as the real
+  training split has, or all generated if fewer), its accuracy on the held-out real images
+  (`gan_train/<class>`: the share of that class's held-out images it gets right; `gan_train`
+  over all). `gan_train_real/...`: the same trained on as many real images, the ceiling. It
+  falls when the generator drops modes or styles of a class, which GAN-test cannot see.
 * **Fréchet distance and KID in that classifier's feature space** (128-d pooled features)
   between generated and real images, per class (`fd/<class>`, `kid/<class>`,
   `kid_std/<class>`) and over all classes (`fd`, `kid`, `kid_std`). They are not FID/KID on
@@ -41,6 +51,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from flowergan import default_config, errors, imaging, metrics, sampling, storage, trained
 from flowergan import classifier as clf
@@ -123,6 +134,69 @@ def _class_consistency(gen_logits, gen_labels, class_names) -> dict[str, float]:
   }
   out["class_consistency_mean"] = float(np.mean(list(out.values())))
   return out
+
+
+def _gan_train(
+    clf_params, generated, gen_labels, real, real_labels, class_names, eval_config
+) -> dict[str, Any]:
+  """GAN-train: the classifier trained on generated images, its accuracy on held-out real ones.
+
+  Beside it, the same classifier trained on as many real images (per class) of the training
+  split: the evaluation classifier itself when the counts match (the run's generated images
+  are at least as many as its real training images), else one trained now. Both are tested on
+  the real holdout, which neither saw.
+  """
+  k = len(class_names)
+  train, holdout = clf.split_indices(
+      real_labels, eval_config.classifier_holdout, eval_config.classifier_seed
+  )
+  real_counts = np.bincount(real_labels[train], minlength=k)
+  counts = np.minimum(real_counts, np.bincount(gen_labels, minlength=k))
+  gen_idx = _first_per_class(gen_labels, counts)
+  gen_params, _ = clf.train_like_evaluation(
+      generated[gen_idx], gen_labels[gen_idx], k, eval_config, holdout_fraction=0.0
+  )
+  real_params = clf_params
+  if not np.array_equal(counts, real_counts):
+    real_idx = train[_first_per_class(real_labels[train], counts)]
+    real_params, _ = clf.train_like_evaluation(
+        real[real_idx], real_labels[real_idx], k, eval_config, holdout_fraction=0.0
+    )
+  out: dict[str, Any] = {"gan_train_num_images": int(counts.sum())}
+  for key, params in (("gan_train", gen_params), ("gan_train_real", real_params)):
+    logits, _ = clf.predict(params, real[holdout], int(eval_config.batch_size))
+    per_class, overall = clf.per_class_accuracy(np.argmax(logits, axis=-1), real_labels[holdout], k)
+    out.update({f"{key}/{name}": float(a) for name, a in zip(class_names, per_class)})
+    out[key] = overall
+  return out
+
+
+def _first_per_class(labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+  """Indices of the first `counts[c]` examples of each class c, sorted."""
+  return np.sort(
+      np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in enumerate(counts)])
+  ).astype(np.int64)
+
+
+def _probe(real, real_labels, num_classes: int, eval_config, classifier_accuracy: float):
+  """The probe's accuracy on the classifier's holdout; a warning if the classifier loses."""
+  probe = clf.train_probe(
+      real,
+      real_labels,
+      num_classes,
+      holdout_fraction=eval_config.classifier_holdout,
+      seed=eval_config.classifier_seed,
+  )
+  if classifier_accuracy < probe["holdout_accuracy"]:
+    logging.warning(_PROBE_WARNING, classifier_accuracy, probe["holdout_accuracy"])
+  return {"probe_holdout_accuracy": probe["holdout_accuracy"]}
+
+
+_PROBE_WARNING = (
+    "the evaluation classifier (%.3f on held-out real images) loses to a logistic regression "
+    "on raw pixels (%.3f): its class consistency, GAN-train and FD/KID understate the "
+    "generator; train it longer (eval.classifier_steps) or on more real images."
+)
 
 
 def _feature_distances(
@@ -254,7 +328,9 @@ def evaluate(
       "num_real": int(len(real)),
       "classifier_holdout_accuracy": float(clf_info["holdout_accuracy"]),
       "classifier_train_accuracy": float(clf_info["train_accuracy"]),
+      **_probe(real, real_labels, k, eval_config, float(clf_info["holdout_accuracy"])),
       **_class_consistency(gen_logits, gen_labels, class_names),
+      **_gan_train(clf_params, generated, gen_labels, real, real_labels, class_names, eval_config),
       **_feature_distances(
           gen_feats, gen_labels, real_feats, real_labels, class_names, halves, eval_config, seed
       ),
@@ -285,9 +361,19 @@ def format_table(results: dict, class_names) -> str:
   rows = [
       ["", *names, "all"],
       [
-          "class consistency",
+          "GAN-test (class consistency)",
           *(f"{r[f'class_consistency/{n}']:.3f}" for n in names),
           f"{r['class_consistency_mean']:.3f}",
+      ],
+      [
+          "GAN-train (trained on generated)",
+          *(f"{r[f'gan_train/{n}']:.3f}" for n in names),
+          f"{r['gan_train']:.3f}",
+      ],
+      [
+          "  same on as many real",
+          *(f"{r[f'gan_train_real/{n}']:.3f}" for n in names),
+          f"{r['gan_train_real']:.3f}",
       ],
       ["FD (classifier features)", *(f"{r[f'fd/{n}']:.3f}" for n in names), f"{r['fd']:.3f}"],
       [
@@ -307,9 +393,14 @@ def format_table(results: dict, class_names) -> str:
           f"step {r['step']} ({'EMA' if r['use_ema'] else 'raw'} generator), "
           f"{r['num_generated_per_class']} generated per class, {r['num_real']} real, "
           f"seed {r['seed']}",
-          f"classifier accuracy on held-out real images: {r['classifier_holdout_accuracy']:.3f}",
+          f"accuracy on held-out real images: classifier {r['classifier_holdout_accuracy']:.3f}, "
+          f"probe (logistic regression on pixels) {r['probe_holdout_accuracy']:.3f}",
+          *_probe_warning(r),
           *table,
-          "(FD 'all': pooled over classes; KID 'all': mean of the classes' KIDs)",
+          "(GAN-train: accuracy on held-out real images of the classifier trained on "
+          f"{r['gan_train_num_images']} generated images, and on as many real ones; 'all': over "
+          "all held-out images. FD 'all': pooled over classes; KID 'all': mean of the classes' "
+          "KIDs)",
           f"FD real half vs half (floor): {r['fd_real_halves']:.3f}",
           "SWD ×10³ per level: "
           + ", ".join(f"{s}px {r[f'swd_{s}']:.2f}" for s in res)
@@ -319,6 +410,16 @@ def format_table(results: dict, class_names) -> str:
           f"real {r['checkerboard_real']:.4f}",
       ]
   )
+
+
+def _probe_warning(results: dict) -> list[str]:
+  """The warning line of a classifier that loses to the probe, or none."""
+  if results["classifier_holdout_accuracy"] < results["probe_holdout_accuracy"]:
+    return [
+        "WARNING: the classifier loses to the probe: its metrics below understate the "
+        "generator (eval.classifier_steps, more real images)."
+    ]
+  return []
 
 
 # ------------------------------------------------------------------- a run's own real images

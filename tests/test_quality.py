@@ -26,6 +26,14 @@ EXPECTED_KEYS = {
     "num_real",
     "classifier_holdout_accuracy",
     "classifier_train_accuracy",
+    "probe_holdout_accuracy",
+    "gan_train/dandelion",
+    "gan_train/marigold",
+    "gan_train",
+    "gan_train_real/dandelion",
+    "gan_train_real/marigold",
+    "gan_train_real",
+    "gan_train_num_images",
     "class_consistency/dandelion",
     "class_consistency/marigold",
     "class_consistency_mean",
@@ -96,9 +104,26 @@ def test_evaluate_gives_every_metric_finite_and_reuses_the_classifier(run):
   assert 0.0 <= out["checkerboard"] <= 1.0 and out["kid_std"] >= 0.0
   lines = _lines(workdir)
   assert len(lines) == before + 1 and lines[-1]["fd"] == out["fd"]
-  assert set(evaluate.scalars(out)) >= {"eval/fd", "eval/kid", "eval/swd_mean"}
+  for key in ("gan_train", "gan_train_real", "probe_holdout_accuracy"):
+    assert 0.0 <= out[key] <= 1.0
+  assert out["gan_train_num_images"] > 0
+  assert set(evaluate.scalars(out)) >= {
+      "eval/fd",
+      "eval/kid",
+      "eval/swd_mean",
+      "eval/gan_train",
+      "eval/gan_train_real",
+      *(f"eval/gan_train/{n}" for n in names),
+      "eval/probe_holdout_accuracy",
+  }
   table = evaluate.format_table(out, names)
   assert "class consistency" in table and "KID" in table and "checkerboard" in table
+  assert "GAN-train" in table and "GAN-test" in table and "probe" in table
+  assert f"{out['gan_train']:.3f}" in table and f"{out['probe_holdout_accuracy']:.3f}" in table
+  losing = dict(out, classifier_holdout_accuracy=0.5, probe_holdout_accuracy=0.9)
+  winning = dict(out, classifier_holdout_accuracy=0.9, probe_holdout_accuracy=0.5)
+  assert "WARNING: the classifier loses to the probe" in evaluate.format_table(losing, names)
+  assert "WARNING" not in evaluate.format_table(winning, names)
   # Same checkpoint, same seed: the same numbers; the raw generator gives others.
   again = evaluate.evaluate(str(workdir), images, labels, names, write=False)
   assert again["fd"] == out["fd"] and again["swd_mean"] == out["swd_mean"]

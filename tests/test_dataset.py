@@ -1,0 +1,94 @@
+"""Labelled synthetic datasets (`sample.py --dataset=DIR`, `imaging.write_dataset`): the folder
+layout that `data.source='folder:DIR'` reads back, the manifest and noise file, refusals."""
+
+import json
+
+import ml_collections
+import numpy as np
+import pytest
+
+from flowergan import imagesets, imaging, sampling, trained
+from tests import image_folders, tiny_run
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  return tiny_run.trained_workdir(tmp_path_factory)
+
+
+def _folder_config(path, size) -> ml_collections.ConfigDict:
+  return image_folders.data_config(source=f"folder:{path}", image_size=size)
+
+
+def test_dataset_reads_back_as_the_same_images_and_labels(workdir, tmp_path):
+  """`sample.py --dataset` writes DIR/<class>/<index>.png that `load_images` reads back as the
+  images of `--label=all --num=N` with the same seed, with their labels, plus the manifest
+  and the noise those images came from."""
+  out = tmp_path / "synth"
+  n = 3
+  result = tiny_run.run(
+      "sample.py", f"--workdir={workdir}", f"--dataset={out}", f"--num_per_class={n}", "--seed=5"
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"{2 * n}/{2 * n} images written" in result.stderr
+  model = trained.load_trained(str(workdir))
+  expected = sampling.sample_grid(model, "all", n, seed=5)
+  images, labels, names = imagesets.load_images(_folder_config(out, model.image_size))
+  assert names == list(model.class_names)
+  np.testing.assert_array_equal(labels, expected.labels)
+  np.testing.assert_array_equal(images, imaging.to_uint8(expected.images))
+  manifest = json.loads((out / imaging.DATASET_MANIFEST).read_text())
+  assert manifest["step"] == model.step and manifest["seed"] == 5
+  assert manifest["class_names"] == names and manifest["num_per_class"] == n
+  assert manifest["workdir"] == str(workdir) and manifest["truncation"] is None
+  np.testing.assert_array_equal(np.load(out / manifest["noise_file"]), expected.z)
+  assert sorted(p.name for p in (out / names[1]).iterdir()) == ["0000.png", "0001.png", "0002.png"]
+
+
+def test_dataset_streams_in_chunks_with_progress(workdir, tmp_path, monkeypatch):
+  """More images than one chunk are generated and written chunk by chunk, and each chunk's
+  images are those of one request of them all (the noise rows follow the class order)."""
+  monkeypatch.setattr(imaging, "DATASET_CHUNK", 2)
+  model = trained.load_trained(str(workdir))
+  calls = []
+  imaging.write_dataset(
+      model, str(tmp_path / "d"), 5, seed=1, truncation=1.5, progress=lambda *a: calls.append(a)
+  )
+  assert calls == [(2, 10), (4, 10), (5, 10), (7, 10), (9, 10), (10, 10)]
+  expected = sampling.sample_grid(model, "all", 5, seed=1, truncation=1.5)
+  images, labels, _ = imagesets.load_images(_folder_config(tmp_path / "d", model.image_size))
+  np.testing.assert_array_equal(images, imaging.to_uint8(expected.images))
+  np.testing.assert_array_equal(labels, expected.labels)
+
+
+def test_dataset_refuses_a_non_empty_folder_and_keeps_it(workdir, tmp_path):
+  """An existing non-empty DIR is refused in one line, and what it holds stays as it was."""
+  out = tmp_path / "taken"
+  out.mkdir()
+  (out / "mine.txt").write_text("keep")
+  result = tiny_run.run("sample.py", f"--workdir={workdir}", f"--dataset={out}")
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+  assert "not an empty folder" in result.stderr and "Traceback" not in result.stderr
+  assert [p.name for p in out.iterdir()] == ["mine.txt"]
+  model = trained.load_trained(str(workdir))
+  with pytest.raises(imaging.ImageError, match="at least 1"):
+    imaging.write_dataset(model, str(tmp_path / "new"), 0)
+
+
+@pytest.mark.parametrize(
+    "flag", ["--interpolate=1,2", "--z_file=z.npy", "--out=grid.png", "--num=4", "--save_z=z.npy"]
+)
+def test_dataset_flags_are_checked_before_the_checkpoint_is_read(tmp_path, flag):
+  """A taken DIR or a flag that does not apply to a dataset fails in one line, even without a
+  checkpoint to read (so before any is read), and writes nothing."""
+  taken = tmp_path / "taken"
+  taken.mkdir()
+  (taken / "mine.txt").write_text("keep")
+  missing = tmp_path / "no_run"
+  result = tiny_run.run("sample.py", f"--workdir={missing}", f"--dataset={taken}")
+  assert result.returncode == 1 and "not an empty folder" in result.stderr
+  result = tiny_run.run("sample.py", f"--workdir={missing}", f"--dataset={tmp_path / 'd'}", flag)
+  assert result.returncode == 1 and "exclude each other" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
