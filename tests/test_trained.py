@@ -110,3 +110,119 @@ def test_a_checkpoint_of_a_newer_format_is_refused_in_one_line(v2_run):
 
 def _manager(workdir):
   return checkpointing.make_manager(str(workdir), create=False)
+
+
+# ------------------------------------------------------- damaged, rotated and newer checkpoints
+
+
+@pytest.fixture(scope="module")
+def ranked_run(tmp_path_factory):
+  """Steps 2 and 4 of a tiny state, ranked as training saves evaluated ones (kid 0.5, 0.7)."""
+  workdir = tmp_path_factory.mktemp("ranked") / "run"
+  config = tiny_config.get_config()
+  gan = ts.wgangp_from_config(config, num_classes=2)
+  state = ts.init_state(gan, jax.random.key(0), mesh_lib.make_mesh())
+  best = checkpointing.best_checkpoint_of(config)
+  manager = checkpointing.make_manager(str(workdir), best=best)
+  metadata = checkpointing.make_metadata(config, ["dandelion", "marigold"])
+  for step, kid in [(2, 0.5), (4, 0.7)]:
+    checkpointing.save(manager, step, ts.checkpoint_items(state), metadata, metrics={"kid": kid})
+  manager.close()
+  return workdir
+
+
+def _damage_metrics(workdir, step, how):
+  """`how`: the metrics file empty or not JSON, or every file of the step cut to nothing."""
+  folder = workdir / "checkpoints" / str(step)
+  if how == "every file truncated":
+    for path in folder.rglob("*"):
+      if path.is_file():
+        path.write_bytes(b"")
+  else:
+    (folder / "metrics" / "metrics").write_text("" if how == "empty metrics" else '{"kid": 0.')
+
+
+def _warnings(caplog):
+  return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize("how", ["empty metrics", "metrics not JSON", "every file truncated"])
+def test_a_step_with_damaged_metrics_is_skipped_by_every_way_of_loading(
+    ranked_run, tmp_path, how, caplog
+):
+  """Latest, `best` and another `--step` load; the damaged step itself is named in one line."""
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  _damage_metrics(workdir, 4, how)
+  assert trained.load_trained(str(workdir)).step == 2
+  assert any("checkpoint step 4" in m and "damaged" in m for m in _warnings(caplog))
+  assert trained.load_trained(str(workdir), step=2).step == 2
+  assert trained.load_trained(str(workdir), step="best").step == 2
+  with pytest.raises(checkpointing.CheckpointError) as e:
+    trained.load_trained(str(workdir), step=4)
+  assert "\n" not in str(e.value)
+  assert "step 4" in str(e.value) and "damaged" in str(e.value) and "--step" in str(e.value)
+
+
+def test_sample_py_uses_another_step_beside_damaged_metrics(ranked_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  _damage_metrics(workdir, 4, "empty metrics")
+  result = tiny_run.run("sample.py", f"--workdir={workdir}", "--step=2", "--num=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr and "step 2" in result.stdout
+
+
+def _rotate_while_reading(monkeypatch, workdir):
+  """The first read of a generator's variables happens while a training run saves step 6 and
+  deletes steps 2 and 4 (its `keep_checkpoints`)."""
+  checkpoints = workdir / "checkpoints"
+  read_variables = trained.read_variables
+  rotated = []
+
+  def rotating(manager, step, *args):
+    if not rotated:
+      shutil.copytree(checkpoints / "4", checkpoints / "6")
+      shutil.rmtree(checkpoints / "4")
+      shutil.rmtree(checkpoints / "2")
+      rotated.append(step)
+    return read_variables(manager, step, *args)
+
+  monkeypatch.setattr(trained, "read_variables", rotating)
+  return rotated
+
+
+def test_steps_deleted_by_a_training_run_are_listed_again_not_called_damaged(
+    ranked_run, tmp_path, monkeypatch, caplog
+):
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  rotated = _rotate_while_reading(monkeypatch, workdir)
+  assert trained.load_trained(str(workdir)).step == 6
+  assert rotated == [4]
+  assert not [m for m in _warnings(caplog) if "damaged" in m]
+
+
+def test_a_given_step_deleted_while_read_is_named_as_deleted(ranked_run, tmp_path, monkeypatch):
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  _rotate_while_reading(monkeypatch, workdir)
+  with pytest.raises(checkpointing.CheckpointError) as e:
+    trained.load_trained(str(workdir), step=4)
+  assert "\n" not in str(e.value) and "damaged" not in str(e.value)
+  assert "step 4" in str(e.value) and "deleted while being read" in str(e.value)
+  assert "steps now: [6]" in str(e.value)
+
+
+def test_a_step_without_its_array_manifest_is_damaged_before_orbax_reads_it(
+    ranked_run, tmp_path, caplog
+):
+  """Its missing file is named; Orbax's background reads (whose failures printed tracebacks
+  depending on timing) never start."""
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  for item in ("state", "generator"):
+    (workdir / "checkpoints" / "4" / item / "manifest.ocdbt").unlink()
+  assert trained.load_trained(str(workdir)).step == 2
+  [warning] = [m for m in _warnings(caplog) if "checkpoint step 4" in m]
+  assert "generator/manifest.ocdbt is missing" in warning
