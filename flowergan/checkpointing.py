@@ -126,11 +126,12 @@ class _Manager(ocp.CheckpointManager):
   for every step alike. Here such a step is listed without metrics and remembered in
   `damaged_metrics` (step → error), which `read_metadata` reports as damage of that step. A step
   deleted while it is listed (a training run rotating its checkpoints) makes the listing start
-  again.
+  again. The temporary folders of failed saves are removed at `close`.
   """
 
   def __init__(self, *args, **kwargs):
     self.damaged_metrics: dict[int, Exception] = {}
+    self.failed_saves: set[int] = set()  # their temporary folders are removed at `close`
     super().__init__(*args, **kwargs)
 
   def _get_metrics(self, step: int):
@@ -139,6 +140,10 @@ class _Manager(ocp.CheckpointManager):
     except Exception as e:  # pylint: disable=broad-except  # JSON, UTF-8 or I/O errors: damage
       self.damaged_metrics[step] = e
       return None
+
+  def close(self):
+    super().close()
+    remove_partial_saves(self.directory, sorted(self.failed_saves))
 
   def _load_checkpoint_infos(self, *args, **kwargs):
     for attempt in range(_LISTING_ATTEMPTS):
@@ -220,14 +225,31 @@ def save(
 
 def _remove_partial_save(manager: ocp.CheckpointManager, step: int) -> None:
   """Removes the temporary folder of a failed save of `step` (Orbax leaves it behind, e.g. on a
-  full disk, where it holds the space a retry needs). Process 0 only: the folder is shared."""
+  full disk, where it holds the space a retry needs). Process 0 only: the folder is shared.
+
+  Orbax's threads may still write into it after the save raised: removed now, and again when
+  the manager closes (`_Manager.close`, after those threads are done).
+  """
   if jax.process_index() != 0:
     return
-  for partial in epath.Path(manager.directory).glob(f"{step}{_ORBAX_TMP_SUFFIX}*"):
-    try:
-      partial.rmtree()
-    except OSError as e:
-      logging.warning("cannot remove the partial checkpoint %s (%s).", partial, _reason(e))
+  if isinstance(manager, _Manager):
+    manager.failed_saves.add(step)
+  try:
+    manager.wait_until_finished()
+  except Exception:  # pylint: disable=broad-except  # the save's own failure, reported already
+    pass
+  remove_partial_saves(manager.directory, [step], quiet=True)
+
+
+def remove_partial_saves(directory, steps, *, quiet: bool = False) -> None:
+  """Removes Orbax's temporary folders of `steps` in `directory`."""
+  for step in steps:
+    for partial in epath.Path(directory).glob(f"{step}{_ORBAX_TMP_SUFFIX}*"):
+      try:
+        partial.rmtree()
+      except OSError as e:
+        if not quiet:
+          logging.warning("cannot remove the partial checkpoint %s (%s).", partial, _reason(e))
 
 
 _ORBAX_TMP_SUFFIX = ".orbax-checkpoint-tmp"  # Orbax writes a step there, then renames it
