@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging as py_logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -371,8 +372,9 @@ def _ignore_aborted_restore_noise() -> None:
   `sys.unraisablehook`, and Orbax's tasks and threads that fail after that are reported by
   asyncio's logger and Orbax's (`_OrbaxBackgroundReports`), each with a traceback: a hundred of
   them, before or after the restore or save raises, depending on timing. The failure is reported
-  in one line instead. Only those are dropped: other unraisable errors, and the reports of
-  tasks that are not Orbax's, pass.
+  in one line instead, and TensorStore's errors (status-coded `ValueError`s) of the reads and
+  writes still finishing are dropped with them. Only those are dropped: other unraisable
+  errors, and the reports of tasks that are not Orbax's, pass.
   """
   for name in ("asyncio", "absl"):
     logger = py_logging.getLogger(name)
@@ -385,6 +387,8 @@ def _ignore_aborted_restore_noise() -> None:
   def hook(unraisable):
     error = unraisable.exc_value
     if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    if _tensorstore_error(error):  # a read or write of the aborted operation, finishing late
       return
     previous(unraisable)
 
@@ -420,13 +424,29 @@ _ASYNCIO_REPORTS = (
 
 
 def _from_orbax(message: str, record: py_logging.LogRecord) -> bool:
-  """Whether the task in an asyncio report is Orbax's: its coroutine, or a frame of its
-  exception's traceback (a gathering future names neither), is in Orbax's source."""
+  """Whether the task in an asyncio report is Orbax's: its coroutine or a frame of its
+  exception's traceback is in Orbax's source (a gathering future names neither), or its error
+  is TensorStore's (which flowergan uses only through Orbax; a bare future names nothing)."""
   if _ORBAX_SOURCE in message:
     return True
   error = record.exc_info[1] if record.exc_info else None
-  frames = traceback.extract_tb(error.__traceback__) if error is not None else []
-  return any(_ORBAX_SOURCE in frame.filename for frame in frames)
+  if error is None:
+    return False
+  frames = traceback.extract_tb(error.__traceback__)
+  return any(_ORBAX_SOURCE in frame.filename for frame in frames) or _tensorstore_error(error)
+
+
+_STATUS_CODES = (
+    "CANCELLED|UNKNOWN|INVALID_ARGUMENT|DEADLINE_EXCEEDED|NOT_FOUND|ALREADY_EXISTS|"
+    "PERMISSION_DENIED|RESOURCE_EXHAUSTED|FAILED_PRECONDITION|ABORTED|OUT_OF_RANGE|"
+    "UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS|UNAUTHENTICATED"
+)
+_TENSORSTORE_ERROR = re.compile(rf"^({_STATUS_CODES}): ")
+
+
+def _tensorstore_error(error: BaseException) -> bool:
+  """Whether `error` is TensorStore's: a ValueError whose text starts with a status code."""
+  return isinstance(error, ValueError) and bool(_TENSORSTORE_ERROR.match(str(error)))
 
 
 def restore_newest(
