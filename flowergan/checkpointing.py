@@ -143,8 +143,15 @@ class _Manager(ocp.CheckpointManager):
       return None
 
   def close(self):
-    super().close()
-    remove_partial_saves(self.directory, sorted(self.failed_saves))
+    try:
+      super().close()  # waits for Orbax's threads
+    except Exception:  # pylint: disable=broad-except
+      if not self.failed_saves:
+        raise
+      # Orbax's threads re-raise the failure of a save that `save` has reported already.
+    finally:
+      if self.failed_saves:
+        _remove_settled(self.directory, sorted(self.failed_saves))
 
   def _load_checkpoint_infos(self, *args, **kwargs):
     for attempt in range(_LISTING_ATTEMPTS):
@@ -240,6 +247,17 @@ def _remove_partial_save(manager: ocp.CheckpointManager, step: int) -> None:
   except Exception:  # pylint: disable=broad-except  # the save's own failure, reported already
     pass
   remove_partial_saves(manager.directory, [step], quiet=True)
+
+
+def _remove_settled(directory, steps, attempts: int = 10, pause_s: float = 0.3) -> None:
+  """`remove_partial_saves` until the folders stay away: TensorStore's writes of the failed
+  save that were still queued create their parent folders again when they run."""
+  for _ in range(attempts):
+    remove_partial_saves(directory, steps, quiet=True)
+    time.sleep(pause_s)
+    if not any(True for s in steps for _ in epath.Path(directory).glob(f"{s}{_ORBAX_TMP_SUFFIX}*")):
+      return
+  remove_partial_saves(directory, steps)
 
 
 def remove_partial_saves(directory, steps, *, quiet: bool = False) -> None:

@@ -320,8 +320,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
           _report_stop(stop.signal_name, step, workdir)
           break
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    manager.close()  # waits for Orbax's threads first
     run.writer.flush()
   if stop.signal_name:
     raise StoppedEarly(stop.signal_name, step, state)
