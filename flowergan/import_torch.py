@@ -176,6 +176,17 @@ def check_layout(state_dict: dict, expected: dict, path: str, size: int) -> None
       raise TorchImportError(f"{path}: unexpected key {key} ({layout} has no such key).")
 
 
+def check_finite(state_dict: dict, path: str) -> None:
+  """One line naming the first tensor that holds NaN or infinity (it would sample black images)."""
+  for key, value in state_dict.items():
+    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+      bad = int(np.size(value) - np.isfinite(value).sum())
+      raise TorchImportError(
+          f"{path}: {key} holds {bad} non-finite value(s) (NaN or infinity): the file is damaged "
+          "or not a trained generator; nothing was imported."
+      )
+
+
 def imported_variables(state_dict: dict, expected: dict) -> dict:
   """{'params': …, 'batch_stats': …} of the generator, float32, kernels OIHW → HWIO (a
   transpose, no flip: both frameworks compute cross-correlation)."""
@@ -201,6 +212,7 @@ def import_file(path: str, workdir: str, config) -> tuple[int, str]:
   gan = ts.wgangp_from_config(config, len(AUTHORS_CLASSES))
   expected = expected_keys(gan)
   check_layout(state_dict, expected, path, size)
+  check_finite(state_dict, path)
   variables = imported_variables(state_dict, expected)
 
   try:

@@ -189,8 +189,9 @@ def _sync_processes(name: str) -> None:
 def _resume_point(manager, config, workdir: str, mesh):
   """`(step, state, metadata, damaged steps)` of the newest checkpoint that restores.
 
-  `(0, None, {}, [])` without one. Damaged newer steps get a warning each (moved aside by
-  `_set_aside` once the data agree with the checkpoint); an incompatible one is refused.
+  `(0, None, {}, [])` without one. Damaged newer steps, and steps whose best-checkpoint metrics
+  do not parse, get a warning each (moved aside by `_set_aside` once the data agree with the
+  checkpoint); an incompatible one is refused.
   """
   if not manager.all_steps():
     return 0, None, {}, []
@@ -208,7 +209,15 @@ def _resume_point(manager, config, workdir: str, mesh):
       restore,
       advice="move the checkpoints folder away to start afresh, or pass another --workdir.",
   )
-  return step, state, metadata, damaged
+  # An older step whose metrics do not parse cannot be ranked for the best checkpoint: it goes
+  # aside too, rather than be kept or deleted by a ranking that cannot see it.
+  for older, error in sorted(manager.damaged_metrics.items()):
+    if older not in damaged:
+      logging.warning(
+          "%s; set aside.", checkpointing.DamagedCheckpointError(older, manager.directory, error)
+      )
+      damaged.append(older)
+  return step, state, metadata, sorted(damaged)
 
 
 def _set_aside(manager, workdir: str, damaged: list[int]) -> None:
@@ -311,8 +320,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
           _report_stop(stop.signal_name, step, workdir)
           break
   finally:
-    manager.wait_until_finished()
-    manager.close()
+    manager.close()  # waits for Orbax's threads first
     run.writer.flush()
   if stop.signal_name:
     raise StoppedEarly(stop.signal_name, step, state)

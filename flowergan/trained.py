@@ -127,6 +127,13 @@ def load_trained(workdir: str, step: int | str | None = None) -> TrainedModel:
     try:
       return _load_step(manager, step)
     except DamagedCheckpointError as e:
+      if not checkpointing.step_exists(manager, step):
+        manager.reload()
+        raise CheckpointError(
+            f"checkpoint step {step} in {directory} was deleted while being read (a training run "
+            f"rotating its checkpoints?); steps now: {sorted(manager.all_steps())}: pass another "
+            "--step, or none for the newest one."
+        ) from None
       raise CheckpointError(
           f"{e}; available steps: {steps}: pass another --step, or none for the newest one "
           "that restores."

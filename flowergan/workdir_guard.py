@@ -64,14 +64,31 @@ def claim(workdir: str, *, take_lock: bool = True) -> Iterator[None]:
     yield
     return
   path = os.path.join(workdir, LOCK_FILE)
-  # Opened without truncating: the holder's description must survive a refused attempt.
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+  fd = _open_lock_file(path)
   try:
     if _lock(fd, path):
       _describe_holder(fd)
     yield
   finally:
     os.close(fd)  # releases the lock
+
+
+def _open_lock_file(path: str) -> int:
+  """The lock file's descriptor; `WorkdirError` if it is not a file that can be opened (a
+  folder, a FIFO, or a link: the holder's description is written into it)."""
+  if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
+    raise WorkdirError(
+        f"{path} is not a regular file (flowergan keeps its lock there): remove or rename it, "
+        "or pass another --workdir."
+    )
+  try:
+    # Opened without truncating: the holder's description must survive a refused attempt.
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+  except OSError as e:
+    raise WorkdirError(
+        f"cannot open the lock file {path} ({e.strerror or type(e).__name__}): fix its "
+        "permissions or pass another --workdir."
+    ) from None
 
 
 def _lock(fd: int, path: str) -> bool:

@@ -173,6 +173,15 @@ def _damaged(g, change):
   return {"model_state_dict": state_dict}
 
 
+def _nan_then_inf(state_dict):
+  """A NaN in an early weight and an infinity in a later running variance (the first is named)."""
+  weight = state_dict["gen.2.0.weight"].clone()
+  weight[0, 0, 0, 0] = float("nan")
+  variance = state_dict["gen.14.1.running_var"].clone()
+  variance[0] = float("inf")
+  state_dict.update({"gen.2.0.weight": weight, "gen.14.1.running_var": variance})
+
+
 class _NotATensor:
   pass
 
@@ -204,6 +213,10 @@ class _NotATensor:
             "(128, 256, 3, 3)",
         ),
         (lambda g, p: torch.save({"model_state_dict": {"w": torch.zeros(2)}}, p), "none of its"),
+        (
+            lambda g, p: torch.save(_damaged(g, _nan_then_inf), p),
+            "gen.2.0.weight holds 1 non-finite value(s) (NaN or infinity)",
+        ),
         (lambda g, p: None, "no file"),
         (lambda g, p: torch.save({"model_state_dict": g.state_dict()}, p), "cannot create"),
     ],

@@ -11,10 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, sampling, trained
+from flowergan import checkpointing, config_checks, demo_app, sampling, trained
+from flowergan import train as train_lib
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
-from tests import tiny_config, tiny_run
+from tests import cli_run, damaged_checkpoints, tiny_config, tiny_run
 
 FIXTURES = tiny_config.REPO / "tests" / "fixtures"
 
@@ -110,3 +111,224 @@ def test_a_checkpoint_of_a_newer_format_is_refused_in_one_line(v2_run):
 
 def _manager(workdir):
   return checkpointing.make_manager(str(workdir), create=False)
+
+
+# ------------------------------------------------------- damaged, rotated and newer checkpoints
+
+
+@pytest.fixture(scope="module")
+def ranked_run(tmp_path_factory):
+  """Steps 2 and 4 of a tiny state, ranked as training saves evaluated ones (kid 0.5, 0.7)."""
+  workdir = tmp_path_factory.mktemp("ranked") / "run"
+  config = tiny_config.get_config()
+  gan = ts.wgangp_from_config(config, num_classes=2)
+  state = ts.init_state(gan, jax.random.key(0), mesh_lib.make_mesh())
+  best = checkpointing.best_checkpoint_of(config)
+  manager = checkpointing.make_manager(str(workdir), best=best)
+  metadata = checkpointing.make_metadata(config, ["dandelion", "marigold"])
+  for step, kid in [(2, 0.5), (4, 0.7)]:
+    checkpointing.save(manager, step, ts.checkpoint_items(state), metadata, metrics={"kid": kid})
+  manager.close()
+  return workdir
+
+
+def _warnings(caplog):
+  return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize("how", damaged_checkpoints.METRICS_DAMAGES)
+def test_a_step_with_damaged_metrics_is_skipped_by_every_way_of_loading(
+    ranked_run, tmp_path, how, caplog
+):
+  """Latest, `best` and another `--step` load; the damaged step itself is named in one line."""
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  damaged_checkpoints.damage(workdir, 4, how)
+  assert trained.load_trained(str(workdir)).step == 2
+  assert any("checkpoint step 4" in m and "damaged" in m for m in _warnings(caplog))
+  assert trained.load_trained(str(workdir), step=2).step == 2
+  assert trained.load_trained(str(workdir), step="best").step == 2
+  with pytest.raises(checkpointing.CheckpointError) as e:
+    trained.load_trained(str(workdir), step=4)
+  assert "\n" not in str(e.value)
+  assert "step 4" in str(e.value) and "damaged" in str(e.value) and "--step" in str(e.value)
+
+
+def test_sample_py_uses_another_step_beside_damaged_metrics(ranked_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  damaged_checkpoints.damage(workdir, 4, "empty metrics")
+  result = tiny_run.run("sample.py", f"--workdir={workdir}", "--step=2", "--num=1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr and "step 2" in result.stdout
+
+
+def _rotate_while_reading(monkeypatch, workdir):
+  """The first read of a generator's variables happens while a training run saves step 6 and
+  deletes steps 2 and 4 (its `keep_checkpoints`)."""
+  checkpoints = workdir / "checkpoints"
+  read_variables = trained.read_variables
+  rotated = []
+
+  def rotating(manager, step, *args):
+    if not rotated:
+      shutil.copytree(checkpoints / "4", checkpoints / "6")
+      shutil.rmtree(checkpoints / "4")
+      shutil.rmtree(checkpoints / "2")
+      rotated.append(step)
+    return read_variables(manager, step, *args)
+
+  monkeypatch.setattr(trained, "read_variables", rotating)
+  return rotated
+
+
+def test_steps_deleted_by_a_training_run_are_listed_again_not_called_damaged(
+    ranked_run, tmp_path, monkeypatch, caplog
+):
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  rotated = _rotate_while_reading(monkeypatch, workdir)
+  assert trained.load_trained(str(workdir)).step == 6
+  assert rotated == [4]
+  assert not [m for m in _warnings(caplog) if "damaged" in m]
+
+
+def test_a_given_step_deleted_while_read_is_named_as_deleted(ranked_run, tmp_path, monkeypatch):
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  _rotate_while_reading(monkeypatch, workdir)
+  with pytest.raises(checkpointing.CheckpointError) as e:
+    trained.load_trained(str(workdir), step=4)
+  assert "\n" not in str(e.value) and "damaged" not in str(e.value)
+  assert "step 4" in str(e.value) and "deleted while being read" in str(e.value)
+  assert "steps now: [6]" in str(e.value)
+
+
+def test_a_step_without_its_array_manifest_is_damaged_before_orbax_reads_it(
+    ranked_run, tmp_path, caplog
+):
+  """Its missing file is named; Orbax's background reads (whose failures printed tracebacks
+  depending on timing) never start."""
+  workdir = tmp_path / "run"
+  shutil.copytree(ranked_run, workdir)
+  for item in ("state", "generator"):
+    (workdir / "checkpoints" / "4" / item / "manifest.ocdbt").unlink()
+  assert trained.load_trained(str(workdir)).step == 2
+  [warning] = [m for m in _warnings(caplog) if "checkpoint step 4" in m]
+  assert "generator/manifest.ocdbt is missing" in warning
+
+
+def _copy(workdir, target):
+  shutil.copytree(workdir, target)
+  return target
+
+
+def _config(root, **train):
+  config = tiny_config.get_config(cache_dir=root / "cache")
+  config.eval_every = -1
+  config.train.update(train)
+  return config
+
+
+@pytest.mark.parametrize("how", damaged_checkpoints.DAMAGES)
+def test_damaged_latest_checkpoint_loading_falls_back_or_names_it(
+    ranked_run, tmp_path, how, caplog
+):
+  workdir = _copy(ranked_run, tmp_path / "run")
+  damaged_checkpoints.damage(workdir, 4, how)
+  model = trained.load_trained(str(workdir))
+  assert model.step == 2
+  assert any(
+      "checkpoint step 4" in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records
+  )
+  with pytest.raises(checkpointing.CheckpointError) as e:
+    trained.load_trained(str(workdir), step=4)
+  message = str(e.value)
+  assert "\n" not in message and len(message) < 600
+  assert "step 4" in message and "damaged" in message
+  assert "available steps: [2, 4]" in message and "--step" in message
+
+
+def test_sample_cli_names_a_damaged_step(ranked_run, tmp_path):
+  workdir = _copy(ranked_run, tmp_path / "run")
+  damaged_checkpoints.damage(workdir, 4, "no manifest.ocdbt")
+  result = cli_run.run(
+      "sample.py", f"--workdir={workdir}", f"--out={tmp_path / 'a.png'}", devices=1
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr and "step 2" in result.stdout
+  assert "checkpoint step 4" in result.stderr
+  result = cli_run.run("sample.py", f"--workdir={workdir}", "--step=4", devices=1)
+  cli_run.assert_one_line_error(result, "step 4", "damaged", "available steps: [2, 4]", "--step")
+
+
+def _hostile_checkpoint(workdir, **changes):
+  for step in (2, 4):
+    path = workdir / "checkpoints" / str(step) / "metadata" / "metadata"
+    metadata = json.loads(path.read_text())
+    for key, value in changes.items():
+      if key == "class_names":
+        metadata[key] = value
+      else:
+        section, field = key.split(".")
+        metadata["config"][section][field] = value
+    path.write_text(json.dumps(metadata))
+
+
+def test_class_names_from_a_checkpoint_cannot_escape(ranked_run, tmp_path):
+  root = tmp_path / "root"
+  workdir = _copy(ranked_run, root / "a" / "b" / "run")
+  _hostile_checkpoint(workdir, class_names=["../../../escaped", "marigold"])
+  before = damaged_checkpoints.files(root)
+  with pytest.raises(config_checks.ClassNameError, match="metadata of checkpoint step 4"):
+    trained.load_trained(str(workdir))
+  for out in ("out", "grid.png"):
+    result = cli_run.run(
+        "sample.py", f"--workdir={workdir}", f"--out={root / 'a' / 'b' / out}", cwd=root, devices=1
+    )
+    cli_run.assert_one_line_error(result, "'../../../escaped'", "path separator")
+  with pytest.raises(config_checks.ClassNameError):
+    train_lib.train_and_evaluate(_config(tmp_path, num_steps=6), str(workdir))
+  assert damaged_checkpoints.files(root) - before <= {"a/b/run/train.lock"}
+
+
+def test_a_checkpoints_cache_dir_does_not_choose_where_evaluation_writes(ranked_run, tmp_path):
+  root = tmp_path / "root"
+  workdir = _copy(ranked_run, root / "run")
+  _hostile_checkpoint(workdir, **{"data.cache_dir": str(root / "elsewhere")})
+  before = damaged_checkpoints.files(root)
+  result = cli_run.run(
+      "evaluate.py",
+      f"--workdir={workdir}",
+      env=cli_run.make_env(1, HOME=str(root / "home")),
+      cwd=root,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  created = damaged_checkpoints.files(root) - before
+  assert not (root / "elsewhere").exists()
+  assert all(p.startswith(("run/", "home")) for p in created), created  # $HOME: the user's own
+  assert "run/metrics.jsonl" in created
+
+
+def test_a_checkpoints_bad_config_is_refused_by_sampling(ranked_run, tmp_path):
+  workdir = _copy(ranked_run, tmp_path / "run")
+  _hostile_checkpoint(workdir, **{"model.upsample": "nearest"})
+  with pytest.raises(config_checks.ConfigError, match="checkpoint step 4.*upsample"):
+    trained.load_trained(str(workdir))
+
+
+def test_every_reader_refuses_a_newer_format_in_one_line(ranked_run, tmp_path):
+  """Sampling, evaluation, the web page's loader and a resumed training run."""
+  workdir = _copy(ranked_run, tmp_path / "run")
+  for step in (2, 4):
+    damaged_checkpoints.set_format_version(workdir, step, checkpointing.FORMAT_VERSION + 1)
+  newer = f"format version {checkpointing.FORMAT_VERSION + 1}, newer than this flowergan reads"
+  before = damaged_checkpoints.files(workdir)
+  for script in ("sample.py", "evaluate.py"):
+    result = cli_run.run(script, f"--workdir={workdir}", devices=1)
+    cli_run.assert_one_line_error(result, "checkpoint step 4", newer, "update flowergan")
+  with pytest.raises(checkpointing.CheckpointError, match=newer):
+    demo_app.Demo.load(str(workdir))
+  with pytest.raises(checkpointing.CheckpointError, match=newer):
+    train_lib.train_and_evaluate(_config(tmp_path, num_steps=6), str(workdir))
+  assert damaged_checkpoints.files(workdir) - before <= {"train.lock"}

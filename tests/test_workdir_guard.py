@@ -49,3 +49,40 @@ def test_second_run_is_refused_and_a_killed_holder_leaves_no_stale_lock(tmp_path
   state = train_lib.train_and_evaluate(_config(tmp_path, num_steps=1), str(workdir))
   assert int(state.step) == 1
   assert f"pid {os.getpid()}" in (workdir / workdir_guard.LOCK_FILE).read_text()
+
+
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_lock_path_that_is_not_a_file_is_refused_in_one_line(tmp_path, kind):
+  """A folder, or a link (its target would be overwritten), where the lock file goes."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  target = tmp_path / "elsewhere.txt"
+  target.write_text("keep me\n")
+  if kind == "folder":
+    (workdir / workdir_guard.LOCK_FILE).mkdir()
+  else:
+    (workdir / workdir_guard.LOCK_FILE).symlink_to(target)
+  with pytest.raises(workdir_guard.WorkdirError, match="train.lock is not a regular file"):
+    with workdir_guard.claim(str(workdir)):
+      pass
+  assert target.read_text() == "keep me\n"
+  if kind == "folder":
+    result = _run("train.py", *TINY_FLAGS, f"--workdir={workdir}", devices=1)
+    _assert_one_line_error(result, "train.lock is not a regular file", "remove or rename it")
+
+
+def test_unwritable_workdir_is_refused_before_the_first_step(tmp_path):
+  (tmp_path / "a_file").write_text("")
+  config = _config(tmp_path, num_steps=2)
+  for workdir, needle in [
+      (tmp_path / "a_file", "is a file"),
+      ("/proc/flowergan/run", "cannot write to the workdir"),
+  ]:
+    with pytest.raises(workdir_guard.WorkdirError, match=needle):
+      train_lib.train_and_evaluate(config, str(workdir))
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "checkpoints").write_text("")
+  with pytest.raises(workdir_guard.WorkdirError, match="checkpoint folder .* is a file"):
+    train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+  result = _run("train.py", *TINY_FLAGS, "--workdir=/proc/flowergan/run", devices=1)
+  _assert_one_line_error(result, "cannot write to the workdir /proc/flowergan/run")
