@@ -6,12 +6,13 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from flowergan import imagesets, synthetic
+from flowergan import config_checks, imagesets, synthetic
 from tests import cli_run, tiny_config
 from tests.image_folders import S, assert_one_line_error, data_config, write_mixed_folder
 
@@ -379,3 +380,64 @@ def test_a_folder_source_with_the_default_config_reads_the_sorted_subfolders(tmp
   assert names == ["iris", "rose", "tulip"]
   np.testing.assert_array_equal(labels, [0, 1, 2])
   np.testing.assert_array_equal(images[:, 0, 0, 0], [4, 4, 5])
+
+
+def test_hostile_class_names_are_refused_from_folders_and_tfds(tmp_path):
+  (tmp_path / "good").mkdir()
+  (tmp_path / "bad\nname").mkdir()
+  for folder in ("good", "bad\nname"):
+    Image.new("RGB", (8, 8)).save(tmp_path / folder / "x.png")
+  config = tiny_config.get_config()
+  config.data.source = f"folder:{tmp_path}"
+  config.data.classes = ()  # every subfolder
+  with pytest.raises(config_checks.ClassNameError, match="control character"):
+    imagesets.load_images(config.data)
+  config.data.source = "tfds:oxford_flowers102"
+  config.data.classes = ("../../x",)
+  with pytest.raises(config_checks.ClassNameError, match="path separator"):
+    imagesets.load_images(config.data)  # refused before TFDS is opened
+
+
+def _folder_with_a_big_image(tmp_path):
+  for name in ("dandelion", "marigold"):
+    (tmp_path / name).mkdir()
+    Image.new("RGB", (20, 20), (200, 200, 0)).save(tmp_path / name / "small.png")
+  Image.new("RGB", (60, 60), (0, 0, 200)).save(tmp_path / "dandelion" / "big.png")
+  config = tiny_config.get_config()
+  config.data.source = f"folder:{tmp_path}"
+  return config
+
+
+def test_images_over_the_pixel_limit_are_counted_as_too_large(tmp_path, caplog, monkeypatch):
+  config = _folder_with_a_big_image(tmp_path)
+  config.data.max_image_pixels = 1000  # 60² = 3600 > 1000 >= 20²
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # PIL's DecompressionBombWarning must not leak
+    images, _, _ = imagesets.load_images(config.data)
+  assert len(images) == 2
+  [message] = [r.getMessage() for r in caplog.records if "Skipped" in r.getMessage()]
+  assert "0 unreadable" in message and "too large: 1" in message and "big.png" in message
+  assert "data.max_image_pixels=1000" in message
+  # PIL's own limit (here 1000, as if the image were a decompression bomb) is not applied:
+  # the configured one is, and raising it lets the image in.
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+  config.data.max_image_pixels = 4000
+  caplog.clear()
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    images, _, _ = imagesets.load_images(config.data)
+  assert len(images) == 3 and not [r for r in caplog.records if "Skipped" in r.getMessage()]
+  assert Image.MAX_IMAGE_PIXELS == 1000  # PIL's global is restored
+
+
+def test_empty_class_folder_does_not_point_at_a_warning_that_was_not_printed(tmp_path):
+  (tmp_path / "good").mkdir()
+  (tmp_path / "empty").mkdir()
+  Image.new("RGB", (8, 8)).save(tmp_path / "good" / "x.png")
+  config = tiny_config.get_config()
+  config.data.source = f"folder:{tmp_path}"
+  config.data.classes = ()
+  with pytest.raises(imagesets.DataError) as e:
+    imagesets.load_images(config.data)
+  assert "'empty'" in str(e.value) and "no image files" in str(e.value)
+  assert "warning above" not in str(e.value)

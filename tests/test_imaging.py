@@ -145,3 +145,23 @@ def test_check_outputs_refuses_a_bad_one_or_the_same_file_twice(tmp_path):
   with pytest.raises(imaging.ImageError, match="--out and --save_z name the same file"):
     imaging.check_outputs([("--out", grid, False), ("--save_z", same, False)])
   assert os.listdir(tmp_path) == []
+
+
+def test_write_images_formats_directories_and_capped_columns(tmp_path):
+  rng = np.random.default_rng(0)
+  images = rng.random((2 * 40, 8, 8, 3), np.float32)
+  labels = np.repeat([0, 1], 40)
+  for name, fmt in [("g.png", "PNG"), ("g.jpeg", "JPEG"), ("g.webp", "WEBP")]:
+    [path] = imaging.write_images(images, str(tmp_path / name), ncols=40, group_size=40)
+    grid = Image.open(path)
+    assert grid.format == fmt
+    # 16 columns; each class on its own 3 rows (40 = 16 + 16 + 8).
+    assert grid.size == (2 + 16 * 10, 2 + 6 * 10)
+  paths = imaging.write_images(
+      images[:4], str(tmp_path / "singles"), labels=labels[:4], class_names=["a/b", "c"]
+  )
+  assert all(os.path.dirname(p) == str(tmp_path / "singles") for p in paths)
+  with pytest.raises(imaging.ImageError, match="'.txt'"):
+    imaging.write_images(images, str(tmp_path / "x.txt"))
+  with pytest.raises(imaging.ImageError, match="larger than WEBP allows"):
+    imaging.write_images(np.zeros((1700, 8, 8, 3)), str(tmp_path / "big.webp"), ncols=1)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from flowergan import latents, sampling
 from tests import cli_run, tiny_run
@@ -130,3 +131,18 @@ def test_flag_help_states_the_limits_the_code_enforces():
   assert f"at most {sampling.MAX_IMAGES} (sampling.MAX_IMAGES)" in text
   assert f"2 to {latents.MAX_FRAMES} (latents.MAX_FRAMES)" in text
   assert f"at most {latents.MAX_NOISE_ROWS}, latents.MAX_NOISE_ROWS" in text
+
+
+def test_sample_out_extension_picks_the_format(tmp_path_factory, tmp_path):
+  workdir = tiny_run.trained_workdir(tmp_path_factory)
+  result = cli_run.run(
+      "sample.py", f"--workdir={workdir}", f"--out={tmp_path / 'grid.jpg'}", devices=1
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert os.path.isfile(tmp_path / "grid.jpg")
+  assert Image.open(tmp_path / "grid.jpg").format == "JPEG"
+  result = cli_run.run(
+      "sample.py", f"--workdir={workdir}", f"--out={tmp_path / 'grid.gif'}", devices=1
+  )
+  cli_run.assert_one_line_error(result, "'.gif' is not an image format here", ".webp")
+  assert not (tmp_path / "grid.gif").exists()
