@@ -187,6 +187,15 @@ def atomic_file(path: str) -> Iterator[str]:
     raise
 
 
+def _sibling_temporary_directory(path: str) -> str:
+  """A new hidden directory beside `path` (same file system: it can be renamed into place);
+  a `path` that exists and is not a directory is refused first."""
+  check_directory(path)
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str) -> Iterator[str]:
   """Yields a temporary directory beside `path`; on success it becomes `path` (one rename).
@@ -195,10 +204,7 @@ def atomic_directory(path: str) -> Iterator[str]:
   error the temporary directory is removed. A `path` that exists and is not a directory is
   refused before anything is written.
   """
-  check_directory(path)
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+  tmp = _sibling_temporary_directory(path)
   try:
     yield tmp
     os.chmod(tmp, 0o777 & ~_umask())
@@ -223,10 +229,7 @@ def atomic_files_into(path: str) -> Iterator[str]:
   names that is not a regular file, or a `path` that is not a directory, is refused before
   anything is moved.
   """
-  check_directory(path)
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+  tmp = _sibling_temporary_directory(path)
   try:
     yield tmp
     os.chmod(tmp, 0o777 & ~_umask())
