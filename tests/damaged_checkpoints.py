@@ -3,6 +3,9 @@ the modules that read checkpoints."""
 
 import json
 import os
+import shutil
+
+from tests import tiny_config
 
 DAMAGES = ["truncated data file", "no _METADATA", "no manifest.ocdbt", "broken metadata JSON"]
 
@@ -58,3 +61,17 @@ def files(root) -> set[str]:
     for name in dirs + names:
       out.add(os.path.relpath(os.path.join(base, name), root))
   return out
+
+
+def copy_run(workdir, target):
+  """A copy of a trained workdir to damage (the original serves the other tests)."""
+  shutil.copytree(workdir, target)
+  return target
+
+
+def tiny_training_config(root, **train):
+  """The tiny config without in-loop evaluation, its cache under `root`, `train` fields set."""
+  config = tiny_config.get_config(cache_dir=root / "cache")
+  config.eval_every = -1
+  config.train.update(train)
+  return config

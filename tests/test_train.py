@@ -2,7 +2,6 @@
 a save that fails (a full disk), a non-finite step, newer checkpoints, the files it writes."""
 
 import os
-import shutil
 import stat
 import subprocess
 import time
@@ -12,7 +11,7 @@ import pytest
 from flowergan import checkpointing, config_checks
 from flowergan import train as train_lib
 from flowergan import trained as trained_lib
-from tests import cli_run, damaged_checkpoints, tiny_config
+from tests import cli_run, damaged_checkpoints
 
 TINY_FLAGS = cli_run.TINY_FLAGS
 _run = cli_run.run
@@ -33,25 +32,13 @@ def trained(tmp_path_factory):
   return workdir, root
 
 
-def _copy(workdir, target):
-  shutil.copytree(workdir, target)
-  return target
-
-
-def _config(root, **train):
-  config = tiny_config.get_config(cache_dir=root / "cache")
-  config.eval_every = -1
-  config.train.update(train)
-  return config
-
-
 @pytest.mark.parametrize(
     "how", ["truncated data file", "broken metadata JSON", "empty metrics", "every file truncated"]
 )
 def test_training_resumes_from_the_newest_checkpoint_that_restores(trained, tmp_path, how):
-  workdir = _copy(trained[0], tmp_path / "run")
+  workdir = damaged_checkpoints.copy_run(trained[0], tmp_path / "run")
   damaged_checkpoints.damage(workdir, 4, how)
-  config = _config(trained[1], num_steps=6)
+  config = damaged_checkpoints.tiny_training_config(trained[1], num_steps=6)
   config.keep_checkpoints = 2
   state = train_lib.train_and_evaluate(config, str(workdir))
   assert int(state.step) == 6
@@ -66,9 +53,11 @@ def test_training_resumes_from_the_newest_checkpoint_that_restores(trained, tmp_
 def test_an_older_step_with_damaged_metrics_is_set_aside(trained, tmp_path, caplog):
   """The newest step resumes; the older one, which the best-checkpoint ranking cannot see, is
   moved aside with a warning (not kept or deleted by that ranking)."""
-  workdir = _copy(trained[0], tmp_path / "run")
+  workdir = damaged_checkpoints.copy_run(trained[0], tmp_path / "run")
   damaged_checkpoints.damage(workdir, 2, "metrics not JSON")
-  state = train_lib.train_and_evaluate(_config(trained[1], num_steps=6), str(workdir))
+  state = train_lib.train_and_evaluate(
+      damaged_checkpoints.tiny_training_config(trained[1], num_steps=6), str(workdir)
+  )
   assert int(state.step) == 6
   assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "6"]
   assert os.listdir(workdir / checkpointing.DAMAGED_DIR) == ["2"]
@@ -76,12 +65,14 @@ def test_an_older_step_with_damaged_metrics_is_set_aside(trained, tmp_path, capl
 
 
 def test_when_no_checkpoint_restores_training_refuses_and_moves_nothing(trained, tmp_path):
-  workdir = _copy(trained[0], tmp_path / "run")
+  workdir = damaged_checkpoints.copy_run(trained[0], tmp_path / "run")
   for step in (2, 4):
     damaged_checkpoints.damage(workdir, step, "broken metadata JSON")
   before = damaged_checkpoints.files(workdir)
   with pytest.raises(checkpointing.CheckpointError, match=r"no checkpoint .* restores.*\[2, 4\]"):
-    train_lib.train_and_evaluate(_config(trained[1], num_steps=6), str(workdir))
+    train_lib.train_and_evaluate(
+        damaged_checkpoints.tiny_training_config(trained[1], num_steps=6), str(workdir)
+    )
   assert damaged_checkpoints.files(workdir) == before
 
 
@@ -89,7 +80,7 @@ def test_a_failing_save_stops_training_at_once_and_keeps_the_saved_ones(
     trained, tmp_path, monkeypatch
 ):
   workdir = tmp_path / "run"
-  config = _config(trained[1], num_steps=2)
+  config = damaged_checkpoints.tiny_training_config(trained[1], num_steps=2)
   train_lib.train_and_evaluate(config, str(workdir))
   checkpoints = workdir / "checkpoints"
   write_samples = train_lib._write_samples
@@ -102,7 +93,9 @@ def test_a_failing_save_stops_training_at_once_and_keeps_the_saved_ones(
   monkeypatch.setattr(train_lib, "_write_samples", samples_then_lose_the_folder)
   start = time.monotonic()
   with pytest.raises(train_lib.TrainingError) as e:
-    train_lib.train_and_evaluate(_config(trained[1], num_steps=6), str(workdir))
+    train_lib.train_and_evaluate(
+        damaged_checkpoints.tiny_training_config(trained[1], num_steps=6), str(workdir)
+    )
   assert time.monotonic() - start < 120  # Orbax's async saves waited 300 s here
   message = str(e.value)
   assert "\n" not in message
@@ -149,18 +142,21 @@ def test_non_finite_first_step_says_no_checkpoint_was_saved(trained, tmp_path, m
   monkeypatch.setattr(config_checks, "validate", lambda config, **kwargs: None)  # let NaN through
   with pytest.raises(train_lib.TrainingError) as e:
     train_lib.train_and_evaluate(
-        _config(trained[1], num_steps=2, gp_weight=float("nan")), str(tmp_path / "nan")
+        damaged_checkpoints.tiny_training_config(trained[1], num_steps=2, gp_weight=float("nan")),
+        str(tmp_path / "nan"),
     )
   assert "at step 1" in str(e.value) and "no checkpoint had been saved yet" in str(e.value)
   assert "step 0" not in str(e.value)
 
 
 def test_a_checkpoint_of_a_newer_format_stops_training_in_one_line(trained, tmp_path):
-  workdir = _copy(trained[0], tmp_path / "run")
+  workdir = damaged_checkpoints.copy_run(trained[0], tmp_path / "run")
   damaged_checkpoints.set_format_version(workdir, 4, checkpointing.FORMAT_VERSION + 1)
   before = damaged_checkpoints.files(workdir)
   with pytest.raises(checkpointing.CheckpointError, match="step 4 .* newer than this flowergan"):
-    train_lib.train_and_evaluate(_config(trained[1], num_steps=6), str(workdir))
+    train_lib.train_and_evaluate(
+        damaged_checkpoints.tiny_training_config(trained[1], num_steps=6), str(workdir)
+    )
   assert damaged_checkpoints.files(workdir) == before
 
 

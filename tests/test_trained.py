@@ -218,23 +218,11 @@ def test_a_step_without_its_array_manifest_is_damaged_before_orbax_reads_it(
   assert "generator/manifest.ocdbt is missing" in warning
 
 
-def _copy(workdir, target):
-  shutil.copytree(workdir, target)
-  return target
-
-
-def _config(root, **train):
-  config = tiny_config.get_config(cache_dir=root / "cache")
-  config.eval_every = -1
-  config.train.update(train)
-  return config
-
-
 @pytest.mark.parametrize("how", damaged_checkpoints.DAMAGES)
 def test_damaged_latest_checkpoint_loading_falls_back_or_names_it(
     ranked_run, tmp_path, how, caplog
 ):
-  workdir = _copy(ranked_run, tmp_path / "run")
+  workdir = damaged_checkpoints.copy_run(ranked_run, tmp_path / "run")
   damaged_checkpoints.damage(workdir, 4, how)
   model = trained.load_trained(str(workdir))
   assert model.step == 2
@@ -250,7 +238,7 @@ def test_damaged_latest_checkpoint_loading_falls_back_or_names_it(
 
 
 def test_sample_cli_names_a_damaged_step(ranked_run, tmp_path):
-  workdir = _copy(ranked_run, tmp_path / "run")
+  workdir = damaged_checkpoints.copy_run(ranked_run, tmp_path / "run")
   damaged_checkpoints.damage(workdir, 4, "no manifest.ocdbt")
   result = cli_run.run(
       "sample.py", f"--workdir={workdir}", f"--out={tmp_path / 'a.png'}", devices=1
@@ -277,7 +265,7 @@ def _hostile_checkpoint(workdir, **changes):
 
 def test_class_names_from_a_checkpoint_cannot_escape(ranked_run, tmp_path):
   root = tmp_path / "root"
-  workdir = _copy(ranked_run, root / "a" / "b" / "run")
+  workdir = damaged_checkpoints.copy_run(ranked_run, root / "a" / "b" / "run")
   _hostile_checkpoint(workdir, class_names=["../../../escaped", "marigold"])
   before = damaged_checkpoints.files(root)
   with pytest.raises(config_checks.ClassNameError, match="metadata of checkpoint step 4"):
@@ -288,13 +276,15 @@ def test_class_names_from_a_checkpoint_cannot_escape(ranked_run, tmp_path):
     )
     cli_run.assert_one_line_error(result, "'../../../escaped'", "path separator")
   with pytest.raises(config_checks.ClassNameError):
-    train_lib.train_and_evaluate(_config(tmp_path, num_steps=6), str(workdir))
+    train_lib.train_and_evaluate(
+        damaged_checkpoints.tiny_training_config(tmp_path, num_steps=6), str(workdir)
+    )
   assert damaged_checkpoints.files(root) - before <= {"a/b/run/train.lock"}
 
 
 def test_a_checkpoints_cache_dir_does_not_choose_where_evaluation_writes(ranked_run, tmp_path):
   root = tmp_path / "root"
-  workdir = _copy(ranked_run, root / "run")
+  workdir = damaged_checkpoints.copy_run(ranked_run, root / "run")
   _hostile_checkpoint(workdir, **{"data.cache_dir": str(root / "elsewhere")})
   before = damaged_checkpoints.files(root)
   result = cli_run.run(
@@ -311,7 +301,7 @@ def test_a_checkpoints_cache_dir_does_not_choose_where_evaluation_writes(ranked_
 
 
 def test_a_checkpoints_bad_config_is_refused_by_sampling(ranked_run, tmp_path):
-  workdir = _copy(ranked_run, tmp_path / "run")
+  workdir = damaged_checkpoints.copy_run(ranked_run, tmp_path / "run")
   _hostile_checkpoint(workdir, **{"model.upsample": "nearest"})
   with pytest.raises(config_checks.ConfigError, match="checkpoint step 4.*upsample"):
     trained.load_trained(str(workdir))
@@ -319,7 +309,7 @@ def test_a_checkpoints_bad_config_is_refused_by_sampling(ranked_run, tmp_path):
 
 def test_every_reader_refuses_a_newer_format_in_one_line(ranked_run, tmp_path):
   """Sampling, evaluation, the web page's loader and a resumed training run."""
-  workdir = _copy(ranked_run, tmp_path / "run")
+  workdir = damaged_checkpoints.copy_run(ranked_run, tmp_path / "run")
   for step in (2, 4):
     damaged_checkpoints.set_format_version(workdir, step, checkpointing.FORMAT_VERSION + 1)
   newer = f"format version {checkpointing.FORMAT_VERSION + 1}, newer than this flowergan reads"
@@ -330,5 +320,7 @@ def test_every_reader_refuses_a_newer_format_in_one_line(ranked_run, tmp_path):
   with pytest.raises(checkpointing.CheckpointError, match=newer):
     demo_app.Demo.load(str(workdir))
   with pytest.raises(checkpointing.CheckpointError, match=newer):
-    train_lib.train_and_evaluate(_config(tmp_path, num_steps=6), str(workdir))
+    train_lib.train_and_evaluate(
+        damaged_checkpoints.tiny_training_config(tmp_path, num_steps=6), str(workdir)
+    )
   assert damaged_checkpoints.files(workdir) - before <= {"train.lock"}
