@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ml_collections
 
-CACHE_DIR = "~/.cache/flowergan"  # where synthetic data is rendered (`data.cache_dir`)
+from flowergan import storage
+
+CACHE_DIR = storage.CACHE_DIR  # where synthetic data is rendered (`data.cache_dir`)
 DEFAULT_CLASSES = ("dandelion", "marigold")  # the paper's, the synthetic set's
 SECTIONS = ("data", "model", "train")  # every stored config has them; without one it is damaged
 MAPPINGS = ("tfds_label_names",)  # dict-valued fields: a stored one replaces the default whole

@@ -22,7 +22,6 @@ unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 
@@ -30,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowergan import checkpointing, errors, models
+from flowergan import checkpointing, errors, models, storage
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
@@ -240,7 +239,7 @@ def import_file(path: str, workdir: str, config) -> tuple[int, str]:
     metadata = checkpointing.make_metadata(config, AUTHORS_CLASSES)
     metadata["imported_generator"] = {
         "file": os.path.basename(path),
-        "sha256": _sha256(path),
+        "sha256": storage.file_sha256(path),
         "source": AUTHORS_REPOSITORY,
         "critic": "not published by the authors: randomly initialised, never trained",
     }
@@ -251,11 +250,3 @@ def import_file(path: str, workdir: str, config) -> tuple[int, str]:
   finally:
     manager.close()
   return size, checkpointing.checkpoint_dir(workdir)
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()

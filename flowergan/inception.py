@@ -20,7 +20,6 @@ no torch.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import time
@@ -32,7 +31,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from flowergan import batching, errors, fileio
+from flowergan import batching, errors, storage
 from flowergan import mesh as mesh_lib
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -44,7 +43,7 @@ PUBLISHED_SHA256_PREFIX = "6726825d"
 PROTOCOL = "pytorch-fid 0.3.0"
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
-DEFAULT_CACHE_DIR = "~/.cache/flowergan"
+DEFAULT_CACHE_DIR = storage.CACHE_DIR
 DEFAULT_BATCH_SIZE = 64
 _HIGHEST = jax.lax.Precision.HIGHEST
 # Keys of the state dict that the pool3 features do not use: the 1008-way classifier and the
@@ -240,14 +239,6 @@ def missing_weights_message(flag: str = "--inception") -> str:
   )
 
 
-def file_sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def cache_path(sha256: str, cache_dir: str = DEFAULT_CACHE_DIR) -> str:
   return os.path.join(os.path.expanduser(cache_dir), "inception", f"{sha256}.npz")
 
@@ -265,7 +256,7 @@ def load_weights(
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
     raise InceptionError(f"no file {path}. " + missing_weights_message(flag))
-  sha256 = file_sha256(path)
+  sha256 = storage.file_sha256(path)
   if not sha256.startswith(PUBLISHED_SHA256_PREFIX):
     logging.warning(
         "%s (sha256 %s…) is not the published %s: its FIDs are not comparable with published "
@@ -279,7 +270,7 @@ def load_weights(
   if arrays is None:
     arrays = _arrays_from_state_dict(read_state_dict(path, flag), path)
     try:
-      with fileio.atomic_file(cached) as tmp:
+      with storage.atomic_file(cached) as tmp:
         with open(tmp, "wb") as f:
           np.savez(f, **arrays)
       logging.info("Inception weights cached in %s", cached)

@@ -9,6 +9,7 @@ interrupted write never leaves a broken file behind) and appends.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import stat
@@ -21,6 +22,9 @@ from etils import epath
 from flowergan import errors
 
 # How long the first access to a remote workdir may take before the run gives up.
+# flowergan's cache on this machine (rendered synthetic data, the Inception weights as .npz):
+# `default_config.CACHE_DIR` and the commands' --cache_dir default to it.
+CACHE_DIR = "~/.cache/flowergan"
 ENV_REMOTE_TIMEOUT = "FLOWERGAN_REMOTE_TIMEOUT_S"
 DEFAULT_REMOTE_TIMEOUT_S = 60.0
 
@@ -244,3 +248,12 @@ def atomic_files_into(path: str) -> Iterator[str]:
       os.replace(os.path.join(tmp, name), os.path.join(path, name))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: str) -> str:
+  """The SHA-256 of a local file, read in 1 MiB chunks (weight files run to hundreds of MB)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowergan import inception
+from flowergan import inception, storage
 from tests import fid_reference as ref
 
 
@@ -59,7 +59,7 @@ def test_weights_cached_and_read_without_torch(weights, tmp_path, monkeypatch):
   and give the same variables."""
   cache_dir = str(tmp_path / "cache")
   first = inception.load_weights(weights, cache_dir=cache_dir)
-  cached = inception.cache_path(inception.file_sha256(weights), cache_dir)
+  cached = inception.cache_path(storage.file_sha256(weights), cache_dir)
   assert os.path.isfile(cached)
   real_import = builtins.__import__
 
