@@ -32,7 +32,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from flowergan import batching, errors, fileio
+from flowergan import batching, errors, storage
 from flowergan import mesh as mesh_lib
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -279,7 +279,7 @@ def load_weights(
   if arrays is None:
     arrays = _arrays_from_state_dict(read_state_dict(path, flag), path)
     try:
-      with fileio.atomic_file(cached) as tmp:
+      with storage.atomic_file(cached) as tmp:
         with open(tmp, "wb") as f:
           np.savez(f, **arrays)
       logging.info("Inception weights cached in %s", cached)
