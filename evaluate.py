@@ -1,6 +1,8 @@
-r"""Evaluates a trained run: `python evaluate.py --workdir=runs/demo [--step=N] [--no_ema]`.
+r"""Evaluates a trained run: `python evaluate.py --workdir=runs/demo [--step=N] [--no_ema]
+[--inception=pt_inception-2015-12-05-6726825d.pth]`.
 
-Class consistency, FD/KID in a small classifier's feature space, SWD and a checkerboard score
+Class consistency, FD/KID in a small classifier's feature space, SWD and a checkerboard score,
+and with the Inception weights file FID/KID/precision/recall (pytorch-fid's protocol)
 (`flowergan/evaluate.py` says what each measures); the table is printed and one line appended
 to `workdir/metrics.jsonl`. Training runs the same evaluation at its end.
 
@@ -28,7 +30,14 @@ _SEED = flags.DEFINE_integer("seed", None, "Noise seed (default: config.eval.see
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir",
     default_config.CACHE_DIR,
-    "Where synthetic data is rendered (never the checkpoint's stored data.cache_dir).",
+    "Where synthetic data is rendered (never the checkpoint's stored data.cache_dir) and the "
+    "Inception weights are cached.",
+)
+_INCEPTION = flags.DEFINE_string(
+    "inception",
+    None,
+    "The FID Inception weights file pt_inception-2015-12-05-6726825d.pth: adds FID, KID, "
+    "precision and recall on its features (default: the run's config.eval.inception_weights).",
 )
 
 
@@ -48,6 +57,7 @@ def main(argv):
         seed=_SEED.value,
         use_ema=not _NO_EMA.value,
         write=False,
+        inception_weights=_INCEPTION.value,
     )
     print(evaluate.format_table(results, class_names))  # shown even if the append fails
     evaluate.append_metrics(_WORKDIR.value, results)

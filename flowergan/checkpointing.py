@@ -70,6 +70,10 @@ def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
   return storage.workdir_path(workdir) / "checkpoints"
 
 
+# Short names of `best_checkpoint.metric` for evaluation results with a longer key.
+METRIC_ALIASES = {"fid": "inception/fid"}
+
+
 @dataclasses.dataclass(frozen=True)
 class BestCheckpoint:
   """Which evaluation metric ranks checkpoints: `metric` a key of `evaluate`'s results."""
@@ -79,7 +83,13 @@ class BestCheckpoint:
   keep: int = 1
 
   def value(self, metrics: dict) -> float:
+    """The checkpoint's ranking value, from the metrics saved with it (keyed by `metric`)."""
     return float(metrics[self.metric])
+
+  @property
+  def result_key(self) -> str:
+    """The key of `evaluate`'s results that `metric` names ('fid' is `inception/fid`)."""
+    return METRIC_ALIASES.get(self.metric, self.metric)
 
 
 def best_checkpoint_of(config: ml_collections.ConfigDict) -> BestCheckpoint | None:

@@ -61,6 +61,7 @@ def validate(config, *, what: str = "config") -> None:
       *_train_problems(config.get("train")),
       *_run_problems(config),
       _best_checkpoint_problem(config.get("best_checkpoint")),
+      _best_metric_problem(config.get("best_checkpoint"), config.get("eval")),
       *_eval_problems(config.get("eval")),
   ]
   problems = [p for p in problems if p]
@@ -225,6 +226,24 @@ def _best_checkpoint_problem(best) -> str | None:
   return None
 
 
+def _best_metric_problem(best, ev) -> str | None:
+  """Why `best_checkpoint.metric` cannot be measured with `eval`'s settings, or None.
+
+  'fid' (and any `inception/...` key) is measured only with `eval.inception_weights` set.
+  """
+  metric = str(best.get("metric") or "") if best else ""
+  if metric != "fid" and not metric.startswith("inception/"):
+    return None
+  if not ev or not ev.get("inception_weights"):
+    return (
+        f"config.best_checkpoint.metric={metric!r} needs the Inception weights: set "
+        "config.eval.inception_weights to the file pt_inception-2015-12-05-6726825d.pth"
+    )
+  if metric == "fid" and best.get("mode") != "min":
+    return "config.best_checkpoint.metric='fid' is lower-is-better: mode must be 'min'"
+  return None
+
+
 def check_best_checkpoint(best) -> None:
   """`ConfigError` if `config.best_checkpoint` cannot rank checkpoints (`validate` checks it
   too; this is for stored configs read before their validation)."""
@@ -242,9 +261,14 @@ def _eval_problems(ev) -> list[str | None]:
       "kid_subsets",
       "kid_subset_size",
       "swd_nhoods_per_image",
+      "inception_batch_size",
   )
+  weights = ev.get("inception_weights", "") if ev else ""
   return [
       *_int_at_least(ev, "config.eval", names, 1),
+      None
+      if isinstance(weights, str)
+      else f"config.eval.inception_weights must be a file path or '', got {weights!r}",
       _real_in(ev, "config.eval", "classifier_learning_rate", 0.0, low_open=True),
       _real_in(ev, "config.eval", "classifier_holdout", 0.0, 1.0),
   ]

@@ -35,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 0
   # Besides the latest `keep_checkpoints`, keep the `keep` best evaluated checkpoints by this key
   # of the evaluation's results (metrics.jsonl): the class-averaged KID, lower is better.
+  # 'fid' ranks by the Inception FID (`inception/fid`; needs eval.inception_weights, mode 'min').
   # `python sample.py --step=best` samples the best one; metric '' keeps only the latest.
   config.best_checkpoint = ml_collections.ConfigDict({"metric": "kid", "mode": "min", "keep": 1})
   # What the evaluation measures and with how many samples; override as
@@ -143,6 +144,11 @@ def _eval() -> ml_collections.ConfigDict:
   ev.kid_subsets = 100
   ev.kid_subset_size = 1000
   ev.swd_nhoods_per_image = 128
+  # Inception FID/KID/precision/recall (protocol pytorch-fid 0.3.0) need the user's weights file
+  # pt_inception-2015-12-05-6726825d.pth (flowergan never downloads it); '' = not measured.
+  # `python evaluate.py --inception=FILE` overrides it.
+  ev.inception_weights = ""
+  ev.inception_batch_size = 64  # images per Inception batch (at 299×299)
   return ev
 
 

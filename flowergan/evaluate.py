@@ -33,6 +33,15 @@ Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table pr
   halves of the real set, the reference.
 * **Checkerboard score** (share of spectral energy at Nyquist) of the generated images
   (`checkerboard`) and of the real images (`checkerboard_real`).
+* **Inception metrics**, only with the weights file configured (`config.eval.inception_weights`
+  or `python evaluate.py --inception=FILE`): FID, KID (`kid_std`: its std over subsets),
+  precision and recall (k = 3) on the 2048-d pool3 features of the FID Inception network,
+  protocol `inception_protocol` ("pytorch-fid 0.3.0"), over all images (`inception/fid`, ...)
+  and per class (`inception/fid/<class>`, ...). The generated images are measured as their
+  PNGs hold them (uint8). Comparable with pytorch-fid's numbers on the same images; the
+  per-class FIDs are intra-class FIDs. The real images' features are cached in
+  `workdir/eval/inception_real_<key>.npz`, keyed by the data fingerprint, the protocol and the
+  weights file's sha256.
 
 No TensorFlow is imported here except by `evaluate_run` (the command `evaluate.py`), lazily,
 to load the real images with the run's own data config; `evaluate()` takes the real images as
@@ -43,6 +52,9 @@ renders synthetic data into its own `cache_dir`, not into the stored `data.cache
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import json
 import os
 import time
@@ -53,13 +65,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from flowergan import default_config, errors, imaging, metrics, sampling, storage, trained
+from flowergan import default_config, errors, fid, imaging, inception, metrics, sampling
+from flowergan import storage, trained
 from flowergan import classifier as clf
 
 METRICS_FILE = "metrics.jsonl"
 CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
 # Generated images per class: KID compares subsets of at least 2; at most one sampling request.
 MIN_PER_CLASS, MAX_PER_CLASS = 2, sampling.MAX_IMAGES
+INCEPTION_FLAG = "--inception / config.eval.inception_weights"
 
 
 class EvaluationError(errors.FlowerganError):
@@ -261,6 +275,94 @@ def check_results_writable(workdir: str | os.PathLike, *, metrics_file: bool = T
       )
 
 
+@dataclasses.dataclass(frozen=True)
+class InceptionNetwork:
+  """The FID Inception network's variables and the sha256 of the weights file they came from."""
+
+  variables: dict
+  weights_sha256: str
+
+
+def load_inception(path: str, cache_dir: str = default_config.CACHE_DIR) -> InceptionNetwork:
+  """The network of the weights file `path` (`inception.load_weights`; `InceptionError`)."""
+  variables = inception.load_weights(path, cache_dir, flag=INCEPTION_FLAG)
+  return InceptionNetwork(variables, storage.file_sha256(os.path.expanduser(path)))
+
+
+def _real_inception_cache(workdir, fingerprint: str, weights_sha256: str):
+  """Where the real images' Inception features of these data, protocol and weights live."""
+  key = hashlib.sha256(f"{fingerprint}|{inception.PROTOCOL}|{weights_sha256}".encode())
+  return storage.workdir_path(workdir) / "eval" / f"inception_real_{key.hexdigest()[:16]}.npz"
+
+
+def _read_real_features(path, num: int) -> np.ndarray | None:
+  """The cached features (num, 2048), or None when absent or unreadable (then recomputed)."""
+  if path is None or not storage.exists(path):
+    return None
+  try:
+    with np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False) as npz:
+      features = np.asarray(npz["features"], np.float32)
+  except Exception as e:  # pylint: disable=broad-except  # a damaged cache is recomputed
+    logging.warning("ignoring the unreadable Inception feature cache %s: %s", path, e)
+    return None
+  if features.shape != (num, inception.FEATURE_DIM):
+    logging.warning("ignoring the Inception feature cache %s: shape %s", path, features.shape)
+    return None
+  return features
+
+
+def _write_real_features(path, features: np.ndarray) -> None:
+  buffer = io.BytesIO()
+  np.savez(buffer, features=features, protocol=np.asarray(inception.PROTOCOL))
+  storage.write_bytes(path, buffer.getvalue())
+
+
+def _inception_results(
+    network: InceptionNetwork,
+    generated,
+    gen_labels,
+    real_images,
+    real_labels,
+    class_names,
+    eval_config,
+    workdir,
+) -> dict[str, Any]:
+  """`inception/...` metrics of the generated images (in [-1, 1]) against the real ones.
+
+  The generated images go in as uint8, as `sample.py` writes their PNGs; the real images'
+  features come from the workdir's cache when it holds those of the same data, protocol and
+  weights (written when `workdir` is given: process 0).
+  """
+  batch = int(eval_config.get("inception_batch_size", inception.DEFAULT_BATCH_SIZE))
+  real = np.asarray(real_images)
+  if real.dtype != np.uint8:  # floats in [-1, 1]
+    real = imaging.to_uint8((real + 1.0) / 2.0)
+  fingerprint = clf.data_fingerprint(real_images, real_labels)
+  cache = _real_inception_cache(workdir, fingerprint, network.weights_sha256) if workdir else None
+  real_features = _read_real_features(cache, len(real))
+  cached = real_features is not None
+  if not cached:
+    real_features = inception.extract_features(network.variables, real, batch_size=batch)
+    if cache is not None:
+      _write_real_features(cache, real_features)
+  gen_uint8 = imaging.to_uint8((np.asarray(generated) + 1.0) / 2.0)
+  gen_features = inception.extract_features(network.variables, gen_uint8, batch_size=batch)
+  values = fid.inception_metrics(
+      real_features,
+      real_labels,
+      gen_features,
+      gen_labels,
+      class_names,
+      kid_subset_size=int(eval_config.kid_subset_size),
+  )
+  return {
+      "inception_protocol": inception.PROTOCOL,
+      "inception_weights_sha256": network.weights_sha256,
+      "inception_real_cached": cached,
+      **{f"inception/{k}": v for k, v in values.items()},
+  }
+
+
 def append_metrics(workdir: str | os.PathLike, results: dict[str, Any]) -> None:
   """One JSON line (with the time) appended to `workdir/metrics.jsonl` (local or `gs://`)."""
   line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **results})
@@ -285,6 +387,8 @@ def evaluate(
     workdir: str | None = None,
     seed: int | None = None,
     write: bool = True,
+    inception_network: InceptionNetwork | None = None,
+    cache_dir: str = default_config.CACHE_DIR,
 ) -> dict[str, Any]:
   """Evaluates a trained generator against the real images; returns a flat dict of scalars.
 
@@ -299,6 +403,9 @@ def evaluate(
     workdir: where the classifier cache and metrics.jsonl live (default: `model` if a path).
     seed: noise seed of the generated images (default `eval_config.seed`).
     write: append the result to `workdir/metrics.jsonl`.
+    inception_network: the Inception network (`load_inception`) for the `inception/...`
+      metrics; default: loaded from `eval_config.inception_weights` when that is set.
+    cache_dir: where `load_inception` caches the weights file's arrays.
   """
   if isinstance(model, (str, os.PathLike)):
     workdir = workdir or os.fspath(model)
@@ -307,6 +414,8 @@ def evaluate(
     eval_config = eval_config_of(model.config)
   if workdir:
     check_results_writable(workdir, metrics_file=write)
+  if inception_network is None and eval_config.get("inception_weights"):
+    inception_network = load_inception(eval_config.inception_weights, cache_dir)
   class_names = list(class_names)
   real, real_labels = _checked_real_images(model, real_images, real_labels, class_names)
   seed = int(eval_config.seed if seed is None else seed)
@@ -337,20 +446,70 @@ def evaluate(
       **_sliced_wasserstein(generated, real, halves, eval_config, seed),
       "checkerboard": metrics.checkerboard_score(generated),
       "checkerboard_real": metrics.checkerboard_score(real),
-      "eval_seconds": time.perf_counter() - start,
-      "classifier_cached": bool(clf_info["cached"]),
   }
+  if inception_network is not None:
+    out.update(
+        _inception_results(
+            inception_network,
+            generated,
+            gen_labels,
+            real_images,
+            real_labels,
+            class_names,
+            eval_config,
+            workdir,
+        )
+    )
+  out["eval_seconds"] = time.perf_counter() - start
+  out["classifier_cached"] = bool(clf_info["cached"])
   if write and workdir:
     append_metrics(workdir, out)
   return out
 
 
-_NOT_SCALARS = ("step", "use_ema", "seed", "classifier_cached")
+_NOT_SCALARS = (
+    "step",
+    "use_ema",
+    "seed",
+    "classifier_cached",
+    "inception_protocol",
+    "inception_weights_sha256",
+    "inception_real_cached",
+)
 
 
 def scalars(results: dict) -> dict[str, float]:
   """The metric values of `evaluate`'s result, named `eval/...` for TensorBoard."""
   return {f"eval/{k}": float(v) for k, v in results.items() if k not in _NOT_SCALARS}
+
+
+def _inception_rows(r: dict, names: list[str]) -> list[list[str]]:
+  """Table rows of the `inception/...` metrics (none without them); '-' where not measured."""
+  if "inception_protocol" not in r:
+    return []
+
+  def cells(fmt, name, std=None):
+    keys = [f"inception/{name}/{n}" for n in names] + [f"inception/{name}"]
+    out = []
+    for key in keys:
+      if key not in r:
+        out.append("-")
+      elif std:
+        out.append(fmt(r[key], r[key.replace(name, std, 1)]))
+      else:
+        out.append(fmt(r[key]))
+    return out
+
+  protocol = r["inception_protocol"].split(" ")[0]  # "pytorch-fid"
+  return [
+      [f"FID ({protocol})", *cells(lambda v: f"{v:.2f}", "fid")],
+      [
+          "KID ×10³ (Inception)",
+          *cells(lambda m, s: f"{m * 1e3:.2f} ± {s * 1e3:.2f}", "kid", "kid_std"),
+      ],
+      ["precision (Inception, k=3)", *cells(lambda v: f"{v:.3f}", "precision")],
+      ["recall (Inception, k=3)", *cells(lambda v: f"{v:.3f}", "recall")],
+  ]
 
 
 def format_table(results: dict, class_names) -> str:
@@ -381,6 +540,7 @@ def format_table(results: dict, class_names) -> str:
           *(kid(r[f"kid/{n}"], r[f"kid_std/{n}"]) for n in names),
           kid(r["kid"], r["kid_std"]),
       ],
+      *_inception_rows(r, names),
   ]
   widths = [max(len(row[i]) for row in rows) + (0 if i == 0 else 3) for i in range(len(rows[0]))]
   table = [
@@ -408,6 +568,11 @@ def format_table(results: dict, class_names) -> str:
           f"{r['swd_real_halves_mean']:.2f})",
           f"checkerboard score: generated {r['checkerboard']:.4f}, "
           f"real {r['checkerboard_real']:.4f}",
+          *(
+              [f"Inception metrics: protocol {r['inception_protocol']} (pooled over classes)"]
+              if "inception_protocol" in r
+              else []
+          ),
       ]
   )
 
@@ -445,27 +610,33 @@ def evaluate_run(
     seed: int | None = None,
     use_ema: bool = True,
     write: bool = True,
+    inception_weights: str | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
   """`evaluate` of a workdir's checkpoint against the run's own real images (what `python
   evaluate.py` does); appends to `workdir/metrics.jsonl` if `write` (evaluate.py appends
   itself, after printing). Returns the results and class names.
 
   The flags, and that the workdir can take the classifier cache and the results (`write` or
-  not), are checked before anything is computed. The real
-  images are read with the checkpoint's data config, TensorFlow imported only now; synthetic
-  data are rendered into `cache_dir`, never into the checkpoint's stored one.
+  not), are checked before anything is computed. The real images are read with the
+  checkpoint's data config, TensorFlow imported only now; synthetic data are rendered into
+  `cache_dir`, never into the checkpoint's stored one. `inception_weights` (the `--inception`
+  flag) overrides `config.eval.inception_weights`; the weights are loaded before the model and
+  images, so that a missing file is one line at once.
   """
   if num_per_class is not None and not MIN_PER_CLASS <= num_per_class <= MAX_PER_CLASS:
     raise EvaluationError(
         f"--num_per_class must be between {MIN_PER_CLASS} (KID compares pairs) and "
         f"{MAX_PER_CLASS} (the generated images are held in memory), got {num_per_class}."
     )
+  network = load_inception(inception_weights, cache_dir) if inception_weights else None
   model = trained.load_trained(workdir, step)
   check_results_writable(workdir)
   eval_config = eval_config_of(model.config)
   for name, value in (("num_per_class", num_per_class), ("seed", seed)):
     if value is not None:
       eval_config[name] = value
+  if network is None and eval_config.get("inception_weights"):
+    network = load_inception(eval_config.inception_weights, cache_dir)
   from flowergan import imagesets  # PIL; TensorFlow only for a TFDS source
 
   try:
@@ -483,5 +654,7 @@ def evaluate_run(
       use_ema=use_ema,
       workdir=workdir,
       write=write,
+      inception_network=network,
+      cache_dir=cache_dir,
   )
   return results, class_names

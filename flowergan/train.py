@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -124,6 +125,7 @@ class _Run:
   is_main: bool  # process 0: writes sample PNGs, metrics.jsonl, TensorBoard, the console
   sample_seed: int  # the grids' noise, the same at every sample step
   real_images: Callable[[], tuple]  # (images, labels) of the run's data, loaded once when asked
+  inception: Any = None  # evaluate.InceptionNetwork with config.eval.inception_weights, or None
 
 
 def _writer(config, workdir, is_main: bool, start_step: int) -> metric_writers.MetricWriter:
@@ -133,6 +135,18 @@ def _writer(config, workdir, is_main: bool, start_step: int) -> metric_writers.M
     hparams = traverse_util.flatten_dict(config.to_dict(), sep=".")
     writer.write_hparams({k: str(v) for k, v in hparams.items()})
   return writer
+
+
+def _inception_network(config):
+  """The Inception network of `config.eval.inception_weights` when the run evaluates, or None.
+
+  Loaded before training, so that a missing weights file is one line now, not after the run.
+  """
+  if config.eval_every < 0 or not config.eval.get("inception_weights"):
+    return None
+  from flowergan import evaluate
+
+  return evaluate.load_inception(config.eval.inception_weights, config.data.cache_dir)
 
 
 def _real_images_loader(data_config) -> Callable[[], tuple]:
@@ -238,6 +252,7 @@ def _set_aside(manager, workdir: str, damaged: list[int]) -> None:
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainState:
   """The run itself, once the workdir is claimed."""
   is_main = jax.process_index() == 0
+  inception_network = _inception_network(config)  # a missing weights file stops us now
   best = checkpointing.best_checkpoint_of(config)
   manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints, best=best)
   try:
@@ -279,6 +294,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
       is_main=is_main,
       sample_seed=config.seed + 1,
       real_images=_real_images_loader(config.data),
+      inception=inception_network,
   )
   images_per_step = config.train.batch_size * config.train.n_critic
   num_steps = config.train.num_steps
@@ -408,12 +424,12 @@ def _checkpoint_metrics(results: dict, best: checkpointing.BestCheckpoint | None
   """
   if best is None:
     return None
-  if best.metric not in results:
+  if best.result_key not in results:
     raise TrainingError(
         f"config.best_checkpoint.metric {best.metric!r} is not an evaluation result; valid: "
         f"{', '.join(sorted(k for k in results if k not in ('step', 'use_ema')))}."
     )
-  value = np.float32(results[best.metric])
+  value = np.float32(results[best.result_key])
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
@@ -440,6 +456,7 @@ def _evaluate(run: _Run, state, step: int) -> dict:
       *run.real_images(),
       class_names,
       eval_config=evaluate.eval_config_of(run.config),
+      inception_network=run.inception,
       workdir=run.workdir if run.is_main else None,  # the classifier cache too: process 0 only
       write=run.is_main,
   )

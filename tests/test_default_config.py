@@ -24,6 +24,9 @@ def test_config_file_values_are_unchanged(name):
   # synthetic and TFDS sources of the shipped configs resolve it to the same classes as before.
   assert actual["data"].pop("classes") == []
   assert list(default_config.classes_of(config.data)) == expected["data"].pop("classes")
+  # New fields since, off by default: the Inception metrics are measured only with the weights.
+  assert actual["eval"].pop("inception_weights") == ""
+  assert actual["eval"].pop("inception_batch_size") == 64
   # Compared as JSON text: an int that became a float (or back) differs too.
   assert json.dumps(actual, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
