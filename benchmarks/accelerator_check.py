@@ -74,31 +74,6 @@ from flowergan import mesh as mesh_lib
 from flowergan import ops, sampling
 from flowergan import train_step as ts
 
-_OUT = flags.DEFINE_string(
-    "out",
-    os.environ.get("OUT") or "runs/accelerator_check",
-    "Folder for accelerator_check.json and accelerator_check.md (default $OUT if set).",
-)
-_BUDGET_S = flags.DEFINE_float(
-    "budget_s",
-    390.0,
-    "Wall-clock seconds for the whole run: repetitions and optional parts (torch.compile, "
-    "sampling, Inception) are cut short to stay inside it. One compile cannot be cut.",
-)
-_TINY = flags.DEFINE_boolean(
-    "tiny",
-    False,
-    "The tiny model (configs/cwgan128.py:tiny, 16×16) with small batches, matrices and "
-    "repetitions: the whole script in seconds on a CPU (what CI runs).",
-)
-_TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch reference (if torch imports).")
-_TORCH_COMPILE_BACKEND = flags.DEFINE_string(
-    "torch_compile_backend",
-    None,
-    "torch.compile backend: default 'inductor', 'aot_eager' with --tiny (the same graph capture "
-    "and autograd handling, without compiling kernels); 'none' skips torch.compile.",
-)
-
 JSON_NAME = "accelerator_check.json"
 TABLE_NAME = "accelerator_check.md"
 DTYPES = ("float32", "bfloat16")
@@ -1334,13 +1309,42 @@ def format_table(result: dict[str, Any]) -> str:
   )
 
 
+def define_flags() -> None:
+  """The command's flags, defined when it runs as a command only: tests import this module
+  beside `benchmarks.bench`, whose flags share some names."""
+  flags.DEFINE_string(
+      "out",
+      os.environ.get("OUT") or "runs/accelerator_check",
+      "Folder for accelerator_check.json and accelerator_check.md (default $OUT if set).",
+  )
+  flags.DEFINE_float(
+      "budget_s",
+      390.0,
+      "Wall-clock seconds for the whole run: repetitions and optional parts (torch.compile, "
+      "sampling, Inception) are cut short to stay inside it. One compile cannot be cut.",
+  )
+  flags.DEFINE_boolean(
+      "tiny",
+      False,
+      "The tiny model (configs/cwgan128.py:tiny, 16×16) with small batches, matrices and "
+      "repetitions: the whole script in seconds on a CPU (what CI runs).",
+  )
+  flags.DEFINE_boolean("torch", True, "Time the PyTorch reference (if torch imports).")
+  flags.DEFINE_string(
+      "torch_compile_backend",
+      None,
+      "torch.compile backend: default 'inductor', 'aot_eager' with --tiny (the same graph capture "
+      "and autograd handling, without compiling kernels); 'none' skips torch.compile.",
+  )
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _BUDGET_S.value <= 0:
-    print(f"error: --budget_s must be > 0, got {_BUDGET_S.value}.", file=sys.stderr)
+  if flags.FLAGS.budget_s <= 0:
+    print(f"error: --budget_s must be > 0, got {flags.FLAGS.budget_s}.", file=sys.stderr)
     return 2
-  out_dir = _OUT.value
+  out_dir = flags.FLAGS.out
   try:
     os.makedirs(out_dir, exist_ok=True)
   except OSError as e:
@@ -1350,13 +1354,16 @@ def main(argv):
     )
     return 2
   plan = plan_for(
-      _TINY.value, torch=_TORCH.value, torch_compile_backend=_TORCH_COMPILE_BACKEND.value
+      flags.FLAGS.tiny,
+      torch=flags.FLAGS.torch,
+      torch_compile_backend=flags.FLAGS.torch_compile_backend,
   )
-  result = run_check(plan, Budget(_BUDGET_S.value), out_dir, " ".join(sys.argv))
+  result = run_check(plan, Budget(flags.FLAGS.budget_s), out_dir, " ".join(sys.argv))
   print(format_table(result))
   log(f"wrote {os.path.join(out_dir, JSON_NAME)} and {TABLE_NAME} in {result['elapsed_s']:.0f} s")
   return 0 if result["core_ok"] else 1
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
