@@ -38,12 +38,14 @@ def test_local_write_bytes_and_append_line(tmp_path):
 
 
 class _FakeManager:
-  """Stands in for Orbax's CheckpointManager: records its directory and the saved steps."""
+  """Stands in for flowergan's checkpoint manager (Orbax's CheckpointManager with damage
+  handling): records its directory and the saved steps."""
 
   instances = []
 
   def __init__(self, directory, options=None, item_names=None):
     self.directory, self.steps = str(directory), []
+    self.damaged_metrics, self.failed_saves = {}, set()
     _FakeManager.instances.append(self)
 
   def latest_step(self):
@@ -103,7 +105,7 @@ def fake_storage(monkeypatch):
   ]:
     monkeypatch.setattr(storage, name, fake)
   monkeypatch.setattr(train_lib.metric_writers, "create_default_writer", create_default_writer)
-  monkeypatch.setattr(checkpointing.ocp, "CheckpointManager", _FakeManager)
+  monkeypatch.setattr(checkpointing, "_Manager", _FakeManager)
   monkeypatch.setattr(socket.socket, "connect", no_network)
   monkeypatch.setattr(socket, "getaddrinfo", no_network)
   _FakeManager.instances.clear()
