@@ -289,6 +289,27 @@ def load_inception(path: str, cache_dir: str = default_config.CACHE_DIR) -> Ince
   return InceptionNetwork(variables, storage.file_sha256(os.path.expanduser(path)))
 
 
+def _stored_inception(eval_config, cache_dir: str) -> InceptionNetwork | None:
+  """The network of the run's own `eval.inception_weights`, or None when unset or not here.
+
+  A run trained on another machine names a file of that machine: its evaluation goes on without
+  the Inception metrics (a warning says how to add them) instead of stopping, and
+  `eval_config.inception_weights` is cleared so that `evaluate` does not look for it again.
+  """
+  path = eval_config.get("inception_weights")
+  if not path:
+    return None
+  if not os.path.isfile(os.path.expanduser(path)):
+    logging.warning(
+        "the run's config names the Inception weights %s, which are not on this machine: the "
+        "Inception metrics are left out (pass --inception=FILE to measure them).",
+        path,
+    )
+    eval_config.inception_weights = ""
+    return None
+  return load_inception(path, cache_dir)
+
+
 def _real_inception_cache(workdir, fingerprint: str, weights_sha256: str):
   """Where the real images' Inception features of these data, protocol and weights live."""
   key = hashlib.sha256(f"{fingerprint}|{inception.PROTOCOL}|{weights_sha256}".encode())
@@ -333,7 +354,7 @@ def _inception_results(
   features come from the workdir's cache when it holds those of the same data, protocol and
   weights (written when `workdir` is given: process 0).
   """
-  batch = int(eval_config.get("inception_batch_size", inception.DEFAULT_BATCH_SIZE))
+  batch = int(eval_config.inception_batch_size)
   real = np.asarray(real_images)
   if real.dtype != np.uint8:  # floats in [-1, 1]
     real = imaging.to_uint8((real + 1.0) / 2.0)
@@ -621,7 +642,8 @@ def evaluate_run(
   checkpoint's data config, TensorFlow imported only now; synthetic data are rendered into
   `cache_dir`, never into the checkpoint's stored one. `inception_weights` (the `--inception`
   flag) overrides `config.eval.inception_weights`; the weights are loaded before the model and
-  images, so that a missing file is one line at once.
+  images, so that a missing file is one line at once. A stored path that is not on this machine
+  (a run trained elsewhere) leaves the Inception metrics out, with a warning.
   """
   if num_per_class is not None and not MIN_PER_CLASS <= num_per_class <= MAX_PER_CLASS:
     raise EvaluationError(
@@ -635,8 +657,8 @@ def evaluate_run(
   for name, value in (("num_per_class", num_per_class), ("seed", seed)):
     if value is not None:
       eval_config[name] = value
-  if network is None and eval_config.get("inception_weights"):
-    network = load_inception(eval_config.inception_weights, cache_dir)
+  if network is None:
+    network = _stored_inception(eval_config, cache_dir)
   from flowergan import imagesets  # PIL; TensorFlow only for a TFDS source
 
   try:

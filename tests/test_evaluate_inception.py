@@ -163,3 +163,22 @@ def test_best_checkpoint_fid_needs_the_inception_weights():
   config.best_checkpoint.mode = "max"
   with pytest.raises(config_checks.ConfigError, match="mode must be 'min'"):
     config_checks.validate(config)
+
+
+def test_stored_weights_path_missing_here_leaves_inception_out_with_a_warning(run, caplog):
+  """A run shared from another machine names its own weights path: evaluating it here without
+  `--inception` measures everything else and says how to add the Inception metrics."""
+  workdir, _, weights, _ = run
+  moved = weights.with_name("elsewhere.pth")
+  weights.rename(moved)
+  try:
+    with caplog.at_level("WARNING"):
+      out, _ = evaluate.evaluate_run(
+          str(workdir), write=False, cache_dir=str(weights.parent / "cache")
+      )
+  finally:
+    moved.rename(weights)
+  assert not [k for k in out if k.startswith("inception")]
+  assert np.isfinite(out["gan_train"]) and np.isfinite(out["class_consistency_mean"])
+  warning = [r.getMessage() for r in caplog.records if "Inception weights" in r.getMessage()]
+  assert len(warning) == 1 and str(weights) in warning[0] and "--inception=FILE" in warning[0]
