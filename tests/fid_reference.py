@@ -129,3 +129,10 @@ def reference_fid(path: str, folder_a: str, folder_b: str) -> float:
             [str(folder_a), str(folder_b)], batch_size=50, device="cpu", dims=2048, num_workers=0
         )
     )
+
+
+def reference_save_stats(path: str, folder: str, out: str) -> None:
+  """`pytorch_fid.fid_score.save_fid_stats` (its `--save-stats`) with the weights of `path`."""
+  torch, _, fid_score = import_reference()
+  with offline_weights(lambda: torch.load(path, map_location="cpu", weights_only=True)):
+    fid_score.save_fid_stats([str(folder), str(out)], 50, "cpu", 2048, num_workers=0)

@@ -65,6 +65,9 @@ def run(tmp_path_factory):
   config.data.synthetic_num_per_class = 6  # 299² Inception on the CPU: few images
   config.eval.num_per_class = 4  # > k = 3 for precision/recall
   config.eval.inception_weights = str(weights)
+  # Batches of 8 on the 8 test devices for the 12 real and the 8 generated images alike: one
+  # compiled 299² network (the shape test_inception and test_fid compile too), not two.
+  config.eval.inception_batch_size = 4
   config.best_checkpoint.metric = "fid"
   workdir = root / "run"
   with pytest.MonkeyPatch.context() as mp:

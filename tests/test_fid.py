@@ -36,7 +36,7 @@ def _run_command(*args):
 def test_command_prints_the_fid_of_pytorch_fid(weights, tmp_path):
   """`python -m flowergan.fid A B --inception=FILE` prints the protocol, then `FID: <number>`
   within 1e-3 of `pytorch_fid.fid_score.calculate_fid_given_paths` on the same folders (here
-  of 32 and 128 px images: two different resizes to 299; 299 px is in test_inception)."""
+  of 32 and 128 px images: two different resizes to 299; 299 px below)."""
   rng = np.random.default_rng(6)
   a, b = tmp_path / "a", tmp_path / "b"
   ref.write_folder(a, ref.smooth_images(rng, 6, 32, (0, 0, 0)))
@@ -49,6 +49,22 @@ def test_command_prints_the_fid_of_pytorch_fid(weights, tmp_path):
   want = ref.reference_fid(weights, a, b)
   assert want > 1.0
   assert float(lines[1].removeprefix("FID: ")) == pytest.approx(want, rel=1e-3)
+
+
+def test_fid_of_299_px_folders_is_pytorch_fids(weights, tmp_path):
+  """At the network's own size (no resize) too, `fid_of_paths` of two folders is pytorch-fid's
+  `calculate_fid_given_paths` within 1e-3, here with one folder given as pytorch-fid's saved
+  statistics (`--save-stats`)."""
+  rng = np.random.default_rng(7)
+  a, b = tmp_path / "a", tmp_path / "b"
+  ref.write_folder(a, ref.smooth_images(rng, 5, 299, (0, 20, 0)))
+  ref.write_folder(b, ref.smooth_images(rng, 5, 299, (30, -30, 0)))
+  stats_b = tmp_path / "b.npz"
+  ref.reference_save_stats(weights, b, stats_b)
+  got = fid.fid_of_paths(str(a), str(stats_b), weights, cache_dir=str(tmp_path / "cache"))
+  want = ref.reference_fid(weights, a, stats_b)
+  assert want > 1.0
+  assert got == pytest.approx(want, rel=1e-3)
 
 
 def test_command_without_weights_says_where_to_get_them(tmp_path):
