@@ -8,11 +8,14 @@ TensorFlow is imported.
 
 from __future__ import annotations
 
+import contextlib
 import logging as py_logging
 import os
+import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 
 from absl import app, flags, logging
 
@@ -35,6 +38,20 @@ QUIET_MESSAGES = (
 )
 
 
+# TensorFlow 2.21 logs through Abseil's C++ logging, which writes every message to stderr until
+# `absl::InitializeLog()` is called (TensorFlow never calls it) and ignores TF_CPP_MIN_LOG_LEVEL:
+# each of its two shared libraries prints, on import, "WARNING: All log messages before
+# absl::InitializeLog() ..." and an INFO line (the oneDNN notice, or cpu_feature_guard's with
+# its second line). INFO and WARNING lines in Abseil's format: `I1203 22:16:19.123456  1234
+# port.cc:153] ...`.
+_TENSORFLOW_IMPORT_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.-]+:\d+\] "
+    r"|To enable the following instructions: )"
+)
+_quiet = False  # set by `quiet_logs`: the default verbosity
+
+
 class _QuietMessages(py_logging.Filter):
 
   def filter(self, record: py_logging.LogRecord) -> bool:
@@ -48,14 +65,54 @@ def quiet_logs() -> None:
   Call it after the flags are parsed and before JAX or TensorFlow is imported (their C++
   loggers read the environment once). Values already in the environment are kept.
   """
+  global _quiet
   if flags.FLAGS["verbosity"].present:
     return  # e.g. --verbosity=1: everything the libraries log
+  _quiet = True
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   for name, value in QUIET_NATIVE_ENV.items():
     os.environ.setdefault(name, value)
   absl_logger = logging.get_absl_logger()
   if not any(isinstance(f, _QuietMessages) for f in absl_logger.filters):
     absl_logger.addFilter(_QuietMessages())
+
+
+def import_tensorflow():
+  """`import tensorflow`, the first time without its C++ start-up lines at the default verbosity.
+
+  Only the lines of `_TENSORFLOW_IMPORT_NOISE` are dropped; anything else written to stderr
+  while TensorFlow loads (errors, Python warnings) is written through after the import. Log
+  output only: no setting of TensorFlow's changes.
+  """
+  if not _quiet or "tensorflow" in sys.modules:
+    import tensorflow  # pylint: disable=g-import-not-at-top
+
+    return tensorflow
+  with _native_stderr_without(_TENSORFLOW_IMPORT_NOISE):
+    import tensorflow  # pylint: disable=g-import-not-at-top
+  return tensorflow
+
+
+@contextlib.contextmanager
+def _native_stderr_without(noise: re.Pattern[str]) -> Iterator[None]:
+  """Captures file descriptor 2 (what C++ code writes too), then writes back the lines that do
+  not match `noise`, also when the block raises or is interrupted."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      text = captured.read().decode("utf-8", errors="replace")
+      kept = [line for line in text.splitlines(keepends=True) if not noise.match(line)]
+      if kept:
+        sys.stderr.write("".join(kept))
+        sys.stderr.flush()
 
 
 def one_line(text) -> str:

@@ -1,6 +1,7 @@
 """The entry points' shared behaviour (flowergan.cli): flag errors in one line before any data
 is read, exit statuses, and a console that shows flowergan's own lines."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -53,6 +54,23 @@ LIBRARY_NOISE = (
     "pjrt_client",
     "Requested `tracked_metric`; did not provide metrics.",
 )
+
+
+def test_the_quiet_tensorflow_import_drops_its_start_up_lines_and_keeps_the_rest(capfd):
+  noise = [
+      "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+      "I0000 00:00:1796336572.152837    9845 port.cc:153] oneDNN custom operations are on.\n",
+      "W1203 22:16:19.123456  1234 cpu_feature_guard.cc:227] This TensorFlow binary is ...\n",
+      "To enable the following instructions: AVX2 FMA, in other operations, rebuild ...\n",
+  ]
+  kept = [
+      "E1203 22:16:19.123456  1234 cuda_dnn.cc:8579] Unable to register cuDNN factory\n",
+      "a Python warning, written while TensorFlow loads\n",
+  ]
+  with cli._native_stderr_without(cli._TENSORFLOW_IMPORT_NOISE):  # pylint: disable=protected-access
+    for line in [noise[0], kept[0], *noise[1:], kept[1]]:
+      os.write(2, line.encode())  # as C++ code writes: file descriptor 2, not sys.stderr
+  assert capfd.readouterr().err == "".join(kept)
 
 
 @pytest.fixture(scope="module")
