@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from flowergan import checkpointing, config_checks, models
+from flowergan import best_checkpoint, checkpoint_recovery, checkpointing, config_checks, models
 from flowergan import mesh as mesh_lib
-from flowergan.checkpointing import CheckpointError, DamagedCheckpointError, best_step
+from flowergan.checkpointing import CheckpointError, DamagedCheckpointError
 
-__all__ = ["TrainedModel", "load_trained", "best_step", "generator_from_config"]
+__all__ = ["TrainedModel", "load_trained", "generator_from_config"]
 
 # The generator's variables in a checkpoint (`generator` item; v1: entries of `state`).
 VARIABLES = ("ema_params", "g_params", "g_batch_stats")
@@ -112,14 +112,14 @@ def load_trained(workdir: str, step: int | str | None = None) -> TrainedModel:
     if not steps:
       raise CheckpointError(f"no checkpoint in {workdir}: {how_to_train}.")
     if step is None:
-      step, model, _ = checkpointing.restore_newest(
+      step, model, _ = checkpoint_recovery.restore_newest(
           manager,
           lambda s: _load_step(manager, s),
           advice=f"train again (another --workdir) or restore them; steps: {steps}.",
       )
       return model
     if step == "best":
-      step = best_step(workdir, manager)
+      step = best_checkpoint.best_step(workdir, manager)
     if step not in steps:
       raise CheckpointError(
           f"no checkpoint for step {step} in {workdir}; available steps: {steps}."
@@ -127,7 +127,7 @@ def load_trained(workdir: str, step: int | str | None = None) -> TrainedModel:
     try:
       return _load_step(manager, step)
     except DamagedCheckpointError as e:
-      if not checkpointing.step_exists(manager, step):
+      if not checkpoint_recovery.step_exists(manager, step):
         manager.reload()
         raise CheckpointError(
             f"checkpoint step {step} in {directory} was deleted while being read (a training run "

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from flowergan import checkpointing, trained
+from flowergan import best_checkpoint, checkpointing, trained
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 from tests import tiny_config
@@ -22,7 +22,7 @@ def _save_run(workdir, kids: dict, keep: int = 2) -> None:
   gan = ts.wgangp_from_config(config, num_classes=2)
   state = ts.init_state(gan, jax.random.key(0), mesh_lib.make_mesh())
   metadata = checkpointing.make_metadata(config, ["dandelion", "marigold"])
-  best = checkpointing.best_checkpoint_of(config)
+  best = best_checkpoint.best_checkpoint_of(config)
   manager = checkpointing.make_manager(str(workdir), max_to_keep=keep, best=best)
   for step, kid in kids.items():
     at_step = dataclasses.replace(state, step=jnp.asarray(step, state.step.dtype))
@@ -50,7 +50,7 @@ def test_load_trained_best(ranked_run):
 
 
 def test_default_config_ranks_by_class_averaged_kid_lower_is_better():
-  best = checkpointing.best_checkpoint_of(tiny_config.get_config())
+  best = best_checkpoint.best_checkpoint_of(tiny_config.get_config())
   assert (best.metric, best.mode, best.keep) == ("kid", "min", 1)
 
 

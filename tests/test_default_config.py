@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from flowergan import checkpointing, config_checks, default_config
+from flowergan import best_checkpoint, checkpointing, config_checks, default_config
 from tests import tiny_config
 
 # `get_config(variant).to_json()` of configs/cwgan128.py for each variant, written by the code
@@ -70,12 +70,27 @@ def test_a_stored_config_keeps_its_values_and_gets_missing_fields_from_the_defau
   assert config.best_checkpoint.metric == "kid"  # stored
 
 
+def test_a_stored_config_lacking_a_field_gets_the_one_default_of_default_config():
+  """No reader has a default of its own (a `.get(name, default)` could contradict this one)."""
+  from flowergan import models
+
+  stored = tiny_config.get_config().to_dict()
+  del stored["data"]["source"], stored["model"]["generator_conv"]
+  config = default_config.from_stored(stored)
+  defaults = default_config.get_config()
+  assert config.data.source == defaults.data.source == "tfds:oxford_flowers102"
+  assert config.model.generator_conv == defaults.model.generator_conv == "auto"
+  config_checks.validate(config)
+  generator = models.build_generator(config.model, image_size=16, num_classes=2)
+  assert generator.conv == models.conv_module("auto", role="generator")
+
+
 def test_a_stored_config_from_before_best_checkpoint_is_not_ranked():
   """Checkpoints of such runs carry no metrics: ranking them by the default would find none."""
   stored = tiny_config.get_config().to_dict()
   del stored["best_checkpoint"]
   config = default_config.from_stored(stored)
-  assert checkpointing.best_checkpoint_of(config) is None
+  assert best_checkpoint.best_checkpoint_of(config) is None
 
 
 @pytest.mark.parametrize("stored", [[1, 2], {"data": {}, "model": {}}, {"data": 1, "model": {}}])

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from flowergan import checkpointing, config_checks
+from flowergan import checkpoint_recovery, checkpointing, config_checks
 from flowergan import train as train_lib
 from flowergan import trained as trained_lib
 from tests import cli_run, damaged_checkpoints
@@ -45,7 +45,7 @@ def test_training_resumes_from_the_newest_checkpoint_that_restores(trained, tmp_
   # Steps 4 and 6 were trained again and saved; the damaged 4 is kept, out of Orbax's sight,
   # and garbage collection (keep 2) removed the oldest good one, not the new ones.
   assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "6"]
-  assert os.listdir(workdir / checkpointing.DAMAGED_DIR) == ["4"]
+  assert os.listdir(workdir / checkpoint_recovery.DAMAGED_DIR) == ["4"]
   assert trained_lib.load_trained(str(workdir)).step == 6
   assert trained_lib.load_trained(str(workdir), step=4).step == 4
 
@@ -60,7 +60,7 @@ def test_an_older_step_with_damaged_metrics_is_set_aside(trained, tmp_path, capl
   )
   assert int(state.step) == 6
   assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "6"]
-  assert os.listdir(workdir / checkpointing.DAMAGED_DIR) == ["2"]
+  assert os.listdir(workdir / checkpoint_recovery.DAMAGED_DIR) == ["2"]
   assert any("checkpoint step 2" in r.getMessage() for r in caplog.records)
 
 
