@@ -44,12 +44,13 @@ _INCEPTION = flags.DEFINE_string(
 def main(argv):
   del argv  # cli.run refuses arguments that are not flags
   cli.quiet_logs()
-  from flowergan import config_checks, errors, evaluate  # after the log settings: imports JAX
+  # After the log settings: these import JAX.
+  from flowergan import config_checks, errors, evaluate, report, run_evaluation
 
   try:
     if _SEED.value is not None:
       config_checks.check_seed(_SEED.value, "--seed")
-    results, class_names = evaluate.evaluate_run(
+    results, class_names = run_evaluation.evaluate_run(
         _WORKDIR.value,
         step=_STEP.value,
         cache_dir=_CACHE_DIR.value,
@@ -59,7 +60,7 @@ def main(argv):
         write=False,
         inception_weights=_INCEPTION.value,
     )
-    print(evaluate.format_table(results, class_names))  # shown even if the append fails
+    print(report.format_table(results, class_names))  # shown even if the append fails
     evaluate.append_metrics(_WORKDIR.value, results)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")

@@ -2,15 +2,14 @@
 
 Images are float NHWC in [-1, 1], any size >= 8 px (used at 32, 64, 128). `predict` returns
 (logits, features); the features (global-average-pooled last conv layer) plug into
-`flowergan.metrics` (Fréchet distance, KID). `get_classifier` is the one of a run's real images,
-reused from its cache file while the data and settings stay the same.
+`flowergan.metrics` (Fréchet distance, KID). `flowergan.classifier_cache` trains and caches
+the one of a run's real images with the evaluation's settings; `flowergan.probe` is the bar it
+must pass.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 
 from flowergan import batching, errors, storage
 
@@ -31,13 +29,9 @@ __all__ = [
     "predict",
     "save_classifier",
     "load_classifier",
-    "data_fingerprint",
-    "get_classifier",
     "to_model_range",
     "split_indices",
     "per_class_accuracy",
-    "train_probe",
-    "train_like_evaluation",
 ]
 
 DEFAULT_WIDTHS: tuple[int, ...] = (32, 64, 128)
@@ -210,7 +204,7 @@ def train_classifier(
     labels,
     num_classes: int,
     *,
-    steps: int = 500,
+    steps: int,
     batch_size: int = 64,
     seed: int = 0,
     learning_rate: float = 1e-3,
@@ -222,8 +216,9 @@ def train_classifier(
 
   A stratified `holdout_fraction` of each class is held out (seeded). Augmentation (per image,
   inside the jitted step; see `parse_augment`): 'flip' (random horizontal flips; True means
-  this one), 'translate' (random shifts by up to 1/8 of the size). Deterministic per `seed` on a given
-  backend. Returns `(params, info)` with `params = {'params': ...}` and info keys:
+  this one), 'translate' (random shifts by up to 1/8 of the size). `steps` has no default: the
+  evaluation's come from its config (`classifier_cache.train_like_evaluation`). Deterministic
+  per `seed` on a given backend. Returns `(params, info)` with `params = {'params': ...}` and info keys:
   `train_accuracy`, `holdout_accuracy` (nan if no holdout), `final_loss`, `num_train`,
   `num_holdout`, `steps`, `widths`, `num_classes`.
   """
@@ -274,86 +269,11 @@ def train_classifier(
   return out, info
 
 
-# ------------------------------------------------------------ the probe: pixels, no features
-
-PROBE_SIZE = 32  # images larger than this are downscaled (area-averaged) before the probe
-
-
-def _probe_inputs(images, size: int) -> np.ndarray:
-  """Images (N, S, S, C) → raw pixels (N, F) at most `size` px a side, antialiased."""
-  x = jnp.asarray(images, jnp.float32)
-  if x.shape[1] > size:
-    x = jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), "linear", antialias=True)
-  return np.asarray(x).reshape(x.shape[0], -1)
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes", "steps"))
-def _fit_probe(x, y, num_classes: int, steps: int, l2: float, learning_rate: float):
-  """Multinomial logistic regression (W, b) on `x`, full-batch Adam, L2 on W."""
-  tx = optax.adam(learning_rate)
-  params = (jnp.zeros((x.shape[1], num_classes)), jnp.zeros((num_classes,)))
-
-  def loss_fn(p):
-    logits = x @ p[0] + p[1]
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    return ce + 0.5 * l2 * jnp.sum(p[0] ** 2)
-
-  def body(_, carry):
-    p, state = carry
-    updates, state = tx.update(jax.grad(loss_fn)(p), state, p)
-    return optax.apply_updates(p, updates), state
-
-  params, _ = jax.lax.fori_loop(0, steps, body, (params, tx.init(params)))
-  return params
-
-
-def train_probe(
-    images,
-    labels,
-    num_classes: int,
-    *,
-    holdout_fraction: float = 0.2,
-    seed: int = 0,
-    size: int = PROBE_SIZE,
-    steps: int = 500,
-    l2: float = 1e-3,
-    learning_rate: float = 1e-2,
-) -> dict[str, float]:
-  """The probe: a logistic regression on raw pixels, on the split `train_classifier` makes.
-
-  What an evaluation classifier must at least reach on the held-out real images: one that
-  does worse sees less in the images than their pixels show, and its metrics understate the
-  generator. Pixels are standardised with the training split's mean and std. Returns
-  `train_accuracy` and `holdout_accuracy` (nan without a holdout).
-  """
-  labels = np.asarray(labels).astype(np.int32).reshape(-1)
-  tr, ho = split_indices(labels, holdout_fraction, seed)
-  x = _probe_inputs(images, size)
-  mean, std = x[tr].mean(axis=0), x[tr].std(axis=0) + 1e-3
-  x = (x - mean) / std
-  w, b = _fit_probe(x[tr], labels[tr], int(num_classes), int(steps), float(l2), learning_rate)
-  predicted = np.argmax(np.asarray(x @ w + b), axis=-1)
-  accuracy = lambda idx: float(np.mean(predicted[idx] == labels[idx])) if len(idx) else np.nan
-  return {"train_accuracy": accuracy(tr), "holdout_accuracy": accuracy(ho)}
-
-
-def data_fingerprint(images, labels) -> str:
-  """Short hex hash (sha256, 16 chars) of the images' and labels' shapes, dtypes and bytes."""
-  h = hashlib.sha256()
-  for a in (
-      np.ascontiguousarray(images),
-      np.ascontiguousarray(np.asarray(labels).astype(np.int64)),
-  ):
-    h.update(repr((a.shape, a.dtype.str)).encode())
-    h.update(a.tobytes())
-  return h.hexdigest()[:16]
-
-
 def save_classifier(path: str | os.PathLike, params, meta: dict[str, Any] | None = None) -> None:
   """Writes params + metadata to `path` (flax msgpack), atomically.
 
   `meta` should hold plain values (str/int/float/bool/lists), e.g.
-  `{'num_classes': 2, 'image_size': 64, 'fingerprint': data_fingerprint(x, y)}`;
+  `{'num_classes': 2, 'image_size': 64, 'fingerprint': fingerprint}`;
   `num_classes` and `widths` are filled in from the params if missing.
   """
   p = jax.tree_util.tree_map(np.asarray, _unwrap(params))
@@ -372,105 +292,9 @@ def load_classifier(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
   return {"params": params}, dict(data.get("meta", {}))
 
 
-# ------------------------------------------------------- the cached classifier of a run
-
-
 def to_model_range(images) -> np.ndarray:
   """uint8 [0, 255] → float32 [-1, 1]; floats are taken as already in [-1, 1]."""
   x = np.asarray(images)
   if x.dtype == np.uint8:
     return x.astype(np.float32) / 127.5 - 1.0
   return x.astype(np.float32)
-
-
-def _classifier_settings(eval_config, num_classes: int, image_size: int) -> dict:
-  """What the cached classifier was trained with: a different value means another one."""
-  return {
-      "steps": int(eval_config.classifier_steps),
-      "batch_size": int(eval_config.classifier_batch_size),
-      "learning_rate": float(eval_config.classifier_learning_rate),
-      "holdout": float(eval_config.classifier_holdout),
-      "seed": int(eval_config.classifier_seed),
-      "augment": list(parse_augment(_augment_of(eval_config))),
-      "widths": list(DEFAULT_WIDTHS),
-      "num_classes": int(num_classes),
-      "image_size": int(image_size),
-  }
-
-
-def _cached_classifier(cache_path: str | None, fingerprint: str, settings: str):
-  """(params, meta) from `cache_path` if it was trained on these data with these settings."""
-  if not cache_path or not storage.exists(cache_path):
-    return None
-  try:
-    params, meta = load_classifier(cache_path)
-  except Exception as e:  # pylint: disable=broad-except  # unreadable cache: retrain
-    logging.warning("unreadable classifier cache %s (%s): training a new one.", cache_path, e)
-    return None
-  if meta.get("fingerprint") != fingerprint or meta.get("settings") != settings:
-    return None
-  return params, meta
-
-
-def train_like_evaluation(
-    images, labels, num_classes: int, eval_config, *, holdout_fraction: float | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-  """`train_classifier` with the evaluation's settings (`eval.classifier_*`).
-
-  `holdout_fraction` defaults to `eval.classifier_holdout`; 0 trains on every image (GAN-train
-  trains on generated images and tests on real ones).
-  """
-  if holdout_fraction is None:
-    holdout_fraction = eval_config.classifier_holdout
-  return train_classifier(
-      images,
-      labels,
-      num_classes,
-      steps=eval_config.classifier_steps,
-      batch_size=eval_config.classifier_batch_size,
-      seed=eval_config.classifier_seed,
-      learning_rate=eval_config.classifier_learning_rate,
-      holdout_fraction=holdout_fraction,
-      augment=_augment_of(eval_config),
-  )
-
-
-def _augment_of(eval_config) -> str:
-  """`eval.classifier_augment`; an eval block from before that field trained with flips only."""
-  return eval_config.get("classifier_augment", "flip")
-
-
-def get_classifier(
-    real_images, real_labels, num_classes: int, eval_config, cache_path: str | None = None
-) -> tuple[dict, dict]:
-  """The classifier of these real images, and its info.
-
-  It comes from `cache_path` when that one was trained on the same data (fingerprint) with the
-  same settings, else it is trained now (and cached there). The info has `holdout_accuracy`,
-  `train_accuracy`, `fingerprint` and `cached` (reused or not).
-  """
-  real_images = np.asarray(real_images)
-  labels = np.asarray(real_labels, np.int32)
-  fingerprint = data_fingerprint(real_images, labels)
-  settings = json.dumps(
-      _classifier_settings(eval_config, num_classes, real_images.shape[1]), sort_keys=True
-  )
-  cached = _cached_classifier(cache_path, fingerprint, settings)
-  if cached is not None:
-    params, meta = cached
-    return params, {**meta, "cached": True}
-  params, info = train_like_evaluation(
-      to_model_range(real_images), labels, num_classes, eval_config
-  )
-  meta = {
-      "fingerprint": fingerprint,
-      "settings": settings,
-      "holdout_accuracy": float(info["holdout_accuracy"]),
-      "train_accuracy": float(info["train_accuracy"]),
-      "num_train": int(info["num_train"]),
-      "num_holdout": int(info["num_holdout"]),
-      "image_size": int(real_images.shape[1]),
-  }
-  if cache_path:
-    save_classifier(cache_path, params, meta)
-  return params, {**meta, "cached": False}

@@ -6,14 +6,16 @@ r"""Evaluation of a trained run: class consistency, distances to the real images
 Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table printed):
 
 * **Class consistency.** A small CNN (`flowergan.classifier`) trained on the run's own real
-  training images (cached in `workdir/eval/classifier.msgpack` with the data fingerprint and its
-  settings; retrained when either changes). `classifier_holdout_accuracy`: its accuracy on the
-  held-out real images. `class_consistency/<class>`: the fraction of generated images of that
-  label it assigns to that label; `class_consistency_mean` their mean. This is GAN-test
-  (Shmelkov et al. 2018): high when the generated images look like their class.
-* **The probe.** `probe_holdout_accuracy`: a logistic regression on raw pixels (32 px at most)
-  trained on the same real training split, on the same holdout. A classifier below it sees
-  less than the pixels show, and its metrics understate the generator (a warning says so).
+  training images (`flowergan.classifier_cache`: cached in `workdir/eval/classifier.msgpack`
+  with the data fingerprint and its settings; retrained when either changes).
+  `classifier_holdout_accuracy`: its accuracy on the held-out real images.
+  `class_consistency/<class>`: the fraction of generated images of that label it assigns to
+  that label; `class_consistency_mean` their mean. This is GAN-test (Shmelkov et al. 2018):
+  high when the generated images look like their class.
+* **The probe** (`flowergan.probe`). `probe_holdout_accuracy`: a logistic regression on raw
+  pixels (32 px at most) trained on the same real training split, on the same holdout. A
+  classifier below it sees less than the pixels show, and its metrics understate the generator
+  (a warning says so).
 * **GAN-train** (Shmelkov et al. 2018; Ravuri & Vinyals' classification accuracy score): the
   same classifier, same settings, trained on generated images (per class as many as the real
   training split has, or all generated if fewer), its accuracy on the held-out real images
@@ -41,20 +43,15 @@ Metrics (one line per evaluation appended to `workdir/metrics.jsonl`, a table pr
   PNGs hold them (uint8). Comparable with pytorch-fid's numbers on the same images; the
   per-class FIDs are intra-class FIDs. The real images' features are cached in
   `workdir/eval/inception_real_<key>.npz`, keyed by the data fingerprint, the protocol and the
-  weights file's sha256.
+  weights file's sha256 (`flowergan.inception_cache`).
 
-No TensorFlow is imported here except by `evaluate_run` (the command `evaluate.py`), lazily,
-to load the real images with the run's own data config; `evaluate()` takes the real images as
-arrays. A checkpoint's config says which images to read, never where to write: `evaluate_run`
-renders synthetic data into its own `cache_dir`, not into the stored `data.cache_dir`
-(checkpoints come from other people).
+No TensorFlow is imported here: `evaluate()` takes the real images as arrays;
+`flowergan.run_evaluation` loads a run's own (what `python evaluate.py` does). The table and the
+TensorBoard scalars of the results are `flowergan.report`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import io
 import json
 import os
 import time
@@ -65,15 +62,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from flowergan import default_config, errors, fid, imaging, inception, metrics, sampling
-from flowergan import storage, trained
-from flowergan import classifier as clf
+from flowergan import classifier, classifier_cache, default_config, errors, fid, imaging
+from flowergan import inception, inception_cache, metrics, probe, sampling, storage, trained
 
 METRICS_FILE = "metrics.jsonl"
 CLASSIFIER_FILE = os.path.join("eval", "classifier.msgpack")
-# Generated images per class: KID compares subsets of at least 2; at most one sampling request.
-MIN_PER_CLASS, MAX_PER_CLASS = 2, sampling.MAX_IMAGES
-INCEPTION_FLAG = "--inception / config.eval.inception_weights"
 
 
 class EvaluationError(errors.FlowerganError):
@@ -100,7 +93,7 @@ def _checked_real_images(model, real_images, real_labels, class_names):
         f"real images have classes {class_names}, the model "
         f"{list(model.class_names)}: load the run's own data."
     )
-  real = clf.to_model_range(real_images)
+  real = classifier.to_model_range(real_images)
   real_labels = np.asarray(real_labels, np.int32)
   size = model.image_size
   if real.ndim != 4 or real.shape[1:] != (size, size, 3) or len(real) != len(real_labels):
@@ -161,25 +154,27 @@ def _gan_train(
   the real holdout, which neither saw.
   """
   k = len(class_names)
-  train, holdout = clf.split_indices(
+  train, holdout = classifier.split_indices(
       real_labels, eval_config.classifier_holdout, eval_config.classifier_seed
   )
   real_counts = np.bincount(real_labels[train], minlength=k)
   counts = np.minimum(real_counts, np.bincount(gen_labels, minlength=k))
   gen_idx = _first_per_class(gen_labels, counts)
-  gen_params, _ = clf.train_like_evaluation(
+  gen_params, _ = classifier_cache.train_like_evaluation(
       generated[gen_idx], gen_labels[gen_idx], k, eval_config, holdout_fraction=0.0
   )
   real_params = clf_params
   if not np.array_equal(counts, real_counts):
     real_idx = train[_first_per_class(real_labels[train], counts)]
-    real_params, _ = clf.train_like_evaluation(
+    real_params, _ = classifier_cache.train_like_evaluation(
         real[real_idx], real_labels[real_idx], k, eval_config, holdout_fraction=0.0
     )
   out: dict[str, Any] = {"gan_train_num_images": int(counts.sum())}
   for key, params in (("gan_train", gen_params), ("gan_train_real", real_params)):
-    logits, _ = clf.predict(params, real[holdout], int(eval_config.batch_size))
-    per_class, overall = clf.per_class_accuracy(np.argmax(logits, axis=-1), real_labels[holdout], k)
+    logits, _ = classifier.predict(params, real[holdout], int(eval_config.batch_size))
+    per_class, overall = classifier.per_class_accuracy(
+        np.argmax(logits, axis=-1), real_labels[holdout], k
+    )
     out.update({f"{key}/{name}": float(a) for name, a in zip(class_names, per_class)})
     out[key] = overall
   return out
@@ -194,16 +189,16 @@ def _first_per_class(labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def _probe(real, real_labels, num_classes: int, eval_config, classifier_accuracy: float):
   """The probe's accuracy on the classifier's holdout; a warning if the classifier loses."""
-  probe = clf.train_probe(
+  accuracy = probe.train_probe(
       real,
       real_labels,
       num_classes,
       holdout_fraction=eval_config.classifier_holdout,
       seed=eval_config.classifier_seed,
-  )
-  if classifier_accuracy < probe["holdout_accuracy"]:
-    logging.warning(_PROBE_WARNING, classifier_accuracy, probe["holdout_accuracy"])
-  return {"probe_holdout_accuracy": probe["holdout_accuracy"]}
+  )["holdout_accuracy"]
+  if classifier_accuracy < accuracy:
+    logging.warning(_PROBE_WARNING, classifier_accuracy, accuracy)
+  return {"probe_holdout_accuracy": accuracy}
 
 
 _PROBE_WARNING = (
@@ -259,87 +254,8 @@ def _sliced_wasserstein(generated, real, halves, eval_config, seed: int) -> dict
   return out
 
 
-def check_results_writable(workdir: str | os.PathLike, *, metrics_file: bool = True) -> None:
-  """Refuses, before anything is computed, a workdir where the evaluation cannot write: the
-  classifier cache (`eval/`) and, with `metrics_file`, `metrics.jsonl` (appended to)."""
-  root = storage.workdir_path(workdir)
-  outputs = [(root / os.path.dirname(CLASSIFIER_FILE), True, False)]
-  if metrics_file:
-    outputs.append((root / METRICS_FILE, False, True))
-  for path, folder, append in outputs:
-    problem = imaging.output_problem(os.fspath(path), folder=folder, append=append)
-    if problem:
-      raise EvaluationError(
-          f"cannot write the evaluation's results to {path}: {problem}; make the workdir "
-          "writable, or evaluate a writable copy of it."
-      )
-
-
-@dataclasses.dataclass(frozen=True)
-class InceptionNetwork:
-  """The FID Inception network's variables and the sha256 of the weights file they came from."""
-
-  variables: dict
-  weights_sha256: str
-
-
-def load_inception(path: str, cache_dir: str = default_config.CACHE_DIR) -> InceptionNetwork:
-  """The network of the weights file `path` (`inception.load_weights`; `InceptionError`)."""
-  variables = inception.load_weights(path, cache_dir, flag=INCEPTION_FLAG)
-  return InceptionNetwork(variables, storage.file_sha256(os.path.expanduser(path)))
-
-
-def _stored_inception(eval_config, cache_dir: str) -> InceptionNetwork | None:
-  """The network of the run's own `eval.inception_weights`, or None when unset or not here.
-
-  A run trained on another machine names a file of that machine: its evaluation goes on without
-  the Inception metrics (a warning says how to add them) instead of stopping, and
-  `eval_config.inception_weights` is cleared so that `evaluate` does not look for it again.
-  """
-  path = eval_config.get("inception_weights")
-  if not path:
-    return None
-  if not os.path.isfile(os.path.expanduser(path)):
-    logging.warning(
-        "the run's config names the Inception weights %s, which are not on this machine: the "
-        "Inception metrics are left out (pass --inception=FILE to measure them).",
-        path,
-    )
-    eval_config.inception_weights = ""
-    return None
-  return load_inception(path, cache_dir)
-
-
-def _real_inception_cache(workdir, fingerprint: str, weights_sha256: str):
-  """Where the real images' Inception features of these data, protocol and weights live."""
-  key = hashlib.sha256(f"{fingerprint}|{inception.PROTOCOL}|{weights_sha256}".encode())
-  return storage.workdir_path(workdir) / "eval" / f"inception_real_{key.hexdigest()[:16]}.npz"
-
-
-def _read_real_features(path, num: int) -> np.ndarray | None:
-  """The cached features (num, 2048), or None when absent or unreadable (then recomputed)."""
-  if path is None or not storage.exists(path):
-    return None
-  try:
-    with np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False) as npz:
-      features = np.asarray(npz["features"], np.float32)
-  except Exception as e:  # pylint: disable=broad-except  # a damaged cache is recomputed
-    logging.warning("ignoring the unreadable Inception feature cache %s: %s", path, e)
-    return None
-  if features.shape != (num, inception.FEATURE_DIM):
-    logging.warning("ignoring the Inception feature cache %s: shape %s", path, features.shape)
-    return None
-  return features
-
-
-def _write_real_features(path, features: np.ndarray) -> None:
-  buffer = io.BytesIO()
-  np.savez(buffer, features=features, protocol=np.asarray(inception.PROTOCOL))
-  storage.write_bytes(path, buffer.getvalue())
-
-
 def _inception_results(
-    network: InceptionNetwork,
+    network: inception_cache.InceptionNetwork,
     generated,
     gen_labels,
     real_images,
@@ -358,14 +274,8 @@ def _inception_results(
   real = np.asarray(real_images)
   if real.dtype != np.uint8:  # floats in [-1, 1]
     real = imaging.to_uint8((real + 1.0) / 2.0)
-  fingerprint = clf.data_fingerprint(real_images, real_labels)
-  cache = _real_inception_cache(workdir, fingerprint, network.weights_sha256) if workdir else None
-  real_features = _read_real_features(cache, len(real))
-  cached = real_features is not None
-  if not cached:
-    real_features = inception.extract_features(network.variables, real, batch_size=batch)
-    if cache is not None:
-      _write_real_features(cache, real_features)
+  fingerprint = classifier_cache.data_fingerprint(real_images, real_labels)
+  real_features, cached = inception_cache.real_features(network, real, fingerprint, workdir, batch)
   gen_uint8 = imaging.to_uint8((np.asarray(generated) + 1.0) / 2.0)
   gen_features = inception.extract_features(network.variables, gen_uint8, batch_size=batch)
   values = fid.inception_metrics(
@@ -384,19 +294,6 @@ def _inception_results(
   }
 
 
-def append_metrics(workdir: str | os.PathLike, results: dict[str, Any]) -> None:
-  """One JSON line (with the time) appended to `workdir/metrics.jsonl` (local or `gs://`)."""
-  line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **results})
-  path = storage.workdir_path(workdir) / METRICS_FILE
-  try:
-    storage.append_line(path, line)
-  except OSError as e:
-    raise EvaluationError(
-        f"cannot append the evaluation's results to {path} ({e.strerror or e}): free space or "
-        "make it writable, and evaluate again."
-    ) from None
-
-
 def evaluate(
     model: str | trained.TrainedModel,
     real_images,
@@ -408,14 +305,14 @@ def evaluate(
     workdir: str | None = None,
     seed: int | None = None,
     write: bool = True,
-    inception_network: InceptionNetwork | None = None,
+    inception_network: inception_cache.InceptionNetwork | None = None,
     cache_dir: str = default_config.CACHE_DIR,
 ) -> dict[str, Any]:
   """Evaluates a trained generator against the real images; returns a flat dict of scalars.
 
   Args:
     model: a workdir (its latest checkpoint is loaded) or a `trained.TrainedModel`.
-    real_images: uint8 (N, S, S, 3) as `imagesets.load_images` returns (or floats in
+    real_images: uint8 (N, S, S, 3) as `data_sources.load_images` returns (or floats in
       [-1, 1]).
     real_labels: int (N,).
     class_names: the label order (must match the model's).
@@ -424,9 +321,9 @@ def evaluate(
     workdir: where the classifier cache and metrics.jsonl live (default: `model` if a path).
     seed: noise seed of the generated images (default `eval_config.seed`).
     write: append the result to `workdir/metrics.jsonl`.
-    inception_network: the Inception network (`load_inception`) for the `inception/...`
-      metrics; default: loaded from `eval_config.inception_weights` when that is set.
-    cache_dir: where `load_inception` caches the weights file's arrays.
+    inception_network: the Inception network (`inception_cache.load_inception`) for the
+      `inception/...` metrics; default: loaded from `eval_config.inception_weights` when set.
+    cache_dir: where `inception_cache.load_inception` caches the weights file's arrays.
   """
   if isinstance(model, (str, os.PathLike)):
     workdir = workdir or os.fspath(model)
@@ -435,8 +332,8 @@ def evaluate(
     eval_config = eval_config_of(model.config)
   if workdir:
     check_results_writable(workdir, metrics_file=write)
-  if inception_network is None and eval_config.get("inception_weights"):
-    inception_network = load_inception(eval_config.inception_weights, cache_dir)
+  if inception_network is None and eval_config.inception_weights:
+    inception_network = inception_cache.load_inception(eval_config.inception_weights, cache_dir)
   class_names = list(class_names)
   real, real_labels = _checked_real_images(model, real_images, real_labels, class_names)
   seed = int(eval_config.seed if seed is None else seed)
@@ -445,9 +342,11 @@ def evaluate(
   generated, gen_labels = _generate_per_class(model, k, eval_config, seed, use_ema)
 
   cache = storage.workdir_path(workdir) / CLASSIFIER_FILE if workdir else None
-  clf_params, clf_info = clf.get_classifier(real_images, real_labels, k, eval_config, cache)
-  gen_logits, gen_feats = clf.predict(clf_params, generated, int(eval_config.batch_size))
-  _, real_feats = clf.predict(clf_params, real, int(eval_config.batch_size))
+  clf_params, clf_info = classifier_cache.get_classifier(
+      real_images, real_labels, k, eval_config, cache
+  )
+  gen_logits, gen_feats = classifier.predict(clf_params, generated, int(eval_config.batch_size))
+  _, real_feats = classifier.predict(clf_params, real, int(eval_config.batch_size))
   halves = _halves(len(real), seed)
 
   out: dict[str, Any] = {
@@ -488,195 +387,33 @@ def evaluate(
   return out
 
 
-_NOT_SCALARS = (
-    "step",
-    "use_ema",
-    "seed",
-    "classifier_cached",
-    "inception_protocol",
-    "inception_weights_sha256",
-    "inception_real_cached",
-)
+# ---------------------------------------------------------------- the results in the workdir
 
 
-def scalars(results: dict) -> dict[str, float]:
-  """The metric values of `evaluate`'s result, named `eval/...` for TensorBoard."""
-  return {f"eval/{k}": float(v) for k, v in results.items() if k not in _NOT_SCALARS}
+def check_results_writable(workdir: str | os.PathLike, *, metrics_file: bool = True) -> None:
+  """Refuses, before anything is computed, a workdir where the evaluation cannot write: the
+  classifier cache (`eval/`) and, with `metrics_file`, `metrics.jsonl` (appended to)."""
+  root = storage.workdir_path(workdir)
+  outputs = [(root / os.path.dirname(CLASSIFIER_FILE), True, False)]
+  if metrics_file:
+    outputs.append((root / METRICS_FILE, False, True))
+  for path, folder, append in outputs:
+    problem = imaging.output_problem(os.fspath(path), folder=folder, append=append)
+    if problem:
+      raise EvaluationError(
+          f"cannot write the evaluation's results to {path}: {problem}; make the workdir "
+          "writable, or evaluate a writable copy of it."
+      )
 
 
-def _inception_rows(r: dict, names: list[str]) -> list[list[str]]:
-  """Table rows of the `inception/...` metrics (none without them); '-' where not measured."""
-  if "inception_protocol" not in r:
-    return []
-
-  def cells(fmt, name, std=None):
-    keys = [f"inception/{name}/{n}" for n in names] + [f"inception/{name}"]
-    out = []
-    for key in keys:
-      if key not in r:
-        out.append("-")
-      elif std:
-        out.append(fmt(r[key], r[key.replace(name, std, 1)]))
-      else:
-        out.append(fmt(r[key]))
-    return out
-
-  protocol = r["inception_protocol"].split(" ")[0]  # "pytorch-fid"
-  return [
-      [f"FID ({protocol})", *cells(lambda v: f"{v:.2f}", "fid")],
-      [
-          "KID ×10³ (Inception)",
-          *cells(lambda m, s: f"{m * 1e3:.2f} ± {s * 1e3:.2f}", "kid", "kid_std"),
-      ],
-      ["precision (Inception, k=3)", *cells(lambda v: f"{v:.3f}", "precision")],
-      ["recall (Inception, k=3)", *cells(lambda v: f"{v:.3f}", "recall")],
-  ]
-
-
-def format_table(results: dict, class_names) -> str:
-  """A readable table of `evaluate`'s result."""
-  r = results
-  names = list(class_names)
-  kid = lambda m, s: f"{m * 1e3:.2f} ± {s * 1e3:.2f}"
-  rows = [
-      ["", *names, "all"],
-      [
-          "GAN-test (class consistency)",
-          *(f"{r[f'class_consistency/{n}']:.3f}" for n in names),
-          f"{r['class_consistency_mean']:.3f}",
-      ],
-      [
-          "GAN-train (trained on generated)",
-          *(f"{r[f'gan_train/{n}']:.3f}" for n in names),
-          f"{r['gan_train']:.3f}",
-      ],
-      [
-          "  same on as many real",
-          *(f"{r[f'gan_train_real/{n}']:.3f}" for n in names),
-          f"{r['gan_train_real']:.3f}",
-      ],
-      ["FD (classifier features)", *(f"{r[f'fd/{n}']:.3f}" for n in names), f"{r['fd']:.3f}"],
-      [
-          "KID ×10³",
-          *(kid(r[f"kid/{n}"], r[f"kid_std/{n}"]) for n in names),
-          kid(r["kid"], r["kid_std"]),
-      ],
-      *_inception_rows(r, names),
-  ]
-  widths = [max(len(row[i]) for row in rows) + (0 if i == 0 else 3) for i in range(len(rows[0]))]
-  table = [
-      row[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(row[1:], widths[1:]))
-      for row in rows
-  ]
-  res = sorted((int(k[4:]) for k in r if k.startswith("swd_") and k[4:].isdigit()), reverse=True)
-  return "\n".join(
-      [
-          f"step {r['step']} ({'EMA' if r['use_ema'] else 'raw'} generator), "
-          f"{r['num_generated_per_class']} generated per class, {r['num_real']} real, "
-          f"seed {r['seed']}",
-          f"accuracy on held-out real images: classifier {r['classifier_holdout_accuracy']:.3f}, "
-          f"probe (logistic regression on pixels) {r['probe_holdout_accuracy']:.3f}",
-          *_probe_warning(r),
-          *table,
-          "(GAN-train: accuracy on held-out real images of the classifier trained on "
-          f"{r['gan_train_num_images']} generated images, and on as many real ones; 'all': over "
-          "all held-out images. FD 'all': pooled over classes; KID 'all': mean of the classes' "
-          "KIDs)",
-          f"FD real half vs half (floor): {r['fd_real_halves']:.3f}",
-          "SWD ×10³ per level: "
-          + ", ".join(f"{s}px {r[f'swd_{s}']:.2f}" for s in res)
-          + f", mean {r['swd_mean']:.2f}  (real half vs half: mean "
-          f"{r['swd_real_halves_mean']:.2f})",
-          f"checkerboard score: generated {r['checkerboard']:.4f}, "
-          f"real {r['checkerboard_real']:.4f}",
-          *(
-              [f"Inception metrics: protocol {r['inception_protocol']} (pooled over classes)"]
-              if "inception_protocol" in r
-              else []
-          ),
-      ]
-  )
-
-
-def _probe_warning(results: dict) -> list[str]:
-  """The warning line of a classifier that loses to the probe, or none."""
-  if results["classifier_holdout_accuracy"] < results["probe_holdout_accuracy"]:
-    return [
-        "WARNING: the classifier loses to the probe: its metrics below understate the "
-        "generator (eval.classifier_steps, more real images)."
-    ]
-  return []
-
-
-# ------------------------------------------------------------------- a run's own real images
-
-
-def data_config_to_read(stored_config, cache_dir: str) -> ml_collections.ConfigDict:
-  """A copy of a checkpoint's `data` config whose writable location is the user's own.
-
-  The stored `data.cache_dir` is where the training machine rendered synthetic data; taken
-  from an untrusted checkpoint it could point anywhere, so the current `cache_dir` replaces it.
-  """
-  data = ml_collections.ConfigDict(stored_config.data.to_dict())
-  data.cache_dir = cache_dir
-  return data
-
-
-def evaluate_run(
-    workdir: str,
-    *,
-    step: int | str | None = None,
-    cache_dir: str = default_config.CACHE_DIR,
-    num_per_class: int | None = None,
-    seed: int | None = None,
-    use_ema: bool = True,
-    write: bool = True,
-    inception_weights: str | None = None,
-) -> tuple[dict[str, Any], list[str]]:
-  """`evaluate` of a workdir's checkpoint against the run's own real images (what `python
-  evaluate.py` does); appends to `workdir/metrics.jsonl` if `write` (evaluate.py appends
-  itself, after printing). Returns the results and class names.
-
-  The flags, and that the workdir can take the classifier cache and the results (`write` or
-  not), are checked before anything is computed. The real images are read with the
-  checkpoint's data config, TensorFlow imported only now; synthetic data are rendered into
-  `cache_dir`, never into the checkpoint's stored one. `inception_weights` (the `--inception`
-  flag) overrides `config.eval.inception_weights`; the weights are loaded before the model and
-  images, so that a missing file is one line at once. A stored path that is not on this machine
-  (a run trained elsewhere) leaves the Inception metrics out, with a warning.
-  """
-  if num_per_class is not None and not MIN_PER_CLASS <= num_per_class <= MAX_PER_CLASS:
-    raise EvaluationError(
-        f"--num_per_class must be between {MIN_PER_CLASS} (KID compares pairs) and "
-        f"{MAX_PER_CLASS} (the generated images are held in memory), got {num_per_class}."
-    )
-  network = load_inception(inception_weights, cache_dir) if inception_weights else None
-  model = trained.load_trained(workdir, step)
-  check_results_writable(workdir)
-  eval_config = eval_config_of(model.config)
-  for name, value in (("num_per_class", num_per_class), ("seed", seed)):
-    if value is not None:
-      eval_config[name] = value
-  if network is None:
-    network = _stored_inception(eval_config, cache_dir)
-  from flowergan import imagesets  # PIL; TensorFlow only for a TFDS source
-
+def append_metrics(workdir: str | os.PathLike, results: dict[str, Any]) -> None:
+  """One JSON line (with the time) appended to `workdir/metrics.jsonl` (local or `gs://`)."""
+  line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **results})
+  path = storage.workdir_path(workdir) / METRICS_FILE
   try:
-    images, labels, class_names = imagesets.load_images(
-        data_config_to_read(model.config, cache_dir)
-    )
-  except imagesets.DataError as e:
-    raise EvaluationError(f"cannot load the run's real images ({e})") from None
-  results = evaluate(
-      model,
-      images,
-      labels,
-      class_names,
-      eval_config=eval_config,
-      use_ema=use_ema,
-      workdir=workdir,
-      write=write,
-      inception_network=network,
-      cache_dir=cache_dir,
-  )
-  return results, class_names
+    storage.append_line(path, line)
+  except OSError as e:
+    raise EvaluationError(
+        f"cannot append the evaluation's results to {path} ({e.strerror or e}): free space or "
+        "make it writable, and evaluate again."
+    ) from None

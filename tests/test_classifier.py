@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from flowergan import classifier as C
+from flowergan import classifier_cache
+from flowergan import probe as P
 
 
 def _discs(n=100, size=32, seed=0):
@@ -55,7 +57,7 @@ def test_predict_shapes_batching_and_sizes(trained):
 
 def test_save_load_roundtrip(trained, tmp_path):
   x, y, params, _ = trained
-  fp = C.data_fingerprint(x, y)
+  fp = classifier_cache.data_fingerprint(x, y)
   path = tmp_path / "sub" / "classifier.msgpack"
   C.save_classifier(str(path), params, {"image_size": 32, "fingerprint": fp})
   p2, meta = C.load_classifier(str(path))
@@ -68,12 +70,12 @@ def test_save_load_roundtrip(trained, tmp_path):
 
 def test_fingerprint_changes_with_data():
   x, y = _discs(n=10)
-  fp = C.data_fingerprint(x, y)
-  assert fp == C.data_fingerprint(x.copy(), y.copy())
+  fp = classifier_cache.data_fingerprint(x, y)
+  assert fp == classifier_cache.data_fingerprint(x.copy(), y.copy())
   x2 = x.copy()
   x2[0, 0, 0, 0] += 0.01
-  assert C.data_fingerprint(x2, y) != fp
-  assert C.data_fingerprint(x, 1 - y) != fp
+  assert classifier_cache.data_fingerprint(x2, y) != fp
+  assert classifier_cache.data_fingerprint(x, 1 - y) != fp
 
 
 def test_training_is_deterministic_per_seed():
@@ -128,7 +130,7 @@ def test_classifier_is_at_least_as_accurate_as_the_pixel_probe_on_the_synthetic_
   _, info = C.train_classifier(
       x, labels, 2, steps=60, batch_size=32, learning_rate=3e-3, augment="flip,translate"
   )
-  probe = C.train_probe(x, labels, 2)
+  probe = P.train_probe(x, labels, 2)
   assert info["num_holdout"] == 16
   assert info["holdout_accuracy"] >= probe["holdout_accuracy"], (info, probe)
 
@@ -150,8 +152,8 @@ def test_evaluation_classifier_beats_the_pixel_probe_on_real_handwritten_digits(
   )
   x = C.to_model_range(np.repeat(images[..., None], 3, axis=-1))
   eval_config = default_config.get_config().eval
-  _, info = C.train_like_evaluation(x, digits.target, 10, eval_config)
-  probe = C.train_probe(
+  _, info = classifier_cache.train_like_evaluation(x, digits.target, 10, eval_config)
+  probe = P.train_probe(
       x,
       digits.target,
       10,
@@ -161,3 +163,14 @@ def test_evaluation_classifier_beats_the_pixel_probe_on_real_handwritten_digits(
   assert info["num_holdout"] == 359
   assert probe["holdout_accuracy"] > 0.9  # the probe is a real bar here, not chance
   assert info["holdout_accuracy"] > probe["holdout_accuracy"], (info, probe)
+
+
+def test_an_eval_block_from_before_classifier_augment_trains_with_flips():
+  """A checkpoint's stored `eval` without `classifier_augment` gets the default, flips, in
+  `default_config.from_stored`: the augmentation such runs' classifiers were trained with."""
+  from flowergan import default_config
+
+  stored = default_config.get_config().to_dict()
+  del stored["eval"]["classifier_augment"]
+  eval_config = default_config.from_stored(stored).eval
+  assert classifier_cache._classifier_settings(eval_config, 2, 32)["augment"] == ["flip"]

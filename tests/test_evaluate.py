@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from flowergan import evaluate
+from flowergan import evaluate, run_evaluation
 from tests import cli_run, tiny_run
 
 # No checkpoint there: a flag refused with this workdir was refused before loading one.
@@ -45,13 +45,13 @@ def _read_only(directory):
     subprocess.run(["chattr", "-R", "-i", str(directory)], check=True)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "1", str(evaluate.MAX_PER_CLASS + 1)])
+@pytest.mark.parametrize("value", ["0", "-1", "1", str(run_evaluation.MAX_PER_CLASS + 1)])
 def test_num_per_class_out_of_range_is_refused_before_loading(value):
   """Below 2 (KID compares pairs) or above the limit: one line, before a checkpoint is read."""
   result = cli_run.run("evaluate.py", _NO_RUN, f"--num_per_class={value}", devices=1)
   cli_run.assert_one_line_error(result, "--num_per_class must be between 2", value)
   with pytest.raises(evaluate.EvaluationError, match="--num_per_class must be between"):
-    evaluate.evaluate_run("/nonexistent/flowergan-run", num_per_class=int(value))
+    run_evaluation.evaluate_run("/nonexistent/flowergan-run", num_per_class=int(value))
 
 
 def test_metrics_file_that_is_a_directory_is_refused_before_computing(workdir, tmp_path):

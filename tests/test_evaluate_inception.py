@@ -13,8 +13,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, config_checks, evaluate, imagesets, inception, metrics
-from flowergan import storage
+from flowergan import best_checkpoint, checkpointing, config_checks, data_sources, evaluate
+from flowergan import inception, metrics, report, run_evaluation, storage
 from flowergan import train as train_lib
 from tests import tiny_config, tiny_run
 
@@ -73,7 +73,7 @@ def run(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:
     _fast_frechet(mp)
     train_lib.train_and_evaluate(config, str(workdir))
-  images, labels, names = imagesets.load_images(config.data)
+  images, labels, names = data_sources.load_images(config.data)
   return workdir, config, weights, (images, labels, names)
 
 
@@ -104,10 +104,10 @@ def test_fid_ranks_the_checkpoints(run):
   workdir, _, _, _ = run
   manager = checkpointing.make_manager(str(workdir), create=False)
   try:
-    assert checkpointing.best_step(str(workdir), manager) == 2  # the evaluated last step
+    assert best_checkpoint.best_step(str(workdir), manager) == 2  # the evaluated last step
   finally:
     manager.close()
-  best = checkpointing.BestCheckpoint("fid")
+  best = best_checkpoint.BestCheckpoint("fid")
   assert best.result_key == "inception/fid"
   assert train_lib._checkpoint_metrics({"inception/fid": 12.5}, best) == {"fid": 12.5}
 
@@ -132,9 +132,9 @@ def test_evaluation_reuses_the_cached_real_features(run, monkeypatch):
   for key, value in _inception_items(trained).items():
     assert out[key] == pytest.approx(value, rel=1e-6), key
   assert _lines(workdir)[-1]["inception/fid"] == out["inception/fid"]
-  table = evaluate.format_table(out, names)
+  table = report.format_table(out, names)
   assert "FID (pytorch-fid)" in table and "recall (Inception, k=3)" in table
-  scalars = evaluate.scalars(out)
+  scalars = report.scalars(out)
   assert "eval/inception/fid" in scalars and f"eval/inception/kid/{names[0]}" in scalars
 
 
@@ -144,7 +144,7 @@ def test_without_weights_nothing_inception_is_measured(run):
   eval_config.inception_weights = ""
   out = evaluate.evaluate(str(workdir), images, labels, names, eval_config=eval_config, write=False)
   assert not [k for k in out if k.startswith("inception")]
-  assert "FID (pytorch-fid)" not in evaluate.format_table(out, names)
+  assert "FID (pytorch-fid)" not in report.format_table(out, names)
 
 
 def test_a_missing_weights_file_is_one_line(run):
@@ -176,7 +176,7 @@ def test_stored_weights_path_missing_here_leaves_inception_out_with_a_warning(ru
   weights.rename(moved)
   try:
     with caplog.at_level("WARNING"):
-      out, _ = evaluate.evaluate_run(
+      out, _ = run_evaluation.evaluate_run(
           str(workdir), write=False, cache_dir=str(weights.parent / "cache")
       )
   finally:

@@ -198,12 +198,12 @@ def _eval_config(**overrides):
 def test_gan_train_of_real_copies_equals_the_real_baseline_and_collapse_lowers_it():
   """Generated images that are the real training images give GAN-train = its real baseline;
   a generator that repeats one image per class (full mode collapse) scores lower."""
-  from flowergan import classifier, evaluate
+  from flowergan import classifier, classifier_cache, evaluate
 
   real, labels, names = _flowers(24)
   ev = _eval_config()
   train, holdout = classifier.split_indices(labels, ev.classifier_holdout, ev.classifier_seed)
-  params, info = classifier.train_like_evaluation(real, labels, 2, ev)
+  params, info = classifier_cache.train_like_evaluation(real, labels, 2, ev)
   copies = evaluate._gan_train(params, real[train], labels[train], real, labels, names, ev)
   assert copies["gan_train_num_images"] == len(train)
   assert copies["gan_train"] == copies["gan_train_real"]
@@ -238,17 +238,17 @@ def test_gan_train_trains_a_real_baseline_on_as_many_real_images_when_fewer_are_
 def test_probe_is_a_logistic_regression_on_the_classifiers_split():
   """The probe learns a linear rule of the pixels and holds out what the classifier
   holds out; on labels unrelated to the pixels it stays near chance on the holdout."""
-  from flowergan import classifier
+  from flowergan import classifier, probe
 
   rng = np.random.default_rng(0)
   x = rng.uniform(-1, 1, (400, 4, 4, 3)).astype(np.float32)
   y = (x[:, 2, 3, 0] + x[:, 1, 1, 2] > 0).astype(np.int32)
-  out = classifier.train_probe(x, y, 2, holdout_fraction=0.25, seed=1)
+  out = probe.train_probe(x, y, 2, holdout_fraction=0.25, seed=1)
   assert out["train_accuracy"] >= 0.95 and out["holdout_accuracy"] >= 0.8, out
-  shuffled = classifier.train_probe(x, rng.permutation(y), 2, holdout_fraction=0.25, seed=1)
+  shuffled = probe.train_probe(x, rng.permutation(y), 2, holdout_fraction=0.25, seed=1)
   assert shuffled["holdout_accuracy"] < 0.7, shuffled
   train, holdout = classifier.split_indices(y, 0.25, 1)
   _, info = classifier.train_classifier(x, y, 2, steps=1, holdout_fraction=0.25, seed=1)
   assert info["num_holdout"] == len(holdout) == 100 and len(train) == 300
   # Larger images are downscaled to PROBE_SIZE before the regression.
-  assert classifier._probe_inputs(np.zeros((2, 64, 64, 3)), 32).shape == (2, 32 * 32 * 3)
+  assert probe._probe_inputs(np.zeros((2, 64, 64, 3)), 32).shape == (2, 32 * 32 * 3)

@@ -12,7 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from flowergan import checkpointing, classifier, evaluate, imagesets, synthetic
+from flowergan import checkpointing, classifier, classifier_cache, data_sources, evaluate, report
+from flowergan import synthetic
 from flowergan import mesh as mesh_lib
 from flowergan import train as train_lib
 from flowergan import train_step as ts
@@ -71,7 +72,7 @@ def run(tmp_path_factory):
   config = _config(root)
   workdir = root / "run"
   state = train_lib.train_and_evaluate(config, str(workdir))
-  images, labels, names = imagesets.load_images(config.data)
+  images, labels, names = data_sources.load_images(config.data)
   return workdir, config, state, (images, labels, names)
 
 
@@ -107,7 +108,7 @@ def test_evaluate_gives_every_metric_finite_and_reuses_the_classifier(run):
   for key in ("gan_train", "gan_train_real", "probe_holdout_accuracy"):
     assert 0.0 <= out[key] <= 1.0
   assert out["gan_train_num_images"] > 0
-  assert set(evaluate.scalars(out)) >= {
+  assert set(report.scalars(out)) >= {
       "eval/fd",
       "eval/kid",
       "eval/swd_mean",
@@ -116,14 +117,14 @@ def test_evaluate_gives_every_metric_finite_and_reuses_the_classifier(run):
       *(f"eval/gan_train/{n}" for n in names),
       "eval/probe_holdout_accuracy",
   }
-  table = evaluate.format_table(out, names)
+  table = report.format_table(out, names)
   assert "class consistency" in table and "KID" in table and "checkerboard" in table
   assert "GAN-train" in table and "GAN-test" in table and "probe" in table
   assert f"{out['gan_train']:.3f}" in table and f"{out['probe_holdout_accuracy']:.3f}" in table
   losing = dict(out, classifier_holdout_accuracy=0.5, probe_holdout_accuracy=0.9)
   winning = dict(out, classifier_holdout_accuracy=0.9, probe_holdout_accuracy=0.5)
-  assert "WARNING: the classifier loses to the probe" in evaluate.format_table(losing, names)
-  assert "WARNING" not in evaluate.format_table(winning, names)
+  assert "WARNING: the classifier loses to the probe" in report.format_table(losing, names)
+  assert "WARNING" not in report.format_table(winning, names)
   # Same checkpoint, same seed: the same numbers; the raw generator gives others.
   again = evaluate.evaluate(str(workdir), images, labels, names, write=False)
   assert again["fd"] == out["fd"] and again["swd_mean"] == out["swd_mean"]
@@ -141,14 +142,16 @@ def test_classifier_is_retrained_when_the_data_changes(run):
   out = evaluate.evaluate(str(workdir), changed, labels, names, write=False)
   assert not out["classifier_cached"]
   _, new_meta = classifier.load_classifier(path)
-  assert new_meta["fingerprint"] == classifier.data_fingerprint(changed, labels)
+  assert new_meta["fingerprint"] == classifier_cache.data_fingerprint(changed, labels)
   assert new_meta["fingerprint"] != meta["fingerprint"]
-  _, info = classifier.get_classifier(changed, labels, 2, evaluate.eval_config_of(config), path)
+  _, info = classifier_cache.get_classifier(
+      changed, labels, 2, evaluate.eval_config_of(config), path
+  )
   assert info["cached"]
   # Other classifier settings are another classifier too.
   other = evaluate.eval_config_of(config)
   other.classifier_steps = 31
-  _, info = classifier.get_classifier(changed, labels, 2, other, path)
+  _, info = classifier_cache.get_classifier(changed, labels, 2, other, path)
   assert not info["cached"]
 
 
