@@ -73,206 +73,36 @@ _NUM_PER_CLASS = flags.DEFINE_integer(
 )
 
 
-def _parse_step(value: str | None) -> int | str | None:
-  """`--step`: None (the latest), 'best', or a step number."""
+def _request():
+  """The flags as a `sampling.SampleRequest`: the options not given are None."""
   from flowergan import sampling
 
-  if value is None or value == "best":
-    return value
-  try:
-    return int(value)
-  except ValueError:
-    raise sampling.SamplingError(
-        f"--step must be a step number or 'best', got {value!r}."
-    ) from None
+  return sampling.SampleRequest(
+      label=_LABEL.value,
+      num=_NUM.value if _NUM.present else None,
+      seed=_SEED.value,
+      truncation=_TRUNCATION.value,
+      interpolate=_INTERPOLATE.value,
+      frames=_FRAMES.value,
+      z_file=_Z_FILE.value,
+      save_z=_SAVE_Z.value,
+      out=_OUT.value,
+      dataset=_DATASET.value,
+      num_per_class=_NUM_PER_CLASS.value,
+      use_ema=not _NO_EMA.value,
+  )
 
 
 def main(argv):
   del argv  # cli.run refuses arguments that are not flags
   cli.quiet_logs()
-  from flowergan import errors, trained  # after the log settings; keeps --help fast
+  from flowergan import errors, sample_files  # after the log settings; keeps --help fast
 
   try:
-    _check_flags()
-    model = trained.load_trained(_WORKDIR.value, _parse_step(_STEP.value))
-    if _DATASET.value is not None:
-      message = _dataset(model)
-    else:
-      message = _walk(model) if _INTERPOLATE.value is not None else _grid(model)
+    message = sample_files.write_request(_WORKDIR.value, _request(), _STEP.value)
   except errors.FlowerganError as e:
     sys.exit(f"error: {e}")
   print(message)
-
-
-def _check_flags() -> None:
-  """Every flag and every output path, before the checkpoint is read or anything is written."""
-  from flowergan import config_checks, imaging, latents, sampling
-
-  config_checks.check_seed(_SEED.value, "--seed")
-  if _INTERPOLATE.value is not None:
-    for seed in latents.parse_seed_pair(_INTERPOLATE.value):
-      config_checks.check_seed(seed, "each seed of --interpolate")
-  if not 1 <= _NUM.value <= sampling.MAX_IMAGES:
-    raise sampling.SamplingError(
-        f"--num must be at least 1 and at most {sampling.MAX_IMAGES} (the images of one "
-        f"request are held in memory), got {_NUM.value}."
-    )
-  sampling.check_truncation(_TRUNCATION.value)
-  conflicts = [
-      (_Z_FILE, _INTERPOLATE, "a walk draws its noise from its two seeds"),
-      (_Z_FILE, _TRUNCATION, "the noise is read from the file as it is"),
-      (_INTERPOLATE, _NUM, "a walk has --frames images"),
-  ]
-  conflicts += [
-      (_DATASET, other, "--dataset draws --num_per_class images of every class from --seed")
-      for other in (_INTERPOLATE, _Z_FILE, _OUT, _NUM, _SAVE_Z)
-  ]
-  for a, b, why in conflicts:
-    if a.present and b.present:
-      raise sampling.SamplingError(f"--{a.name} and --{b.name} exclude each other: {why}.")
-  if "," in _LABEL.value and _INTERPOLATE.value is None:
-    raise sampling.SamplingError(
-        f"two labels ({_LABEL.value}) make a class morph, which needs --interpolate=SEED_A,SEED_B."
-    )
-  if _INTERPOLATE.value is not None:
-    latents.parse_seed_pair(_INTERPOLATE.value)
-    latents.check_frames(_FRAMES.value)
-  if _DATASET.value is not None:
-    imaging.check_dataset_request(_DATASET.value, _NUM_PER_CLASS.value)
-    return
-  imaging.check_outputs(_outputs())
-
-
-def _outputs() -> list[tuple[str, str, bool]]:
-  """The files this command writes, as `imaging.check_outputs` takes them."""
-  from flowergan import imaging
-
-  if _INTERPOLATE.value is None:
-    out = _grid_out()
-    outputs = [("--out", out, imaging.grid_format(out) is None)]  # a bad extension fails here
-  else:
-    png, gif = _walk_paths()
-    outputs = [("--out", png, False), ("the GIF beside --out", gif, False)]
-  if _SAVE_Z.value:
-    outputs.append(("--save_z", _SAVE_Z.value, False))
-  return outputs
-
-
-def _grid_out() -> str:
-  from flowergan import config_checks
-
-  label = config_checks.file_stem(_LABEL.value)
-  return _OUT.value or f"{_WORKDIR.value}/samples/sample_{label}_seed{_SEED.value}.png"
-
-
-def _walk_paths() -> tuple[str, str]:
-  """The walk's .png strip (--out) and the GIF beside it."""
-  from flowergan import config_checks, latents
-
-  seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
-  pair = _LABEL.value.split(",")
-  stems = "-".join(map(config_checks.file_stem, dict.fromkeys(pair)))
-  out = _OUT.value or f"{_WORKDIR.value}/samples/walk_{stems}_seed{seed_a}-{seed_b}.png"
-  if not out.lower().endswith(".png"):
-    raise latents.LatentError(f"--out of a walk is the .png strip (the GIF goes beside it): {out}.")
-  return out, out[: -len(".png")] + ".gif"
-
-
-def _grid(model) -> str:
-  """A grid (or single files) of `--num` images, the noise from --seed or --z_file."""
-  from flowergan import imaging, latents, sampling
-
-  class_names = model.class_names
-  num, z = _NUM.value, None
-  if _Z_FILE.value:
-    z = latents.load_z(_Z_FILE.value, model.z_dim)
-    num = _num_for_rows(len(z), len(class_names))
-    wanted = len(sampling.resolve_labels(_LABEL.value, class_names, num, _SEED.value))
-    if wanted != len(z):
-      raise latents.LatentError(
-          f"{_Z_FILE.value} has {len(z)} noise vectors but --label={_LABEL.value} "
-          f"--num={_NUM.value} asks for {wanted} images."
-      )
-  samples = sampling.sample_grid(
-      model, _LABEL.value, num, _SEED.value, _TRUNCATION.value, z=z, use_ema=not _NO_EMA.value
-  )
-  labels = samples.labels
-  out = _grid_out()
-  per_class = len(labels) // len(class_names) if _LABEL.value == "all" else None
-  paths = imaging.write_images(
-      samples.images,
-      out,
-      labels=labels,
-      class_names=class_names,
-      ncols=per_class,
-      group_size=per_class,
-  )
-  if _SAVE_Z.value:
-    latents.save_z(_SAVE_Z.value, samples.z)
-  what = "a grid of" if len(paths) == 1 else f"{len(paths)} files with"
-  source = f"noise {_Z_FILE.value}" if _Z_FILE.value else f"seed {_SEED.value}"
-  return f"wrote {what} {len(labels)} images ({_LABEL.value}, step {model.step}, {source}) to {out}"
-
-
-def _num_for_rows(rows: int, num_classes: int) -> int:
-  """--num for a noise file of `rows` vectors: as given, or what makes the counts match."""
-  if _NUM.present:
-    return _NUM.value
-  return max(1, rows // num_classes) if _LABEL.value == "all" else rows
-
-
-def _walk(model) -> str:
-  """A latent walk between the single samples of two seeds (and labels): PNG strip + GIF."""
-  from flowergan import imaging, latents, sampling
-
-  seed_a, seed_b = latents.parse_seed_pair(_INTERPOLATE.value)
-  names = model.class_names
-  pair = _LABEL.value.split(",")
-  if len(pair) == 1:
-    pair *= 2
-  if len(pair) != 2 or any(name not in names for name in pair):
-    raise latents.LatentError(
-        f"--interpolate needs --label=CLASS or --label=A,B with classes from "
-        f"{', '.join(names)}; got --label={_LABEL.value}."
-    )
-  out, gif = _walk_paths()
-  walk = sampling.sample_walk(
-      model,
-      (seed_a, seed_b),
-      (pair[0], pair[1]),
-      _FRAMES.value,
-      _TRUNCATION.value,
-      use_ema=not _NO_EMA.value,
-  )
-  z = walk.z
-  imaging.write_walk(walk.images, out, gif)
-  if _SAVE_Z.value:
-    latents.save_z(_SAVE_Z.value, z)
-  return (
-      f"wrote a walk of {len(z)} frames ({' → '.join(pair)}, seeds {seed_a} → {seed_b}, "
-      f"step {model.step}) to {out} and {gif}"
-  )
-
-
-def _dataset(model) -> str:
-  """A labelled dataset of --num_per_class images per class from --seed (`imaging.write_dataset`)."""
-  from flowergan import imaging
-
-  imaging.write_dataset(
-      model,
-      _DATASET.value,
-      _NUM_PER_CLASS.value,
-      seed=_SEED.value,
-      truncation=_TRUNCATION.value,
-      use_ema=not _NO_EMA.value,
-      workdir=_WORKDIR.value,
-      progress=imaging.print_progress,
-  )
-  return (
-      f"wrote {_NUM_PER_CLASS.value} images per class of {', '.join(model.class_names)} "
-      f"(step {model.step}, seed {_SEED.value}) to {_DATASET.value}/<class>/, with "
-      f"{imaging.DATASET_MANIFEST} and {imaging.DATASET_NOISE}"
-  )
 
 
 if __name__ == "__main__":

@@ -2,27 +2,21 @@
 
 Every picture flowergan shows or writes is encoded here, once: `sample.py`, the web demo and
 training's sample grids call the same functions, so the demo's download is the very file
-`sample.py` writes (PNG with PIL's default settings). `write_dataset` writes a labelled
-synthetic dataset (`sample.py --dataset=DIR`).
+`sample.py` writes (PNG with PIL's default settings). (`flowergan.dataset_writer` writes a
+labelled synthetic dataset; `flowergan.data_sources` reads image sets.)
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from flowergan import config_checks, errors, storage
-
-if TYPE_CHECKING:
-  from flowergan.trained import TrainedModel
 
 # `--out` extensions that mean one grid image, and their PIL formats; no extension: a directory.
 GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -233,92 +227,3 @@ def write_walk(images: np.ndarray, png_path: str, gif_path: str) -> None:
     raise ImageError(
         f"cannot write the walk to {png_path} ({e.strerror}): choose a writable --out."
     ) from None
-
-
-# ------------------------------------------------------------ a labelled synthetic dataset
-
-DATASET_MANIFEST = "manifest.json"
-DATASET_NOISE = "noise.npy"
-DATASET_CHUNK = 4 * 49  # images generated and written per step (4 of sampling's batches)
-
-
-def check_dataset_request(out_dir: str, num_per_class: int) -> None:
-  """Refuses a dataset folder that exists and is not empty, and counts below 1 (one line)."""
-  if num_per_class < 1:
-    raise ImageError(f"--num_per_class must be at least 1, got {num_per_class}.")
-  if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
-    raise ImageError(
-        f"{out_dir} already exists and is not an empty folder: choose a new folder for the "
-        "dataset (nothing is overwritten)."
-    )
-
-
-def write_dataset(
-    model: TrainedModel,
-    out_dir: str,
-    num_per_class: int,
-    *,
-    seed: int = 0,
-    truncation: float | None = None,
-    use_ema: bool = True,
-    workdir: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict:
-  """`num_per_class` generated images of each class as `out_dir/<class>/<index>.png`.
-
-  The layout `data.source='folder:DIR'` reads (`imagesets.load_images`), so the images train a
-  classifier or another run as they are. The noise is `sampling.noise(seed, C * N, ...)` in
-  class-major order (row `c * N + i` is `<class c>/<i>.png`), the request of `sample.py
-  --label=all --num=N --seed=SEED`, so the images are that request's, bit for bit; it is saved
-  as `out_dir/noise.npy` and described by `out_dir/manifest.json` (written last: a folder
-  without it is incomplete). Generated and written `DATASET_CHUNK` images at a time, calling
-  `progress(done, total)` after each. An existing non-empty `out_dir` is refused. Returns the
-  manifest.
-  """
-  from flowergan import __version__, latents, sampling  # sampling needs jax: only here
-
-  check_dataset_request(out_dir, num_per_class)
-  names = config_checks.check_class_names(model.class_names, "the checkpoint's class names")
-  total = len(names) * num_per_class
-  z = sampling.noise(seed, total, model.z_dim, truncation)
-  width = max(4, len(str(num_per_class - 1)))
-  try:
-    for name in names:
-      os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    latents.save_z(os.path.join(out_dir, DATASET_NOISE), z)
-    done = 0
-    for c, name in enumerate(names):
-      for start in range(0, num_per_class, DATASET_CHUNK):
-        rows = z[c * num_per_class + start :][: min(DATASET_CHUNK, num_per_class - start)]
-        samples = sampling.sample_grid(model, name, len(rows), z=rows, use_ema=use_ema)
-        for i, image in enumerate(to_uint8(samples.images)):
-          save_png(image, os.path.join(out_dir, name, f"{start + i:0{width}d}.png"))
-        done += len(rows)
-        if progress:
-          progress(done, total)
-    manifest = {
-        "format": "flowergan labelled synthetic dataset (folder:DIR layout)",
-        "flowergan_version": __version__,
-        "workdir": workdir,
-        "step": int(model.step),
-        "use_ema": bool(use_ema),
-        "seed": int(seed),
-        "truncation": truncation,
-        "num_per_class": int(num_per_class),
-        "class_names": names,
-        "image_size": int(model.image_size),
-        "noise_file": DATASET_NOISE,
-        "noise_order": "class-major: row c * num_per_class + i is <class_names[c]>/<i>.png",
-    }
-    storage.write_bytes(
-        os.path.join(out_dir, DATASET_MANIFEST), json.dumps(manifest, indent=1).encode()
-    )
-  except OSError as e:
-    raise ImageError(f"cannot write the dataset to {out_dir} ({e.strerror}).") from None
-  return manifest
-
-
-def print_progress(done: int, total: int) -> None:
-  """One progress line on stderr, rewritten in place; a newline when done."""
-  end = "\n" if done >= total else ""
-  print(f"\r{done}/{total} images written", end=end, file=sys.stderr, flush=True)

@@ -1,10 +1,10 @@
 """Input pipeline: the step-indexed tf.data sampler over an image set, with augmentation.
 
-The only module of flowergan that imports TensorFlow at import time (`flowergan.imagesets`
+The only module of flowergan that imports TensorFlow at import time (`flowergan.data_sources`
 reads the images; it imports TensorFlow only for a TFDS source). TensorFlow is used on the host
 CPU only: GPUs/TPUs are hidden from it at import.
 
-`create_train_iterator` loads this process's images (`imagesets.load_images`) and builds a
+`create_train_iterator` loads this process's images (`data_sources.load_images`) and builds a
 tf.data pipeline over the in-memory arrays. `Dataset.range(start_step, ...)` maps step `s` to
 one training item of `n_critic` sub-batches. All randomness is stateless and keyed by
 `(seed, process_index, s)`, so item `s` does not depend on where the iterator started (exact
@@ -23,11 +23,12 @@ import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
-import tensorflow as tf
 
-from flowergan import imagesets
+from flowergan import data_errors, data_sources, tfds_source
 
-imagesets.host_tensorflow()  # hides the GPUs/TPUs from TensorFlow before anything uses it
+# Imported quietly (see `cli.import_tensorflow`), with the GPUs/TPUs hidden from it before
+# anything uses it.
+tf = tfds_source.host_tensorflow()
 
 
 def rotation_transforms(
@@ -149,7 +150,7 @@ def _checked_arrays(images, labels) -> tuple[np.ndarray, np.ndarray]:
   images = np.asarray(images, np.uint8)
   labels = np.asarray(labels, np.int32)
   if images.ndim != 4 or images.shape[0] == 0 or images.shape[0] != labels.shape[0]:
-    raise imagesets.data_error(
+    raise data_errors.data_error(
         f"Need a non-empty (N, S, S, 3) image array with N labels, got "
         f"{images.shape} and {labels.shape}."
     )
@@ -167,7 +168,7 @@ def _index_sampler(
   counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
   if balanced and (counts == 0).any():
     missing = [int(k) for k in np.nonzero(counts == 0)[0]]
-    raise imagesets.data_error(
+    raise data_errors.data_error(
         f"Classes {missing} have no images in this process's shard; balanced "
         "sampling needs every class: add images or set data.balanced=False."
     )
@@ -254,23 +255,23 @@ def create_train_iterator(
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if global_batch_size < 1 or n_critic < 1:
-    raise imagesets.data_error(
+    raise data_errors.data_error(
         f"global_batch_size ({global_batch_size}) and n_critic ({n_critic}) must be >= 1."
     )
   shards = int(data_config.input_shards) or process_count
   if global_batch_size % shards:
-    raise imagesets.data_error(
+    raise data_errors.data_error(
         f"Global batch size {global_batch_size} is not divisible by the {shards} input shards "
         f"(data.input_shards, default one per process): choose a multiple of {shards}."
     )
   if shards % process_count:
-    raise imagesets.data_error(
+    raise data_errors.data_error(
         f"data.input_shards ({shards}) must be a multiple of the {process_count} processes."
     )
   per_process = shards // process_count
   datasets, class_names = [], []
   for shard in range(process_index * per_process, (process_index + 1) * per_process):
-    images, labels, class_names = imagesets.load_images(
+    images, labels, class_names = data_sources.load_images(
         data_config, process_index=shard, process_count=shards
     )
     datasets.append(

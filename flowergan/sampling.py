@@ -5,6 +5,11 @@ request* (two seeds, two labels, frames, truncation) is `sample_walk`. `sample.p
 demo both call them, so the same request gives the same images, bit for bit; the images are
 encoded by `flowergan.imaging`. Sampling needs a `flowergan.models.Generator` and its variables
 only (`flowergan.trained.TrainedModel`): nothing of training is imported.
+
+`SampleRequest` is a request as `sample.py` states it (its flags): `check_request` refuses bad
+values and options that exclude each other before any checkpoint is read, and `sample_request`
+answers a grid or walk request (the label pair of a walk: `walk_labels`; `--num` matched to a
+noise file's rows: `num_for_noise`). `flowergan.sample_files` writes the answer's files.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from flowergan import batching, errors, latents, models
+from flowergan import batching, config_checks, errors, latents, models
 
 if TYPE_CHECKING:
   from flowergan.trained import TrainedModel
@@ -209,3 +214,126 @@ def sample_walk(
   weights = latents.blend_labels(names.index(labels[0]), names.index(labels[1]), len(z), len(names))
   images = generate_from_z(model.generator, model.sampling_variables(use_ema), z, weights)
   return Samples(images, weights, z)
+
+
+# ------------------------------------------------------------ requests as sample.py states them
+
+# Defaults of `SampleRequest` and of sample.py's flags (tests/test_sampling.py keeps them equal).
+DEFAULT_NUM = 16
+DEFAULT_FRAMES = 8
+DEFAULT_NUM_PER_CLASS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleRequest:
+  """A request as `sample.py` states it, each field named after its flag.
+
+  The optional fields are None when not given: some exclude each other (`check_request`), and a
+  grid from a noise file without `num` takes as many images as the file has rows.
+  """
+
+  label: str = "all"  # a class, 'all', 'random', or 'A,B' (a class morph) for a walk
+  num: int | None = None  # images per class of a grid; None: DEFAULT_NUM, or the file's rows
+  seed: int = 0
+  truncation: float | None = None
+  interpolate: str | None = None  # 'SEED_A,SEED_B': a walk instead of a grid
+  frames: int = DEFAULT_FRAMES
+  z_file: str | None = None  # the noise of a grid, read from this .npy (`latents.load_z`)
+  save_z: str | None = None  # also write the noise used to this .npy
+  out: str | None = None  # None: a path in the run's `samples/` folder
+  dataset: str | None = None  # a labelled dataset in this folder instead (`dataset_writer`)
+  num_per_class: int = DEFAULT_NUM_PER_CLASS  # images of each class of `dataset`
+  use_ema: bool = True
+
+  @property
+  def grid_num(self) -> int:
+    """`num`, or its default."""
+    return DEFAULT_NUM if self.num is None else self.num
+
+
+# Options that exclude each other: (a, b, why), checked in this order.
+_EXCLUSIVE = (
+    ("z_file", "interpolate", "a walk draws its noise from its two seeds"),
+    ("z_file", "truncation", "the noise is read from the file as it is"),
+    ("interpolate", "num", "a walk has --frames images"),
+    *(
+        ("dataset", other, "--dataset draws --num_per_class images of every class from --seed")
+        for other in ("interpolate", "z_file", "out", "num", "save_z")
+    ),
+)
+
+
+def check_request(request: SampleRequest) -> None:
+  """Refuses bad values and options that exclude each other, in one line, before a checkpoint
+  is read: seeds, `num` and `frames` out of their limits, a truncation that is not a finite
+  number > 0, two labels without `interpolate`. Outputs are `sample_files`' to check."""
+  config_checks.check_seed(request.seed, "--seed")
+  if request.interpolate is not None:
+    for seed in latents.parse_seed_pair(request.interpolate):
+      config_checks.check_seed(seed, "each seed of --interpolate")
+  if not 1 <= request.grid_num <= MAX_IMAGES:
+    raise SamplingError(
+        f"--num must be at least 1 and at most {MAX_IMAGES} (the images of one "
+        f"request are held in memory), got {request.grid_num}."
+    )
+  check_truncation(request.truncation)
+  for a, b, why in _EXCLUSIVE:
+    if getattr(request, a) is not None and getattr(request, b) is not None:
+      raise SamplingError(f"--{a} and --{b} exclude each other: {why}.")
+  if "," in request.label and request.interpolate is None:
+    raise SamplingError(
+        f"two labels ({request.label}) make a class morph, which needs "
+        "--interpolate=SEED_A,SEED_B."
+    )
+  if request.interpolate is not None:
+    latents.check_frames(request.frames)
+
+
+def walk_labels(label: str, class_names: Sequence[str]) -> tuple[str, str]:
+  """The classes of a walk's two ends: `A` walks within class A, `A,B` morphs A into B."""
+  names = list(class_names)
+  pair = label.split(",")
+  if len(pair) == 1:
+    pair *= 2
+  if len(pair) != 2 or any(name not in names for name in pair):
+    raise latents.LatentError(
+        f"--interpolate needs --label=CLASS or --label=A,B with classes from "
+        f"{', '.join(names)}; got --label={label}."
+    )
+  return pair[0], pair[1]
+
+
+def num_for_noise(request: SampleRequest, rows: int, class_names: Sequence[str]) -> int:
+  """`num` of a grid request whose noise file has `rows` vectors: as given, or the number that
+  uses every row; refuses a request for another number of images than the file has."""
+  num = request.num
+  if num is None:
+    num = max(1, rows // len(class_names)) if request.label == "all" else rows
+  wanted = len(resolve_labels(request.label, class_names, num, request.seed))
+  if wanted != rows:
+    raise latents.LatentError(
+        f"{request.z_file} has {rows} noise vectors but --label={request.label} "
+        f"--num={request.grid_num} asks for {wanted} images."
+    )
+  return num
+
+
+def sample_request(model: TrainedModel, request: SampleRequest) -> Samples:
+  """The answer to a grid request (`sample_grid`, the noise from `seed` or `z_file`) or a walk
+  request (`sample_walk`, with `interpolate`); a `dataset` request is `dataset_writer`'s."""
+  if request.interpolate is not None:
+    return sample_walk(
+        model,
+        latents.parse_seed_pair(request.interpolate),
+        walk_labels(request.label, model.class_names),
+        request.frames,
+        request.truncation,
+        use_ema=request.use_ema,
+    )
+  num, z = request.grid_num, None
+  if request.z_file:
+    z = latents.load_z(request.z_file, model.z_dim)
+    num = num_for_noise(request, len(z), model.class_names)
+  return sample_grid(
+      model, request.label, num, request.seed, request.truncation, z=z, use_ema=request.use_ema
+  )

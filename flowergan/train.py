@@ -25,12 +25,12 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers
 from etils import epath
 from flax import traverse_util
 
 from flowergan import errors
-from flowergan import checkpointing, config_checks, imaging, sampling, storage, trained
+from flowergan import best_checkpoint, checkpoint_recovery, checkpointing, config_checks
+from flowergan import imaging, sampling, storage, trained
 from flowergan import workdir_guard
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
@@ -121,15 +121,17 @@ class _Run:
   class_names: tuple[str, ...]
   manager: object  # orbax.checkpoint.CheckpointManager
   metadata: dict  # saved with every checkpoint
-  writer: metric_writers.MetricWriter
+  writer: Any  # clu's MetricWriter (clu imports TensorFlow: only where the writer is made)
   is_main: bool  # process 0: writes sample PNGs, metrics.jsonl, TensorBoard, the console
   sample_seed: int  # the grids' noise, the same at every sample step
   real_images: Callable[[], tuple]  # (images, labels) of the run's data, loaded once when asked
-  inception: Any = None  # evaluate.InceptionNetwork with config.eval.inception_weights, or None
+  inception: Any = None  # inception_cache.InceptionNetwork with config.eval.inception_weights
 
 
-def _writer(config, workdir, is_main: bool, start_step: int) -> metric_writers.MetricWriter:
+def _writer(config, workdir, is_main: bool, start_step: int):
   """TensorBoard (process 0; the others only log), with the config as hparams on a fresh run."""
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top  # imports TensorFlow
+
   writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
   if start_step == 0:
     hparams = traverse_util.flatten_dict(config.to_dict(), sep=".")
@@ -144,9 +146,9 @@ def _inception_network(config):
   """
   if config.eval_every < 0 or not config.eval.get("inception_weights"):
     return None
-  from flowergan import evaluate
+  from flowergan import inception_cache
 
-  return evaluate.load_inception(config.eval.inception_weights, config.data.cache_dir)
+  return inception_cache.load_inception(config.eval.inception_weights, config.data.cache_dir)
 
 
 def _real_images_loader(data_config) -> Callable[[], tuple]:
@@ -154,9 +156,9 @@ def _real_images_loader(data_config) -> Callable[[], tuple]:
 
   @functools.cache
   def load():
-    from flowergan import imagesets
+    from flowergan import data_sources
 
-    return imagesets.load_images(data_config)[:2]
+    return data_sources.load_images(data_config)[:2]
 
   return load
 
@@ -214,11 +216,11 @@ def _resume_point(manager, config, workdir: str, mesh):
     metadata = checkpointing.read_metadata(manager, step)
     # The classes of the data are checked after loading them; the architecture is checked now,
     # so that a state that does not fit means a changed config, not damage.
-    checkpointing.check_compatible(metadata, config, metadata["class_names"], workdir)
+    checkpoint_recovery.check_compatible(metadata, config, metadata["class_names"], workdir)
     gan = ts.wgangp_from_config(config, num_classes=len(metadata["class_names"]))
     return checkpointing.read_state(manager, step, ts.abstract_state(gan, mesh)), metadata
 
-  step, (state, metadata), damaged = checkpointing.restore_newest(
+  step, (state, metadata), damaged = checkpoint_recovery.restore_newest(
       manager,
       restore,
       advice="move the checkpoints folder away to start afresh, or pass another --workdir.",
@@ -235,7 +237,7 @@ def _resume_point(manager, config, workdir: str, mesh):
 
 
 def _set_aside(manager, workdir: str, damaged: list[int]) -> None:
-  """`checkpointing.set_aside` on process 0; the other processes wait and then re-list.
+  """`checkpoint_recovery.set_aside` on process 0; the other processes wait and then re-list.
 
   Damaged steps newer than the resume point must leave `checkpoints/`: Orbax neither overwrites
   a step nor saves one below its latest, so the steps trained again would not be saved.
@@ -243,7 +245,7 @@ def _set_aside(manager, workdir: str, damaged: list[int]) -> None:
   if not damaged:
     return
   if jax.process_index() == 0:
-    checkpointing.set_aside(manager, workdir, damaged)
+    checkpoint_recovery.set_aside(manager, workdir, damaged)
   if jax.process_count() > 1:
     _sync_processes("flowergan: damaged checkpoints set aside")
     manager.reload()
@@ -253,7 +255,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
   """The run itself, once the workdir is claimed."""
   is_main = jax.process_index() == 0
   inception_network = _inception_network(config)  # a missing weights file stops us now
-  best = checkpointing.best_checkpoint_of(config)
+  best = best_checkpoint.best_checkpoint_of(config)
   manager = checkpointing.make_manager(workdir, max_to_keep=config.keep_checkpoints, best=best)
   try:
     start_step, restored, saved_metadata, damaged = _resume_point(manager, config, workdir, mesh)
@@ -274,7 +276,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh) -> ts.TrainSta
   gan = ts.wgangp_from_config(config, num_classes=len(class_names), augment_fn=_augment_fn(config))
   metadata = checkpointing.make_metadata(config, class_names)
   if start_step:
-    checkpointing.check_compatible(saved_metadata, config, class_names, workdir)
+    checkpoint_recovery.check_compatible(saved_metadata, config, class_names, workdir)
     _set_aside(manager, workdir, damaged)
     state = restored
     logging.info("Resumed from %s at step %d.", checkpointing.checkpoint_dir(workdir), start_step)
@@ -416,7 +418,7 @@ def _evaluation_due(config, step: int, num_steps: int) -> bool:
   return every >= 0 and (step == num_steps or (every > 0 and step % every == 0))
 
 
-def _checkpoint_metrics(results: dict, best: checkpointing.BestCheckpoint | None) -> dict | None:
+def _checkpoint_metrics(results: dict, best: best_checkpoint.BestCheckpoint | None) -> dict | None:
   """`{metric: value}` for the checkpoint manager, process 0's value on every process.
 
   Saving is collective: every process must pass the same metrics, or their preservation
@@ -441,7 +443,7 @@ def _evaluate(run: _Run, state, step: int) -> dict:
   """flowergan.evaluate on the current state, on every process (the same computation, so no
   process waits long for another); process 0 writes metrics.jsonl, TensorBoard scalars
   `eval/...` and the table on stdout. Returns the results."""
-  from flowergan import evaluate
+  from flowergan import evaluate, report
 
   class_names = list(run.class_names)
   model = trained.TrainedModel(
@@ -461,6 +463,6 @@ def _evaluate(run: _Run, state, step: int) -> dict:
       write=run.is_main,
   )
   if run.is_main:
-    run.writer.write_scalars(step, evaluate.scalars(results))
-    print(f"evaluation at step {step}:\n" + evaluate.format_table(results, class_names), flush=True)
+    run.writer.write_scalars(step, report.scalars(results))
+    print(f"evaluation at step {step}:\n" + report.format_table(results, class_names), flush=True)
   return results

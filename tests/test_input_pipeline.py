@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flowergan import imagesets
+from flowergan import data_errors
 from flowergan import input_pipeline as ip
 from tests import tiny_config
 from tests.image_folders import S, assert_one_line_error, data_config, write_mixed_folder
@@ -190,5 +190,5 @@ def test_two_shards_in_one_process_equal_two_processes(tmp_path):
 def test_shards_must_fit_processes_and_batch(tmp_path):
   config = tiny_config.get_config(cache_dir=tmp_path / "cache")
   config.data.input_shards = 3
-  with pytest.raises(imagesets.DataError, match="input_shards"):
+  with pytest.raises(data_errors.DataError, match="input_shards"):
     _first_items(config.data, 1, process_index=0, process_count=2)

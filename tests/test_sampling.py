@@ -1,7 +1,9 @@
 """Latent noise, request limits and sample.py's flags and outputs (flowergan.sampling)."""
 
+import dataclasses
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -131,6 +133,58 @@ def test_flag_help_states_the_limits_the_code_enforces():
   assert f"at most {sampling.MAX_IMAGES} (sampling.MAX_IMAGES)" in text
   assert f"2 to {latents.MAX_FRAMES} (latents.MAX_FRAMES)" in text
   assert f"at most {latents.MAX_NOISE_ROWS}, latents.MAX_NOISE_ROWS" in text
+
+
+def test_flag_defaults_are_the_requests_defaults():
+  """sample.py states its defaults without importing JAX; they must be `SampleRequest`'s."""
+  text = (cli_run.REPO / "sample.py").read_text()
+  defaults = dict(re.findall(r'flags\.DEFINE_integer\(\s*"(\w+)",\s*(\d+)', text))
+  request = sampling.SampleRequest()
+  assert int(defaults["num"]) == request.grid_num == sampling.DEFAULT_NUM
+  assert int(defaults["frames"]) == request.frames == sampling.DEFAULT_FRAMES
+  assert int(defaults["num_per_class"]) == request.num_per_class
+  assert int(defaults["seed"]) == request.seed
+
+
+@pytest.mark.parametrize(
+    "options,needle",
+    [
+        (dict(z_file="z.npy", interpolate="1,2"), "--z_file and --interpolate exclude each other"),
+        (dict(z_file="z.npy", truncation=1.0), "--z_file and --truncation exclude each other"),
+        (dict(interpolate="1,2", num=4), "--interpolate and --num exclude each other"),
+        (dict(dataset="d", out="x.png"), "--dataset and --out exclude each other"),
+        (dict(dataset="d", save_z="z.npy"), "--dataset and --save_z exclude each other"),
+        (dict(label="a,b"), "needs --interpolate=SEED_A,SEED_B"),
+        (dict(num=0), "--num must be at least 1"),
+        (dict(interpolate="1,2", frames=1), str(latents.MAX_FRAMES)),
+    ],
+)
+def test_a_request_is_checked_without_a_model(options, needle):
+  """`check_request` refuses what sample.py refuses before a checkpoint is read."""
+  with pytest.raises(ValueError, match=re.escape(needle)):
+    sampling.check_request(sampling.SampleRequest(**options))
+  sampling.check_request(sampling.SampleRequest(dataset="d", seed=3, truncation=1.0))
+
+
+def test_walk_labels_are_a_class_or_a_pair_of_classes():
+  names = ["dandelion", "marigold"]
+  assert sampling.walk_labels("marigold", names) == ("marigold", "marigold")
+  assert sampling.walk_labels("dandelion,marigold", names) == ("dandelion", "marigold")
+  for label in ("tulip", "dandelion,tulip", "a,b,c", "all"):
+    with pytest.raises(latents.LatentError, match="--label=CLASS or --label=A,B"):
+      sampling.walk_labels(label, names)
+
+
+def test_num_for_noise_uses_every_row_or_refuses_a_mismatch():
+  names = ["dandelion", "marigold"]
+  request = sampling.SampleRequest(label="all", z_file="z.npy")
+  assert sampling.num_for_noise(request, 6, names) == 3  # 3 of each class
+  assert sampling.num_for_noise(sampling.SampleRequest(label="marigold"), 5, names) == 5
+  assert sampling.num_for_noise(sampling.SampleRequest(label="all", num=2), 4, names) == 2
+  with pytest.raises(latents.LatentError, match="z.npy has 5 noise vectors but --label=all"):
+    sampling.num_for_noise(request, 5, names)  # 5 rows cannot be 2 classes × 2
+  with pytest.raises(latents.LatentError, match="--num=16 asks for 32 images"):
+    sampling.num_for_noise(dataclasses.replace(request, num=16), 4, names)
 
 
 def test_sample_out_extension_picks_the_format(tmp_path_factory, tmp_path):

@@ -1,5 +1,5 @@
-"""Labelled synthetic datasets (`sample.py --dataset=DIR`, `imaging.write_dataset`): the folder
-layout that `data.source='folder:DIR'` reads back, the manifest and noise file, refusals."""
+"""Labelled synthetic datasets (`sample.py --dataset=DIR`, `dataset_writer.write_dataset`): the
+folder layout that `data.source='folder:DIR'` reads back, the manifest and noise file, refusals."""
 
 import json
 
@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from flowergan import imagesets, imaging, sampling, trained
+from flowergan import data_sources, dataset_writer, imaging, sampling, trained
 from tests import image_folders, tiny_run
 
 
@@ -33,11 +33,11 @@ def test_dataset_reads_back_as_the_same_images_and_labels(workdir, tmp_path):
   assert f"{2 * n}/{2 * n} images written" in result.stderr
   model = trained.load_trained(str(workdir))
   expected = sampling.sample_grid(model, "all", n, seed=5)
-  images, labels, names = imagesets.load_images(_folder_config(out, model.image_size))
+  images, labels, names = data_sources.load_images(_folder_config(out, model.image_size))
   assert names == list(model.class_names)
   np.testing.assert_array_equal(labels, expected.labels)
   np.testing.assert_array_equal(images, imaging.to_uint8(expected.images))
-  manifest = json.loads((out / imaging.DATASET_MANIFEST).read_text())
+  manifest = json.loads((out / dataset_writer.DATASET_MANIFEST).read_text())
   assert manifest["step"] == model.step and manifest["seed"] == 5
   assert manifest["class_names"] == names and manifest["num_per_class"] == n
   assert manifest["workdir"] == str(workdir) and manifest["truncation"] is None
@@ -48,15 +48,15 @@ def test_dataset_reads_back_as_the_same_images_and_labels(workdir, tmp_path):
 def test_dataset_streams_in_chunks_with_progress(workdir, tmp_path, monkeypatch):
   """More images than one chunk are generated and written chunk by chunk, and each chunk's
   images are those of one request of them all (the noise rows follow the class order)."""
-  monkeypatch.setattr(imaging, "DATASET_CHUNK", 2)
+  monkeypatch.setattr(dataset_writer, "DATASET_CHUNK", 2)
   model = trained.load_trained(str(workdir))
   calls = []
-  imaging.write_dataset(
+  dataset_writer.write_dataset(
       model, str(tmp_path / "d"), 5, seed=1, truncation=1.5, progress=lambda *a: calls.append(a)
   )
   assert calls == [(2, 10), (4, 10), (5, 10), (7, 10), (9, 10), (10, 10)]
   expected = sampling.sample_grid(model, "all", 5, seed=1, truncation=1.5)
-  images, labels, _ = imagesets.load_images(_folder_config(tmp_path / "d", model.image_size))
+  images, labels, _ = data_sources.load_images(_folder_config(tmp_path / "d", model.image_size))
   np.testing.assert_array_equal(images, imaging.to_uint8(expected.images))
   np.testing.assert_array_equal(labels, expected.labels)
 
@@ -73,7 +73,7 @@ def test_dataset_refuses_a_non_empty_folder_and_keeps_it(workdir, tmp_path):
   assert [p.name for p in out.iterdir()] == ["mine.txt"]
   model = trained.load_trained(str(workdir))
   with pytest.raises(imaging.ImageError, match="at least 1"):
-    imaging.write_dataset(model, str(tmp_path / "new"), 0)
+    dataset_writer.write_dataset(model, str(tmp_path / "new"), 0)
 
 
 @pytest.mark.parametrize(
