@@ -133,13 +133,7 @@ def _data_problems(data) -> list[str | None]:
   out = []
   if not _is_int(size) or size < 8 or size & (size - 1):
     out.append(f"config.data.image_size must be a power of two >= 8 (32, 64, 128…), got {size!r}")
-  source = data.get("source", "synthetic")
-  if not isinstance(source, str) or not (
-      source == "synthetic" or (source.startswith(("folder:", "tfds:")) and source.split(":", 1)[1])
-  ):
-    out.append(
-        f"config.data.source must be 'synthetic', 'folder:PATH' or 'tfds:NAME', got {source!r}"
-    )
+  out.append(_source_problem(data))
   out.append(_real_in(data, "config.data", "max_rotation_deg", 0.0, 180.0, high_open=False))
   out += _int_at_least(data, "config.data", ("synthetic_num_per_class",), 1)
   out += _int_at_least(data, "config.data", ("max_image_pixels",), 0)
@@ -149,6 +143,17 @@ def _data_problems(data) -> list[str | None]:
   else:
     out.append(_class_names_problem(classes, "config.data.classes"))
   return out
+
+
+def _source_problem(data) -> str | None:
+  if "source" not in data:
+    return None  # as any field `validate` is given without; its default is default_config's
+  source = data["source"]
+  if isinstance(source, str) and (
+      source == "synthetic" or (source.startswith(("folder:", "tfds:")) and source.split(":", 1)[1])
+  ):
+    return None
+  return f"config.data.source must be 'synthetic', 'folder:PATH' or 'tfds:NAME', got {source!r}"
 
 
 def _model_problems(model) -> list[str | None]:

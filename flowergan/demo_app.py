@@ -25,11 +25,14 @@ import numpy as np
 from flowergan import errors, imaging, sampling, trained
 
 ALL = "ALL"  # the original's radio option for "every class"
-TRUNCATION_RANGE = (0.01, 3.0)
+# The controls of both pages: this one, and the static one (`python -m flowergan.export
+# --format=web`), whose script reads them from the `model.json` that `page_settings` fills.
+TRUNCATION_RANGE = (0.01, 3.0)  # the original's slider
+TRUNCATION_STEP = 0.01
 DEFAULT_TRUNCATION = 1.5
 GRID_RANGE = (1, 7)
 DEFAULT_GRID = 4
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**31 - 1  # the static page's noise generator takes 32-bit seeds
 DISPLAY_PIXELS = 512  # the original showed its 128×128 flowers ×4
 QUERY_KEYS = ("class", "truncation", "grid", "seed")  # the request's URL parameters, in order
 SHOWN_GAP = 16  # px between the flowers of the shown-size download (the page's column gap)
@@ -155,6 +158,18 @@ class Demo:
         f"Showing step {self.model.step}: the newer checkpoint step(s) {newer} of "
         f"{self.workdir} did not restore (damaged or incomplete; the server log says why)."
     )
+
+
+def page_settings() -> dict:
+  """The controls' ranges and defaults, for the static page's `model.json` (JSON types)."""
+  return {
+      "truncation_range": list(TRUNCATION_RANGE),
+      "truncation_step": TRUNCATION_STEP,
+      "default_truncation": DEFAULT_TRUNCATION,
+      "grid_range": list(GRID_RANGE),
+      "default_grid": DEFAULT_GRID,
+      "max_seed": MAX_SEED,
+  }
 
 
 def check_request(request: Request) -> None:

@@ -25,7 +25,6 @@ PAPERS = (
     "[WGAN with gradient penalty](https://arxiv.org/abs/1704.00028) · "
     "[conditional GAN](https://arxiv.org/abs/1411.1784)."
 )
-SEED_HELP = f"A whole number in [0, {demo_app.MAX_SEED}]."
 
 
 @st.cache_resource(show_spinner="Loading the generator and compiling it (once per server)…")
@@ -78,6 +77,11 @@ def _new_seed() -> None:
   st.session_state.seed = random.randrange(demo_app.MAX_SEED + 1)
 
 
+def seed_help() -> str:
+  """The seed inputs' help: the range `demo_app.check_seed` accepts."""
+  return f"A whole number in [0, {demo_app.MAX_SEED}]."
+
+
 def sidebar(demo: demo_app.Demo) -> demo_app.Request:
   """The controls of the original page, plus the seed (their values start from the link)."""
   bar = st.sidebar
@@ -85,7 +89,7 @@ def sidebar(demo: demo_app.Demo) -> demo_app.Request:
   truncation = bar.slider(
       "Fidelity/Diversity trade off (truncation)",
       *demo_app.TRUNCATION_RANGE,
-      step=0.01,
+      step=demo_app.TRUNCATION_STEP,
       key="truncation",
   )
   grid = bar.slider("The grid size", *demo_app.GRID_RANGE, key="grid")
@@ -95,7 +99,7 @@ def sidebar(demo: demo_app.Demo) -> demo_app.Request:
       "Seed",
       step=1,
       key="seed",
-      help=f"{SEED_HELP} Same seed, class and truncation: same flowers (also from sample.py).",
+      help=f"{seed_help()} Same seed, class and truncation: same flowers (also from sample.py).",
   )
   bar.button("New flowers", on_click=_new_seed, type="primary")
   return demo_app.Request(choice, float(truncation), int(grid), int(seed))
@@ -163,7 +167,7 @@ def show_walk(demo: demo_app.Demo, grid: demo_app.Grid) -> None:
   names, request = demo.class_names, grid.request
   first = follow_grid(demo, grid)
   left, middle, right = st.columns(3)
-  seed_b = int(left.number_input("To seed", step=1, key="walk_to", help=SEED_HELP))
+  seed_b = int(left.number_input("To seed", step=1, key="walk_to", help=seed_help()))
   frames = int(middle.slider("Frames", 2, 16, 8, key="walk_frames"))
   class_b = right.selectbox("To class", names, key="walk_to_class")
   if (seed_b, class_b) == (request.seed, first):

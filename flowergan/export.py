@@ -13,7 +13,8 @@ The generator is traced with XLA's own convolutions ('lax'), whatever the run wa
 with (the formulations compute the same function with the same parameters), in float32.
 
 Metadata travels with the model (`metadata`): the ONNX file's `metadata_props` (each value
-JSON), the JSON file beside a `stablehlo` export (`OUT.json`), and `model.json` of the site.
+JSON), the JSON file beside a `stablehlo` export (`OUT.json`), and `model.json` of the site,
+whose page takes its controls' ranges and defaults from it (`demo_app.page_settings`).
 """
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
 
-from flowergan import __version__, cli, errors, models, trained
+from flowergan import __version__, cli, demo_app, errors, models, trained
 
 FORMATS = ("onnx", "stablehlo", "web")
 INPUTS = ("z", "class_weights")
 OUTPUT = "images"
 OUTPUT_RANGE = (-1.0, 1.0)
-DEFAULT_TRUNCATION = 1.5  # the original demo's slider (0.01–3.0)
-TRUNCATION_RANGE = (0.01, 3.0)
 ONNX_OPSET = 21  # onnxruntime-web 1.30 and onnxruntime ≥ 1.20 run it
 STABLEHLO_PLATFORMS = ("cpu", "cuda", "tpu")
 
@@ -119,8 +118,9 @@ def metadata(exportable: Exportable) -> dict:
       "z_dim": exportable.z_dim,
       "image_size": exportable.image_size,
       "step": exportable.step,
-      "default_truncation": DEFAULT_TRUNCATION,
-      "truncation_range": list(TRUNCATION_RANGE),
+      # The demo's controls (truncation range and default, grid sizes, seeds): the static
+      # page sets its own from these.
+      **demo_app.page_settings(),
       "inputs": {
           INPUTS[0]: "float32 (N, z_dim): noise, truncated normal N(0, 1) in ±truncation",
           INPUTS[1]: "float32 (N, num_classes): one-hot class rows, or blends (class morphs)",

@@ -323,7 +323,7 @@ def build_generator(
       width=model_config.width,
       upsample=model_config.upsample,
       dtype=dtype,
-      conv=conv_module(model_config.get("generator_conv", "auto"), role="generator"),
+      conv=conv_module(model_config.generator_conv, role="generator"),
   )
 
 

@@ -79,6 +79,28 @@ def test_page_has_the_originals_controls_and_a_grid(workdir):
   assert "Evaluation at step 2: class consistency" in model and "KID×10³" in model
 
 
+def test_page_controls_are_the_python_constants(workdir, monkeypatch):
+  """The constants the static page gets through model.json (`demo_app.page_settings`)."""
+  for name, value in [
+      ("TRUNCATION_RANGE", (0.5, 2.0)),
+      ("TRUNCATION_STEP", 0.1),
+      ("DEFAULT_TRUNCATION", 0.7),
+      ("GRID_RANGE", (2, 3)),
+      ("DEFAULT_GRID", 3),
+      ("MAX_SEED", 1000),
+  ]:
+    monkeypatch.setattr(demo_app, name, value)
+  at = _app([f"--workdir={workdir}"], seed=1000)
+  assert not at.exception and not at.error
+  truncation, grid = at.sidebar.slider
+  assert (truncation.proto.min, truncation.proto.max, truncation.proto.step) == (0.5, 2.0, 0.1)
+  assert (grid.proto.min, grid.proto.max, grid.value, truncation.value) == (2, 3, 3, 0.7)
+  assert "[0, 1000]" in at.sidebar.number_input[0].help and len(_images(at)) == 9
+  at = _app([f"--workdir={workdir}"], seed=1001, grid=4)
+  assert "seed=1001 (not a whole number in [0, 1000])" in at.warning[0].value
+  assert "grid=4 (not a whole number in [2, 3])" in at.warning[0].value
+
+
 def test_url_and_widgets_set_the_request(workdir):
   at = _app([f"--workdir={workdir}"], seed=7, grid=3, truncation=0.8, **{"class": "marigold"})
   assert not at.exception and not at.error

@@ -5,12 +5,13 @@ import json
 import os
 import subprocess
 import sys
+from importlib import resources
 
 import jax
 import numpy as np
 import pytest
 
-from flowergan import export, sampling, trained
+from flowergan import demo_app, export, sampling, trained
 from tests import export_helpers, tiny_config, tiny_run
 
 TOLERANCE = 1e-4  # in the generator's [-1, 1] units
@@ -58,6 +59,35 @@ def test_onnx_carries_its_metadata_and_no_value_info():
   assert names == (["z", "class_weights"], ["images"])
   batch = model.graph.input[0].type.tensor_type.shape.dim[0]
   assert batch.dim_param and not batch.dim_value  # N is free
+
+
+def test_metadata_carries_the_demos_controls_as_python_defines_them(monkeypatch):
+  """The static page reads its ranges and defaults from here; they are demo_app's."""
+  _, _, exportable = export_helpers.random_exportable(32)
+  controls = {
+      "truncation_range": [0.01, 3.0],
+      "truncation_step": 0.01,
+      "default_truncation": 1.5,
+      "grid_range": [1, 7],
+      "default_grid": 4,
+      "max_seed": 2**31 - 1,
+  }
+  assert demo_app.page_settings() == controls
+  assert {k: export.metadata(exportable)[k] for k in controls} == controls
+  monkeypatch.setattr(demo_app, "GRID_RANGE", (2, 5))
+  monkeypatch.setattr(demo_app, "DEFAULT_TRUNCATION", 0.7)
+  monkeypatch.setattr(demo_app, "MAX_SEED", 999)
+  meta = json.loads(export.metadata_json(exportable))
+  assert (meta["grid_range"], meta["default_truncation"], meta["max_seed"]) == ([2, 5], 0.7, 999)
+
+
+def test_the_static_page_has_no_control_values_of_its_own():
+  """index.html and flowers.js take every range and default from model.json."""
+  site = resources.files("flowergan").joinpath("site")
+  for name in ("index.html", "flowers.js"):
+    text = site.joinpath(name).read_text()
+    for value in ("2147483647", "0.01", "1.5", "3.0", "max=", "value="):
+      assert value not in text, (name, value)
 
 
 def test_stablehlo_gives_flowergans_images_for_any_batch():

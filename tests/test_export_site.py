@@ -5,6 +5,7 @@ the page needs no network. Skips when Chromium or the runtime is missing, unless
 FLOWERGAN_REQUIRE_BROWSER=1 (set by .ci/run, which installs both), where that fails instead.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from flowergan import export, imaging, sampling, trained
+from flowergan import demo_app, export, imaging, sampling, trained
 from tests import export_helpers, site_browser, tiny_config, tiny_run
 
 RUNTIME = tiny_config.REPO / "web" / "node_modules" / "onnxruntime-web" / "dist"
@@ -186,6 +187,49 @@ def test_page_draws_flowergans_pixels_and_its_controls_work(browser, site):
     assert len(set(lefts)) == 2
 
 
+def _controls(driver) -> dict:
+  """The page's inputs as it set them up: {id: [min, max, step, value]}, and the shown text."""
+  return driver.execute_script(
+      "const out = {};"
+      "for (const id of ['truncation', 'grid', 'seed']) {"
+      "  const e = document.getElementById(id); out[id] = [e.min, e.max, e.step, e.value]; }"
+      "out.shown = document.getElementById('truncation-value').textContent;"
+      "return out;"
+  )
+
+
+def test_page_takes_its_controls_from_python(browser, tmp_path, monkeypatch):
+  """Ranges and defaults set in flowergan.demo_app reach the page through model.json."""
+  for name, value in [
+      ("TRUNCATION_RANGE", (0.5, 2.0)),
+      ("TRUNCATION_STEP", 0.1),
+      ("DEFAULT_TRUNCATION", 0.7),
+      ("GRID_RANGE", (2, 3)),
+      ("DEFAULT_GRID", 3),
+      ("MAX_SEED", 1000),
+  ]:
+    monkeypatch.setattr(demo_app, name, value)
+  _, _, exportable = export_helpers.random_exportable(32, seed=2)
+  export.write_site(exportable, str(tmp_path), runtime_dir=str(RUNTIME))
+  with site_browser.static_server(tmp_path) as url, site_browser.chromium(browser) as driver:
+    driver.get(f"{url}/?seed=1000")
+    site_browser.wait_for_draws(driver, 1)
+    assert _query(driver) == {"seed": "1000", "class": "ALL", "truncation": "0.7", "grid": "3"}
+    assert site_browser.grid_pixels(driver).shape[0] == 9
+    assert _controls(driver) == {
+        "truncation": ["0.5", "2", "0.1", "0.7"],
+        "grid": ["2", "3", "1", "3"],
+        "seed": ["0", "1000", "1", "1000"],
+        "shown": "0.7",
+    }
+    driver.get(f"{url}/?seed=1001&grid=4&truncation=0.4")
+    site_browser.wait_for_draws(driver, 1)
+    text = site_browser.message(driver)
+    for part in ("seed=1001 (a whole number 0–1000)", "grid=4 (2–3)", "truncation=0.4 (0.5–2)"):
+      assert part in text
+    assert site_browser.grid_pixels(driver).shape[0] == 9
+
+
 def test_page_says_in_one_line_what_it_ignored_or_what_to_do(browser, site, tmp_path):
   folder, _ = site
   broken = tmp_path / "broken"
@@ -194,6 +238,11 @@ def test_page_says_in_one_line_what_it_ignored_or_what_to_do(browser, site, tmp_
   missing = tmp_path / "missing"
   shutil.copytree(folder, missing)
   (missing / "model.onnx").unlink()
+  older = tmp_path / "older"  # a site written before model.json carried the page's controls
+  shutil.copytree(folder, older)
+  meta = json.loads((older / "model.json").read_text())
+  del meta["grid_range"], meta["max_seed"]
+  (older / "model.json").write_text(json.dumps(meta))
   with site_browser.chromium(browser) as driver:
     with site_browser.static_server(folder) as url:
       driver.get(f"{url}/?seed=abc&grid=1000&truncation=nan&class=rose")
@@ -216,6 +265,13 @@ def test_page_says_in_one_line_what_it_ignored_or_what_to_do(browser, site, tmp_
       driver.get(url)
       site_browser.wait_for_state(driver, "error")
       assert "HTTP 404" in site_browser.message(driver)
+
+    with site_browser.static_server(older) as url:
+      driver.get(url)
+      site_browser.wait_for_state(driver, "error")
+      text = site_browser.message(driver)
+      assert text.startswith("The model's description could not be read") and "\n" not in text
+      assert "grid_range, max_seed" in text and "flowergan.export --format=web" in text
 
     driver.execute_cdp_cmd(
         "Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.WebAssembly;"}

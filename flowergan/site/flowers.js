@@ -11,10 +11,16 @@
 "use strict";
 
 (() => {
-  const MAX_SEED = 2147483647;
-  const TRUNCATION = [0.01, 3.0];
-  const GRID = [1, 7];
-  const DEFAULTS = { choice: "ALL", truncation: 1.5, grid: 4 };
+  // The controls' ranges and defaults come from model.json, written from flowergan.demo_app
+  // (`page_settings`, which the Streamlit page reads too); `loadMetadata` checks them.
+  const PAGE_SETTINGS = {
+    truncation_range: "range",
+    truncation_step: "number",
+    default_truncation: "number",
+    grid_range: "range",
+    default_grid: "number",
+    max_seed: "number",
+  };
   const ALL = "ALL";
   const WALK_FRAMES = 24;
   const WALK_FRAME_MS = 120; // as flowergan.latents' GIFs
@@ -37,7 +43,7 @@
   function fail(text) {
     say(text);
     setState("error");
-    for (const button of document.querySelectorAll("button")) button.disabled = true;
+    for (const control of document.querySelectorAll("button, input")) control.disabled = true;
   }
 
   function firstLine(error) {
@@ -113,7 +119,7 @@
   function randomSeed() {
     const word = new Uint32Array(1);
     crypto.getRandomValues(word); // only picks a new seed; the flowers follow from the seed
-    return word[0] % (MAX_SEED + 1);
+    return word[0] % (api.meta.max_seed + 1);
   }
 
   // Spherical interpolation as flowergan.latents.slerp: the norm goes linearly from |a| to |b|.
@@ -140,8 +146,18 @@
 
   // Settings from the URL; values that are not valid are left at their defaults and named.
   function settingsFromUrl() {
+    const {
+      max_seed: maxSeed,
+      grid_range: gridRange,
+      truncation_range: truncationRange,
+    } = api.meta;
     const params = new URLSearchParams(location.search);
-    const settings = { ...DEFAULTS, seed: null };
+    const settings = {
+      choice: ALL,
+      truncation: api.meta.default_truncation,
+      grid: api.meta.default_grid,
+      seed: null,
+    };
     const ignored = [];
     const take = (name, parse, why) => {
       if (!params.has(name)) return;
@@ -154,18 +170,18 @@
       const value = Number(text);
       return value >= lo && value <= hi ? value : null;
     };
-    const seed = take("seed", integer(0, MAX_SEED), `a whole number 0–${MAX_SEED}`);
+    const seed = take("seed", integer(0, maxSeed), `a whole number 0–${maxSeed}`);
     if (seed != null) settings.seed = seed;
-    const grid = take("grid", integer(...GRID), `${GRID[0]}–${GRID[1]}`);
+    const grid = take("grid", integer(...gridRange), `${gridRange[0]}–${gridRange[1]}`);
     if (grid != null) settings.grid = grid;
     const truncation = take(
       "truncation",
       (text) => {
         const value = Number(text);
-        const ok = text.trim() !== "" && value >= TRUNCATION[0] && value <= TRUNCATION[1];
+        const ok = text.trim() !== "" && value >= truncationRange[0] && value <= truncationRange[1];
         return ok ? value : null;
       },
-      `${TRUNCATION[0]}–${TRUNCATION[1]}`,
+      `${truncationRange[0]}–${truncationRange[1]}`,
     );
     if (truncation != null) settings.truncation = truncation;
     const choice = take(
@@ -196,6 +212,15 @@
     const keys = ["class_names", "z_dim", "image_size"];
     if (!keys.every((k) => k in meta) || !Array.isArray(meta.class_names)) {
       throw new Error("model.json lacks class_names, z_dim or image_size");
+    }
+    const isNumber = (x) => typeof x === "number" && Number.isFinite(x);
+    const isRange = (x) => Array.isArray(x) && x.length === 2 && x.every(isNumber) && x[0] <= x[1];
+    const lacking = Object.entries(PAGE_SETTINGS)
+      .filter(([key, kind]) => !(kind === "range" ? isRange : isNumber)(meta[key]))
+      .map(([key]) => key);
+    if (lacking.length) {
+      const names = lacking.join(", ");
+      throw new Error(`model.json lacks the page's settings ${names} (an older export)`);
     }
     return meta;
   }
@@ -395,7 +420,7 @@
     const zDim = api.meta.z_dim;
     const names = api.meta.class_names;
     const c = names.length;
-    const next = (s.seed + 1) % (MAX_SEED + 1);
+    const next = (s.seed + 1) % (api.meta.max_seed + 1);
     const classOf = (seed) => (s.choice === ALL ? seedClasses(seed, 1, c)[0] : names.indexOf(s.choice));
     const a = Array.from(seedNoise(s.seed, 1, zDim, s.truncation));
     const b = Array.from(seedNoise(next, 1, zDim, s.truncation));
@@ -443,13 +468,28 @@
     }
   }
 
+  // The inputs' ranges, from model.json (index.html has none of its own).
+  function setUpControls() {
+    const m = api.meta;
+    const [truncation, grid] = [$("truncation"), $("grid")];
+    [truncation.min, truncation.max, truncation.step] = [...m.truncation_range, m.truncation_step];
+    [grid.min, grid.max, grid.step] = [...m.grid_range, 1];
+    $("seed").max = m.max_seed;
+  }
+
+  // The truncation with as many decimals as its step has (0.01: two).
+  function truncationText(value) {
+    const decimals = (String(api.meta.truncation_step).split(".")[1] || "").length;
+    return Number(value).toFixed(decimals);
+  }
+
   function syncControls() {
     const s = api.state;
     for (const input of document.querySelectorAll('input[name="class"]')) {
       input.checked = input.value === s.choice;
     }
     $("truncation").value = s.truncation;
-    $("truncation-value").textContent = s.truncation.toFixed(2);
+    $("truncation-value").textContent = truncationText(s.truncation);
     $("grid").value = s.grid;
     $("grid-value").textContent = `${s.grid}×${s.grid}`;
     if (document.activeElement !== $("seed")) $("seed").value = s.seed;
@@ -457,7 +497,7 @@
 
   function bindControls() {
     $("truncation").addEventListener("input", () => {
-      $("truncation-value").textContent = Number($("truncation").value).toFixed(2);
+      $("truncation-value").textContent = truncationText($("truncation").value);
     });
     $("truncation").addEventListener("change", () =>
       request({ truncation: Number($("truncation").value) }),
@@ -466,11 +506,12 @@
     $("seed").addEventListener("change", () => {
       const text = $("seed").value.trim();
       const value = Number(text);
-      if (/^\d+$/.test(text) && value <= MAX_SEED) {
+      const maxSeed = api.meta.max_seed;
+      if (/^\d+$/.test(text) && value <= maxSeed) {
         say("");
         request({ seed: value });
       } else {
-        say(`The seed must be a whole number from 0 to ${MAX_SEED}; kept ${api.state.seed}.`);
+        say(`The seed must be a whole number from 0 to ${maxSeed}; kept ${api.state.seed}.`);
         $("seed").value = api.state.seed;
       }
     });
@@ -531,6 +572,7 @@
         "write the site again with python -m flowergan.export --format=web.");
       return;
     }
+    setUpControls();
     buildClassChoices();
     bindControls();
     const { settings, ignored } = settingsFromUrl();
