@@ -5,8 +5,8 @@
 #
 # Writes accelerator_check.json and accelerator_check.md under --out (default: $OUT if set, else
 # runs/accelerator_check). Exit status: 0 when every flowergan (JAX) measurement succeeded.
-# Pure-Python packages the machine lacks travel as wheels in .whl/ (the README's Performance
-# section says how to fill it); they are installed outside the checkout first. The Python run
+# Pure-Python packages the machine lacks travel as wheels in .whl/ (docs/performance.md says
+# how to fill it); they are installed outside the checkout first. The Python run
 # is `${PYTHON:-python3}`.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1

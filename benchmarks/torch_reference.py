@@ -11,8 +11,8 @@ NHWC-ordered flatten kept by permuting back to NHWC before the critic's head), s
 `compare_with_flax` can check that both compute the same losses, penalty, images and gradients
 on the same weights and inputs before anything is timed.
 
-Only this module (and the benchmark, through it) imports torch; it is an optional dependency
-(`pip install torch`), imported lazily by `benchmarks.bench`.
+Only this module (and the benchmarks, through it and `benchmarks.toolkit.torch_setup`) imports
+torch; it is an optional dependency (`pip install torch`), imported lazily by the benchmarks.
 
 Known deliberate differences (none affects the timed computation):
   * BatchNorm running variance: PyTorch updates it with the unbiased batch variance, Flax with
@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import os
 import warnings
 
 import jax
@@ -43,14 +42,6 @@ from torch import nn
 
 from flowergan import losses
 from flowergan import models as flax_models
-
-
-def default_num_threads() -> int:
-  """The CPU cores XLA:CPU uses for its intra-op pool (the process's CPU affinity)."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # not Linux
-    return os.cpu_count() or 1
 
 
 class TorchGenerator(nn.Module):
@@ -258,7 +249,6 @@ class TorchWGANGP:
       ema_decay=0.999,
       ema_warmup=True,
       device="cpu",
-      compile_generator=False,
       autocast_dtype=None,
       channels_last=False,
   ):
@@ -279,8 +269,8 @@ class TorchWGANGP:
     # Mixed precision as flowergan's dtype='bfloat16': activations in bf16, parameters, the
     # optimiser and the penalty's norms in float32.
     self.autocast_dtype = autocast_dtype
-    # torch.compile cannot double-backward, so only the generator (no penalty through it).
-    self.g_forward = torch.compile(generator) if compile_generator else generator
+    # The generator's forward pass: benchmarks.toolkit.TorchRunner swaps in a torch.compile'd one.
+    self.g_forward = generator
 
   def set_critic_grad(self, on: bool) -> None:
     """Whether the critic's parameters collect gradients (off for the generator step)."""
@@ -351,7 +341,6 @@ def from_flax(
     state=None,
     *,
     device="cpu",
-    compile_generator=False,
     autocast_dtype=None,
     channels_last=False,
 ) -> TorchWGANGP:
@@ -384,7 +373,6 @@ def from_flax(
       ema_decay=gan.ema_decay,
       ema_warmup=gan.ema_warmup,
       device=device,
-      compile_generator=compile_generator,
       autocast_dtype=autocast_dtype,
       channels_last=channels_last,
   )

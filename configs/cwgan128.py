@@ -15,7 +15,7 @@ The part of `--config` after a colon picks the variant; the workdir defaults to
       python train.py --config=configs/cwgan128.py --config.data.source=folder:/path/to/photos
 
 * `demo` (train.py's default): the built-in synthetic flowers at 32×32 with half the widths,
-  500 steps, small enough for 2 CPU cores (measured time: see the README). Everything else is
+  500 steps, small enough for 2 CPU cores (measured time: docs/performance.md). Everything else is
   the paper's model and WGAN-GP recipe:
 
       python train.py --config=configs/cwgan128.py:demo    # → runs/demo/samples/*.png
@@ -27,13 +27,13 @@ The part of `--config` after a colon picks the variant; the workdir defaults to
       python train.py --config=configs/cwgan128.py:tiny    # → runs/tiny
 
 Any field can be overridden on the command line, e.g. `--config.train.batch_size=32`; a
-misspelt field is an error (`lock_config`). Measured speeds are in the README's performance
-table.
+misspelt field is an error (`lock_config`). Measured speeds are in
+docs/performance.md.
 """
 
 import ml_collections
 
-from flowergan import default_config
+from flowergan import default_config, hyperparameters
 
 VARIANTS = ("demo", "tiny")
 
@@ -74,14 +74,9 @@ def _shrink_to_demo(config: ml_collections.ConfigDict) -> None:
 
 def _shrink_to_tiny(config: ml_collections.ConfigDict) -> None:
   """The `tiny` variant (on top of `demo`): what the tests train, in seconds on a CPU."""
-  config.data.image_size = 16
+  for section, fields in hyperparameters.TINY.items():  # the network and its training
+    config[section].update(fields)
   config.data.synthetic_num_per_class = 16
-  config.model.z_dim = 8
-  config.model.width = 8
-  config.model.critic_width = 8
-  config.train.batch_size = 8
-  config.train.n_critic = 2
-  config.train.num_steps = 4
   config.log_every = 1
   config.sample_every = 2
   config.checkpoint_every = 2

@@ -3,14 +3,16 @@ r"""Every config field flowergan reads, with its default: CWGAN-GP_128 as in the
 Config files build on it (`configs/cwgan128.py` and its `demo` / `tiny` variants, as the Flax
 examples' `configs/tpu.py` builds on `default.py`), and a config stored in a checkpoint is
 merged over it in one place, `from_stored` (older checkpoints lack newer fields). Importable
-without JAX or TensorFlow. The values are checked by `flowergan.config_checks.validate`.
+without JAX or TensorFlow. The values are checked by `flowergan.config_checks.validate`. The
+`model` and `train` sections' values are plain Python in `flowergan.hyperparameters`, which
+the benchmarks read on machines without ml_collections.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from flowergan import storage
+from flowergan import hyperparameters, storage
 
 CACHE_DIR = storage.CACHE_DIR  # where synthetic data is rendered (`data.cache_dir`)
 DEFAULT_CLASSES = ("dandelion", "marigold")  # the paper's, the synthetic set's
@@ -59,7 +61,7 @@ def _data() -> ml_collections.ConfigDict:
   )
   data.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)
   data.tfds_splits = "all"  # the flower sets are tiny: train on every split
-  data.image_size = 128
+  data.image_size = hyperparameters.IMAGE_SIZE
   # Augmentation as in the paper ("rotations and inversions"): reflect-padded rotation, flips.
   data.max_rotation_deg = 15.0
   data.random_hflip = True
@@ -81,47 +83,13 @@ def _data() -> ml_collections.ConfigDict:
 
 
 def _model() -> ml_collections.ConfigDict:
-  model = ml_collections.ConfigDict()
-  model.z_dim = 64
-  model.width = 64  # the original generator's hidden_dim: 1,123,011 parameters at 128×128
-  model.upsample = "bilinear"  # 'bilinear' (paper) | 'transpose' (checkerboard comparison)
-  model.critic_width = 64  # critic channels 64 → 128 → 256 → 256 → 512 at 128×128
-  # 'projection' (Miyato & Koyama 2018) | 'concat' (one-hot channels on the input image).
-  # Projection is the default, by measurement: the demo variant for 300 steps, seed 0, each mode
-  # (2-core CPU): both give the requested class (synthetic.classify_by_hue agrees on 99.8% vs
-  # 100% of 256 samples/class), but projection's samples are closer to the data (SWD mean 82.4
-  # and 81.6 vs 89.6 and 88.6 over two SWD seeds, 200 samples/class) and look cleaner.
-  model.conditioning = "projection"
-  model.critic_normalization = "none"  # 'none' | 'layernorm' (never BatchNorm under GP)
-  # How convolutions are computed (same parameters, same function): 'auto' picks the
-  # formulations written for XLA:CPU on the CPU backend ('dots' for the generator, 'im2col' for
-  # the critic, see flowergan/ops) and XLA's own convolutions ('lax') on GPU/TPU.
-  model.generator_conv = "auto"  # 'auto' | 'dots' | 'lax'
-  model.critic_conv = "auto"  # 'auto' | 'im2col' | 'lax'
-  return model
+  """`config.model`: the networks (their fields and why, in `flowergan.hyperparameters`)."""
+  return ml_collections.ConfigDict(dict(hyperparameters.MODEL))
 
 
 def _train() -> ml_collections.ConfigDict:
-  train = ml_collections.ConfigDict()
-  train.batch_size = 64  # global, over all devices
-  # Generator steps. WGAN-GP trained 100k–200k generator iterations (Gulrajani et al.); for a
-  # ~900-image set, 20k iterations (100k critic steps) is where samples stop improving
-  # visibly (an estimate: the original's schedule is not public).
-  train.num_steps = 20_000
-  train.n_critic = 5
-  train.gp_weight = 10.0
-  train.generator_lr = 1e-4
-  train.critic_lr = 1e-4
-  train.adam_b1 = 0.0
-  train.adam_b2 = 0.9
-  train.dtype = "float32"  # 'float32' | 'bfloat16' (activations; params and GP stay float32)
-  train.ema_decay = 0.999  # generator EMA used for sampling
-  train.ema_warmup = True
-  train.diffaugment = ""  # e.g. 'color,translation,cutout' for small data
-  # A workdir of `python import_torch.py` has the authors' generator but a random critic
-  # (theirs was never published); training it must be asked for explicitly.
-  train.fresh_critic = False
-  return train
+  """`config.train`: the training recipe (its fields and why, in `flowergan.hyperparameters`)."""
+  return ml_collections.ConfigDict(dict(hyperparameters.TRAIN))
 
 
 def _eval() -> ml_collections.ConfigDict:

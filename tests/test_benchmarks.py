@@ -7,11 +7,30 @@ import json
 import jax
 import pytest
 
-from benchmarks import bench
+from benchmarks import bench, report
 from flowergan import train_step as ts
 from tests import tiny_config
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+# What `torch_reference.compare_with_flax` must compare, among others.
+COMPARED = {
+    "images_train",
+    "images_eval",
+    "critic_loss",
+    "gradient_penalty",
+    "generator_loss",
+    "critic_grad/Conv_0/kernel",
+    "generator_grad/to_rgb/kernel",
+}
+
+
+def check_comparison(check: dict) -> None:
+  """The PyTorch reference computes what flowergan computes (`compare_with_flax`'s result)."""
+  errors = check["errors"]
+  assert COMPARED <= set(errors)
+  assert check["max_error"] < 1e-4, sorted(errors.items(), key=lambda kv: -kv[1])[:5]
+  assert check["values"]["gradient_penalty"] > 0
 
 
 def test_benchmark_end_to_end_on_tiny_config(tmp_path):
@@ -71,10 +90,13 @@ def test_benchmark_end_to_end_on_tiny_config(tmp_path):
         assert r[f"{impl}_{part}_s"] > 0
   if HAVE_TORCH:
     assert entry["torch_check"]["max_error"] < 1e-3
+    # --check: `compare_with_flax` on the tiny config at 16², the initial weights of key 0 and
+    # batch 4, as test_torch_reference_matches_flowergan checks it at 32².
+    check_comparison(entry["torch_check"])
     assert entry["flowergan_over_torch"] > 0
     assert len(entry["torch"]["iteration_s"]["all"]) == 2
   assert result["input_pipeline_images_per_s"].startswith("n/a")
-  table = bench.format_table(result)
+  table = report.benchmark_table(result)
   assert "flowergan s/iter" in table and "compile s" in table
   assert "bfloat16/float32 time" in table and "conv layers alone" in table
 
@@ -88,27 +110,15 @@ def test_input_pipeline_rate_or_na(tmp_path):
     assert rate > 0
 
 
-@pytest.mark.parametrize("image_size", [16, 32])
-def test_torch_reference_matches_flowergan(image_size):
+def test_torch_reference_matches_flowergan():
+  """At 32² (one generator and critic stage more than the 16² of the end-to-end test's check)."""
   pytest.importorskip("torch", reason="the PyTorch reference needs torch (optional)")
   from benchmarks import torch_reference
 
-  config = tiny_config.get_config(image_size=image_size)
+  config = tiny_config.get_config(image_size=32)
   gan = ts.wgangp_from_config(config, num_classes=2)
   state = gan.init(jax.random.key(0))
-  check = torch_reference.compare_with_flax(gan, state, batch_size=4)
-  errors = check["errors"]
-  assert {
-      "images_train",
-      "images_eval",
-      "critic_loss",
-      "gradient_penalty",
-      "generator_loss",
-      "critic_grad/Conv_0/kernel",
-      "generator_grad/to_rgb/kernel",
-  } <= set(errors)
-  assert check["max_error"] < 1e-4, sorted(errors.items(), key=lambda kv: -kv[1])[:5]
-  assert check["values"]["gradient_penalty"] > 0
+  check_comparison(torch_reference.compare_with_flax(gan, state, batch_size=4))
 
 
 def test_torch_iteration_runs_and_trains():
