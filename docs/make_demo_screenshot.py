@@ -1,4 +1,5 @@
-r"""The README's demo screenshot and the demo's timings, in the same headless Chromium as the test.
+r"""The README's demo screenshot and the page's timings (docs/web.md), in the same headless
+Chromium as the test.
 
   python docs/make_demo_screenshot.py --workdir=runs/demo --query="seed=3&grid=4" \
       --out=docs/demo_screenshot.png

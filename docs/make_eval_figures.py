@@ -1,4 +1,4 @@
-r"""Builds the evaluation figures of the README from trained runs (see the README for the runs).
+r"""Builds the figures of docs/evaluation.md from trained runs (that page names the runs).
 
   python docs/make_eval_figures.py ablation --runs=/tmp/abl_noda,/tmp/abl_da,/tmp/abl_da_nocolor \
       --names="no DiffAugment","DiffAugment color+translation+cutout","DiffAugment translation+cutout" \

@@ -198,8 +198,7 @@ class WGANGP:
         lambda carry, xs: self.critic_update(state.g_params, carry, xs),
         (state.d_params, state.d_opt_state, state.g_batch_stats),
         (images, labels, critic_keys),
-        # Unrolled: XLA:CPU runs the while-loop form of this scan many times slower (README,
-        # "Performance"); n_critic is small, so unrolling costs only some compile time.
+        # Unrolled: XLA:CPU runs the while-loop form of this scan many times slower (docs/performance.md); n_critic is small, so unrolling costs only some compile time.
         unroll=True,
     )
 

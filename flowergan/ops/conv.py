@@ -199,7 +199,7 @@ def conv_kernel_grad_by_matmul(x, g, kernel_shape, padding):
 
 # Where conv_kernel_grad_by_matmul beats XLA:CPU's kernel-gradient convolution: its
 # whole-image window is costly on large images with many channels, while on small images (or
-# few output channels) XLA's own is faster. The README and `benchmarks/` have the timings.
+# few output channels) XLA's own is faster. `docs/performance.md` and `benchmarks/` have the timings.
 MATMUL_KERNEL_GRAD_MIN_PIXELS = 128 * 128
 MATMUL_KERNEL_GRAD_MIN_FEATURES = 16
 
