@@ -1,6 +1,8 @@
 """Test setup: 8 fake CPU devices so the data-parallel code runs on a laptop."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Must happen before jax is imported anywhere, so multi-device code paths are exercised on CPU.
@@ -10,11 +12,22 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # TensorFlow (input pipeline only) must never see an accelerator or spam the log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# One persistent compilation cache for the whole run, shared with the subprocesses that the
-# end-to-end tests start: the same tiny step is compiled once instead of once per test.
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(tempfile.gettempdir(), f"flowergan-test-jax-cache-{os.getuid()}"),
-)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def _session_compilation_cache() -> None:
+  """One persistent compilation cache for this run, shared with the subprocesses it starts.
+
+  The same tiny networks are compiled by many tests and by every train.py, sample.py and
+  evaluate.py the tests start; with the cache each program is compiled once per run. A fresh
+  directory per run (removed at exit): no entry of an older run or jax version carries over.
+  A directory given in `JAX_COMPILATION_CACHE_DIR` is used as it is.
+  """
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    directory = tempfile.mkdtemp(prefix="flowergan-test-jax-cache-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+_session_compilation_cache()

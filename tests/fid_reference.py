@@ -17,10 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flowergan import inception
+
 REASON = (
     "the FID parity tests need torch==2.14.1 torchvision==0.29.1 pytorch-fid==0.3.0 "
     '(pip install -e ".[fid]")'
 )
+_FILES = {}  # the session's weights file (`weights_file`)
 
 
 def import_reference():
@@ -101,6 +104,20 @@ def save_random_network(path: str, calibration_images: np.ndarray, seed: int = 0
     for batch in torch.split(x, 4):
       network(batch)
   torch.save(network.state_dict(), path)
+
+
+def weights_file(tmp_path_factory) -> str:
+  """The test weights file of pytorch-fid's network, built at the first call of the session.
+
+  Random weights, BatchNorm statistics of 8 smooth 48 px images; test_fid.py and
+  test_inception.py read the same file (building it runs the 299² network in torch).
+  """
+  if "weights" not in _FILES:
+    import_reference()
+    path = str(tmp_path_factory.mktemp("inception") / inception.WEIGHTS_FILE)
+    save_random_network(path, smooth_images(np.random.default_rng(0), 8, 48, (0, 0, 0)))
+    _FILES["weights"] = path
+  return _FILES["weights"]
 
 
 def reference_model(path: str):

@@ -16,10 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-  ref.import_reference()
-  path = str(tmp_path_factory.mktemp("inception") / inception.WEIGHTS_FILE)
-  ref.save_random_network(path, ref.smooth_images(np.random.default_rng(0), 8, 48, (0, 0, 0)))
-  return path
+  return ref.weights_file(tmp_path_factory)
 
 
 def _run_command(*args):

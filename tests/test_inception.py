@@ -15,13 +15,8 @@ from tests import fid_reference as ref
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-  """A weights file of pytorch-fid's network (random weights) and the images it was fit to."""
-  ref.import_reference()
-  directory = tmp_path_factory.mktemp("inception")
-  path = str(directory / inception.WEIGHTS_FILE)
-  calibration = ref.smooth_images(np.random.default_rng(0), 8, 48, (0, 0, 0))
-  ref.save_random_network(path, calibration)
-  return path
+  """A weights file of pytorch-fid's network (random weights), shared with test_fid.py."""
+  return ref.weights_file(tmp_path_factory)
 
 
 def test_resize_matches_torch_bilinear_interpolate():

@@ -72,7 +72,9 @@ def _env(devices: int, hooks=None, workdir=None, writes_log=None) -> dict:
     # No persistent compilation cache for the processes of a multi-process run: JAX's cache key
     # differs between process 0 and the others (jax 0.10.2), so with a warm cache process 0
     # reaches the first collective a minute before process 1, and gloo's rendezvous gives up
-    # after 30 s. Cold, both compile at the same pace.
+    # after 30 s. Cold, both compile at the same pace. (Checked: even a program over both
+    # processes' devices gets another key in each process, and only process 0 writes the cache,
+    # so `jax_share_binary_between_hosts` leaves process 1 waiting for a key never written.)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
   if workdir is not None:
     env.update(TEST_WORKDIR=str(workdir), TEST_WRITES_LOG=str(writes_log))

@@ -91,12 +91,17 @@ def test_bf16_critic_penalty_is_float32():
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
   jaxpr = str(jax.make_jaxpr(lambda x: bf16.apply(params, x, labels))(real))
   assert "bf16" in jaxpr  # the convolutions run in bfloat16
-  norms = losses.per_image_gradient_norm(lambda x: bf16.apply(params, x, labels), real)
+  norms = jax.jit(losses.per_image_gradient_norm, static_argnums=0)(
+      lambda x: bf16.apply(params, x, labels), real
+  )
   assert norms.dtype == jnp.float32
+  # Compiled, as the train step runs it (op-by-op dispatch of the double backward is slower).
   gps = [
-      losses.gradient_penalty(
-          lambda x, c=c: c.apply(params, x, labels), real, fake, jax.random.key(3)
-      )
+      jax.jit(
+          lambda params, c=c: losses.gradient_penalty(
+              lambda x: c.apply(params, x, labels), real, fake, jax.random.key(3)
+          )
+      )(params)
       for c in (bf16, f32)
   ]
   assert gps[0].dtype == jnp.float32
@@ -132,9 +137,11 @@ def test_bf16_im2col_critic_penalty_gradient_close_to_plain_conv():
   labels = jnp.array([0, 1, 1, 0])
   variables = fast.init(jax.random.key(2), real, labels)
   grads = [
-      jax.grad(
-          lambda p, c=c: losses.gradient_penalty(
-              lambda x: c.apply(p, x, labels), real, -real, jax.random.key(3)
+      jax.jit(
+          jax.grad(
+              lambda p, c=c: losses.gradient_penalty(
+                  lambda x: c.apply(p, x, labels), real, -real, jax.random.key(3)
+              )
           )
       )(variables)
       for c in (fast, plain)
