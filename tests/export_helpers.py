@@ -9,10 +9,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowergan import export, models
+from flowergan import demo_app, export, models
 
 CLASS_NAMES = ["dandelion", "marigold"]
 Z_DIM = 64
+
+
+# Page settings unlike `flowergan.demo_app`'s, to show that the pages take theirs from it.
+OTHER_PAGE_SETTINGS = {
+    "TRUNCATION_RANGE": (0.5, 2.0),
+    "TRUNCATION_STEP": 0.1,
+    "DEFAULT_TRUNCATION": 0.7,
+    "GRID_RANGE": (2, 3),
+    "DEFAULT_GRID": 3,
+    "MAX_SEED": 1000,
+}
+
+
+def use_other_page_settings(monkeypatch) -> None:
+  """`OTHER_PAGE_SETTINGS` in `flowergan.demo_app` for the rest of the test."""
+  for name, value in OTHER_PAGE_SETTINGS.items():
+    monkeypatch.setattr(demo_app, name, value)
 
 
 def require_export_packages():

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from flowergan import demo_app, imaging, sampling
-from tests import tiny_run
+from tests import export_helpers, tiny_run
 
 pytest.importorskip("streamlit", reason='streamlit is not installed (pip install -e ".[test]")')
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -81,15 +81,7 @@ def test_page_has_the_originals_controls_and_a_grid(workdir):
 
 def test_page_controls_are_the_python_constants(workdir, monkeypatch):
   """The constants the static page gets through model.json (`demo_app.page_settings`)."""
-  for name, value in [
-      ("TRUNCATION_RANGE", (0.5, 2.0)),
-      ("TRUNCATION_STEP", 0.1),
-      ("DEFAULT_TRUNCATION", 0.7),
-      ("GRID_RANGE", (2, 3)),
-      ("DEFAULT_GRID", 3),
-      ("MAX_SEED", 1000),
-  ]:
-    monkeypatch.setattr(demo_app, name, value)
+  export_helpers.use_other_page_settings(monkeypatch)
   at = _app([f"--workdir={workdir}"], seed=1000)
   assert not at.exception and not at.error
   truncation, grid = at.sidebar.slider

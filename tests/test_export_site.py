@@ -16,7 +16,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from flowergan import demo_app, export, imaging, sampling, trained
+from flowergan import export, imaging, sampling, trained
 from tests import export_helpers, site_browser, tiny_config, tiny_run
 
 RUNTIME = tiny_config.REPO / "web" / "node_modules" / "onnxruntime-web" / "dist"
@@ -200,15 +200,7 @@ def _controls(driver) -> dict:
 
 def test_page_takes_its_controls_from_python(browser, tmp_path, monkeypatch):
   """Ranges and defaults set in flowergan.demo_app reach the page through model.json."""
-  for name, value in [
-      ("TRUNCATION_RANGE", (0.5, 2.0)),
-      ("TRUNCATION_STEP", 0.1),
-      ("DEFAULT_TRUNCATION", 0.7),
-      ("GRID_RANGE", (2, 3)),
-      ("DEFAULT_GRID", 3),
-      ("MAX_SEED", 1000),
-  ]:
-    monkeypatch.setattr(demo_app, name, value)
+  export_helpers.use_other_page_settings(monkeypatch)
   _, _, exportable = export_helpers.random_exportable(32, seed=2)
   export.write_site(exportable, str(tmp_path), runtime_dir=str(RUNTIME))
   with site_browser.static_server(tmp_path) as url, site_browser.chromium(browser) as driver:
