@@ -104,7 +104,7 @@ def fake_storage(monkeypatch):
       ("check_reachable", lambda workdir, timeout_s=None: touched.append(str(workdir))),
   ]:
     monkeypatch.setattr(storage, name, fake)
-  monkeypatch.setattr(train_lib.metric_writers, "create_default_writer", create_default_writer)
+  monkeypatch.setattr(metric_writers, "create_default_writer", create_default_writer)
   monkeypatch.setattr(checkpointing, "_Manager", _FakeManager)
   monkeypatch.setattr(socket.socket, "connect", no_network)
   monkeypatch.setattr(socket, "getaddrinfo", no_network)

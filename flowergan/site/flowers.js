@@ -477,7 +477,7 @@
     $("seed").max = m.max_seed;
   }
 
-  // The truncation with as many decimals as its step has (0.01: two).
+  // The truncation with as many decimals as its step has (two for a step of a hundredth).
   function truncationText(value) {
     const decimals = (String(api.meta.truncation_step).split(".")[1] || "").length;
     return Number(value).toFixed(decimals);
