@@ -69,7 +69,10 @@ _DATASET = flags.DEFINE_string(
     "reads), DIR/noise.npy and DIR/manifest.json; DIR must be new or empty.",
 )
 _NUM_PER_CLASS = flags.DEFINE_integer(
-    "num_per_class", 100, "Images of each class of --dataset (written in batches)."
+    "num_per_class",
+    100,
+    "Images of each class of --dataset (written in batches), at most 10000 "
+    "(dataset_writer.MAX_PER_CLASS).",
 )
 
 

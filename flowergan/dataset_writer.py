@@ -21,12 +21,20 @@ if TYPE_CHECKING:
 DATASET_MANIFEST = "manifest.json"
 DATASET_NOISE = "noise.npy"
 DATASET_CHUNK = 4 * 49  # images generated and written per step (4 of sampling's batches)
+# The noise of every image is drawn at once and saved as one noise.npy: 10,000 images of each
+# of 100 classes are 512 MB of it. Far larger counts fail deep inside XLA, so they are refused.
+MAX_PER_CLASS = 10_000
 
 
 def check_dataset_request(out_dir: str, num_per_class: int) -> None:
-  """Refuses a dataset folder that exists and is not empty, and counts below 1 (one line)."""
-  if num_per_class < 1:
-    raise imaging.ImageError(f"--num_per_class must be at least 1, got {num_per_class}.")
+  """Refuses a dataset folder that exists and is not empty, and counts outside 1 to
+  `MAX_PER_CLASS` (one line)."""
+  if not 1 <= num_per_class <= MAX_PER_CLASS:
+    raise imaging.ImageError(
+        f"--num_per_class must be at least 1 and at most {MAX_PER_CLASS} (the noise of every "
+        f"image is held in memory), got {num_per_class}: for more, write several datasets "
+        "with other --seed values."
+    )
   if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
     raise imaging.ImageError(
         f"{out_dir} already exists and is not an empty folder: choose a new folder for the "

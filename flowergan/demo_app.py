@@ -35,6 +35,10 @@ DEFAULT_GRID = 4
 MAX_SEED = 2**31 - 1  # the static page's noise generator takes 32-bit seeds
 DISPLAY_PIXELS = 512  # the original showed its 128×128 flowers ×4
 QUERY_KEYS = ("class", "truncation", "grid", "seed")  # the request's URL parameters, in order
+# Longer link values are ignored unread (int() of 5000 digits raises), and notes show at most
+# `SHOWN_LINK_CHARS` characters of any value.
+MAX_LINK_VALUE_CHARS = 100
+SHOWN_LINK_CHARS = 40
 SHOWN_GAP = 16  # px between the flowers of the shown-size download (the page's column gap)
 
 
@@ -280,19 +284,35 @@ def query_of(request: Request) -> dict[str, str]:
 def parse_query(
     query: Mapping[str, str | list[str]], choices: list[str]
 ) -> tuple[dict[str, object], list[str]]:
-  """The valid request values of URL parameters, and one note per ignored parameter."""
+  """The valid request values of URL parameters, and one note per ignored parameter (Markdown:
+  the link's text is shown as code, so a crafted link cannot put links or images in it)."""
   values, ignored = {}, []
   for key, raw in query.items():
     text = raw[-1] if isinstance(raw, list) and raw else raw
     if not isinstance(text, str) or key not in QUERY_KEYS:
-      ignored.append(f"{key}={raw} (unknown parameter)")
+      ignored.append(f"{shown_code(f'{key}={raw}')} (unknown parameter)")
+      continue
+    if len(text) > MAX_LINK_VALUE_CHARS:
+      ignored.append(
+          f"{shown_code(f'{key}={text}')} (longer than {MAX_LINK_VALUE_CHARS} characters)"
+      )
       continue
     value, expected = _parse_query_value(key, text, choices)
     if value is None:
-      ignored.append(f"{key}={text} (not {expected})")
+      ignored.append(f"{shown_code(f'{key}={text}')} (not {expected})")
     else:
       values[key] = value
   return values, ignored
+
+
+def shown_code(text: str) -> str:
+  """`text` as one inline Markdown code span: Markdown is not rendered inside one. Backticks
+  (which would end it) and unprintable characters (a line break would too) become `'` and
+  `?`; text beyond `SHOWN_LINK_CHARS` characters is cut to `…`."""
+  if len(text) > SHOWN_LINK_CHARS:
+    text = text[:SHOWN_LINK_CHARS] + "…"
+  text = "".join("'" if c == "`" else c if c.isprintable() else "?" for c in text)
+  return f"`{text}`"
 
 
 def _parse_query_value(key: str, text: str, choices: list[str]) -> tuple[object, str]:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -136,17 +138,26 @@ def statistics(features) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_statistics(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """(mu, sigma) of an .npz as `pytorch-fid --save-stats` writes it (no pickles)."""
+  """(mu, sigma) of an .npz as `pytorch-fid --save-stats` writes it (no pickles); a damaged
+  file, one without pool3 `mu` and `sigma`, or one with non-finite values is refused."""
+  again = "write it again with --save-stats"
   try:
     with np.load(path, allow_pickle=False) as npz:
       mu, sigma = np.asarray(npz["mu"], np.float64), np.asarray(npz["sigma"], np.float64)
-  except (OSError, ValueError, KeyError) as e:
-    raise FidError(f"{path} is not an .npz of FID statistics with mu and sigma ({e}).") from None
+  except KeyError as e:
+    raise FidError(f"{path} is not an .npz of FID statistics (no {e}): {again}.") from None
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    # numpy's own text for a non-zip file is advice to allow pickles: not given here.
+    raise FidError(
+        f"{path} is damaged or not an .npz of FID statistics ({type(e).__name__}): {again}."
+    ) from None
   d = inception.FEATURE_DIM
   if mu.shape != (d,) or sigma.shape != (d, d):
     raise FidError(
         f"{path}: mu {mu.shape} and sigma {sigma.shape} are not pool3 statistics ({d}, {d}x{d})."
     )
+  if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+    raise FidError(f"{path} holds non-finite (NaN or infinite) statistics: {again}.")
   return mu, sigma
 
 
@@ -158,7 +169,13 @@ def is_statistics_file(path: str) -> bool:
 
 
 def fid_from_stats(mu1, sigma1, mu2, sigma2) -> float:
-  """pytorch-fid's Fréchet distance of two (mu, sigma)."""
+  """pytorch-fid's Fréchet distance of two (mu, sigma); non-finite ones are refused (sqrtm
+  would return NaN, printed as an FID)."""
+  if not all(np.isfinite(x).all() for x in (mu1, sigma1, mu2, sigma2)):
+    raise FidError(
+        "the features' statistics are not finite (NaN or infinite): check the images and the "
+        "Inception weights."
+    )
   try:
     return metrics.frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2)
   except ValueError as e:  # sqrtm left an imaginary part: the product is far from PSD

@@ -92,3 +92,14 @@ def test_dataset_flags_are_checked_before_the_checkpoint_is_read(tmp_path, flag)
   assert result.returncode == 1 and "exclude each other" in result.stderr
   assert "Traceback" not in result.stderr
   assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.parametrize("num_per_class", [0, dataset_writer.MAX_PER_CLASS + 1, 1_000_000_000])
+def test_dataset_refuses_counts_out_of_bounds_in_one_line(tmp_path, num_per_class):
+  """`--num_per_class` outside 1..MAX_PER_CLASS is refused before any noise is drawn (a billion
+  used to abort inside XLA), and nothing is written."""
+  with pytest.raises(imaging.ImageError, match=f"at most {dataset_writer.MAX_PER_CLASS}") as e:
+    dataset_writer.check_dataset_request(str(tmp_path / "d"), num_per_class)
+  assert "\n" not in str(e.value) and str(num_per_class) in str(e.value)
+  assert not list(tmp_path.iterdir())
+  dataset_writer.check_dataset_request(str(tmp_path / "d"), dataset_writer.MAX_PER_CLASS)

@@ -192,7 +192,7 @@ def test_bad_link_values_are_named_in_one_line_and_the_rest_kept(workdir):
   (warning,) = at.warning
   assert "\n" not in warning.value and warning.value.startswith("Ignored in the link: ")
   for name, value in query.items():
-    assert f"{name}={value} (not " in warning.value
+    assert f"`{name}={value}` (not " in warning.value
   assert len(_images(at)) == 16 and at.query_params["class"] == "ALL"
   # A valid value next to bad ones is used; the URL then holds only valid values.
   at = _app([f"--workdir={workdir}"], seed="12", grid="0", truncation="inf")
@@ -345,6 +345,24 @@ def test_request_checks_and_argument_parsing():
     demo_app.parse_args(["--step=four"])
 
 
+def test_over_long_and_crafted_link_values_are_shown_inert(workdir):
+  """A 5000-digit seed is ignored before int() (whose digit limit raised a traceback), and a
+  value written as Markdown shows as code: no link or image of the link's inside the notice."""
+  crafted = "[text](https://evil.example) ![](https://evil.example/pixel.png) `x`"
+  at = _app([f"--workdir={workdir}"], seed="9" * 5000, **{"class": crafted})
+  assert not at.exception and not at.error
+  (warning,) = at.warning
+  assert "\n" not in warning.value and len(warning.value) < 400
+  assert f"(longer than {demo_app.MAX_LINK_VALUE_CHARS} characters)" in warning.value
+  # Outside code spans the notice holds no link/image syntax; inside, no backtick to end one.
+  spans = warning.value.split("`")
+  assert len(spans) == 5  # two code spans
+  assert "](" not in "".join(spans[0::2]) and "evil" not in "".join(spans[0::2])
+  assert "[text](https://evil.example)" in spans[3]
+  assert len(_images(at)) == 16 and at.query_params["class"] == "ALL"
+  assert demo_app.shown_code("a`b\n![](u)") == "`a'b?![](u)`"
+
+
 def test_link_parameters_are_checked_one_by_one():
   choices = ["ALL", "a", "b"]
   values, ignored = demo_app.parse_query(
@@ -356,11 +374,11 @@ def test_link_parameters_are_checked_one_by_one():
   values, ignored = demo_app.parse_query(bad, choices)
   assert values == {}
   assert ignored == [
-      f"seed=-1 (not a whole number in [0, {demo_app.MAX_SEED}])",
-      "grid=٣ (not a whole number in [1, 7])",
-      "truncation=3.5 (not a number in [0.01, 3.0])",
-      "class=ALL  (not one of ALL, a, b)",
-      "utm=x (unknown parameter)",
+      f"`seed=-1` (not a whole number in [0, {demo_app.MAX_SEED}])",
+      "`grid=٣` (not a whole number in [1, 7])",
+      "`truncation=3.5` (not a number in [0.01, 3.0])",
+      "`class=ALL ` (not one of ALL, a, b)",
+      "`utm=x` (unknown parameter)",
   ]
   request = demo_app.Request("a", 0.8, 3, 9)
   values, _ = demo_app.parse_query(demo_app.query_of(request), choices)

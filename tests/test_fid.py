@@ -139,3 +139,50 @@ def test_inception_metrics_per_class_and_overall():
   assert out["fid/dandelion"] < out["fid/marigold"]
   assert out["kid/dandelion"] < out["kid/marigold"]
   assert out["precision/dandelion"] > out["precision/marigold"]
+
+
+def _stats_file(path, mu=None, sigma=None):
+  d = inception.FEATURE_DIM
+  mu = np.zeros(d) if mu is None else mu
+  np.savez(path, mu=mu, sigma=np.eye(d) if sigma is None else sigma)
+  return path
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "half", "no_sigma", "nan_mu", "inf_sigma"])
+def test_damaged_statistics_are_refused_in_one_line(tmp_path, damage):
+  """A truncated, empty or foreign .npz, or one with NaN/inf, is refused in one line that says
+  to write it again (it used to be a BadZipFile/EOFError traceback, or `FID: nan`)."""
+  path = _stats_file(tmp_path / "stats.npz")
+  data = path.read_bytes()
+  d = inception.FEATURE_DIM
+  if damage == "empty":
+    path.write_bytes(b"")
+  elif damage == "garbage":
+    path.write_bytes(b"not statistics" * 10)
+  elif damage == "half":
+    path.write_bytes(data[: len(data) // 2])
+  elif damage == "no_sigma":
+    np.savez(path, mu=np.zeros(d))
+  elif damage == "nan_mu":
+    _stats_file(path, mu=np.full(d, np.nan))
+  else:
+    _stats_file(path, sigma=np.where(np.eye(d) > 0, np.inf, 0.0))
+  with pytest.raises(fid.FidError, match="write it again with --save-stats") as e:
+    fid.load_statistics(str(path))
+  assert "\n" not in str(e.value) and "pickle" not in str(e.value)
+
+
+def test_non_finite_statistics_are_refused_before_sqrtm():
+  mu, sigma = np.zeros(4), np.eye(4)
+  with pytest.raises(fid.FidError, match="not finite"):
+    fid.fid_from_stats(mu, sigma, np.full(4, np.nan), sigma)
+
+
+def test_command_refuses_a_truncated_statistics_file(tmp_path):
+  good = _stats_file(tmp_path / "good.npz")
+  cut = tmp_path / "cut.npz"
+  cut.write_bytes(good.read_bytes()[:1000])
+  run = _run_command(good, cut)
+  assert run.returncode == 1 and "Traceback" not in run.stderr
+  assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
+  assert "write it again with --save-stats" in run.stderr
