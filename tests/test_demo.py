@@ -89,8 +89,8 @@ def test_page_controls_are_the_python_constants(workdir, monkeypatch):
   assert (grid.proto.min, grid.proto.max, grid.value, truncation.value) == (2, 3, 3, 0.7)
   assert "[0, 1000]" in at.sidebar.number_input[0].help and len(_images(at)) == 9
   at = _app([f"--workdir={workdir}"], seed=1001, grid=4)
-  assert "seed=1001 (not a whole number in [0, 1000])" in at.warning[0].value
-  assert "grid=4 (not a whole number in [2, 3])" in at.warning[0].value
+  assert "`seed=1001` (not a whole number in [0, 1000])" in at.warning[0].value
+  assert "`grid=4` (not a whole number in [2, 3])" in at.warning[0].value
 
 
 def test_url_and_widgets_set_the_request(workdir):
