@@ -1,22 +1,39 @@
-"""Workdir paths that may be local or remote (`gs://bucket/run`), through `etils.epath`.
+"""The one writer: every file or folder a flowergan command writes goes through this module.
 
-`etils.epath` is what Orbax itself uses, so a `gs://` workdir reaches the checkpoints, the
-TensorBoard writer, the sample PNGs, `metrics.jsonl` and the evaluation cache unchanged. Local
-paths keep the local guarantees: atomic writes (`atomic_file`, `atomic_directory`: an
-interrupted write never leaves a broken file behind) and appends.
+Paths may be local or remote (`gs://bucket/run`, through `etils.epath`, what Orbax itself uses),
+so a `gs://` workdir reaches the checkpoints, the TensorBoard writer, the sample PNGs,
+`metrics.jsonl` and the evaluation cache unchanged. Local writes keep these promises:
+
+- atomic: a file is written under an unpredictable temporary name in its own folder
+  (`tempfile.mkstemp`, created exclusively, never through a planted link) and renamed into place
+  (`atomic_file`, `write_bytes`); a folder appears whole (`atomic_directory`, `new_folder`) or
+  its new files together (`atomic_files_into`); an interrupt leaves nothing behind;
+- no link is followed out of the destination: a path that leads out of its `root` through a
+  symbolic link (by default the destination's own folder; the workdir for a run's files) is
+  refused (`check_inside`), and appends open the file with `O_NOFOLLOW`;
+- a destination that exists and is not a regular file (a FIFO, a device, a socket, a
+  directory where a file goes) is refused, never replaced (`check_regular_file`);
+- an existing non-empty folder is refused where a command makes a new one (`new_folder`);
+- `destination_problem` / `check_destinations` say before any work whether every output of a
+  command can be written, so that a command writes all of its files or none.
+
+Orbax writes its checkpoints itself (a temporary folder renamed when complete) and clu's
+TensorBoard writer its event files; both write into folders checked here first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 from etils import epath
 
 from flowergan import errors
@@ -45,15 +62,38 @@ def workdir_path(workdir: str | os.PathLike) -> epath.Path:
   return epath.Path(os.path.abspath(os.path.expanduser(os.fspath(workdir))))
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-  """Writes `data` to `path`: atomically (one rename) if local, one object write if remote."""
+def write_bytes(path: str | os.PathLike, data: bytes, *, root: str | None = None) -> None:
+  """Writes `data` to `path`: atomically (one rename) if local, one object write if remote.
+
+  `root`: the folder `path` must stay in, links followed (default: `path`'s own folder).
+  """
   if is_remote(path):
     target = epath.Path(os.fspath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     return
-  with atomic_file(os.fspath(path)) as tmp, open(tmp, "wb") as f:
+  with atomic_file(os.fspath(path), root=root) as tmp, open(tmp, "wb") as f:
     f.write(data)
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+  """`array` as a `.npy` file (no pickles), atomically."""
+  buffer = io.BytesIO()
+  np.save(buffer, array, allow_pickle=False)
+  write_bytes(path, buffer.getvalue())
+
+
+def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+  """`arrays` as an uncompressed `.npz` file (no pickles), atomically."""
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  write_bytes(path, buffer.getvalue())
+
+
+def copy_file(source: str, path: str, *, root: str | None = None) -> None:
+  """A copy of the regular file `source` at `path`, written like `write_bytes`."""
+  with atomic_file(path, root=root) as tmp:
+    shutil.copyfile(source, tmp)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -67,9 +107,14 @@ def exists(path: str | os.PathLike) -> bool:
 def append_line(path: str | os.PathLike, line: str) -> None:
   """Appends `line` and a newline; remote objects cannot be appended to, so they are rewritten."""
   if not is_remote(path):
-    check_regular_file(os.fspath(path))  # opening a FIFO would wait for a reader forever
-    os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)
-    with open(path, "a") as f:
+    path = os.path.abspath(os.fspath(path))
+    check_regular_file(path)  # opening a FIFO would wait for a reader forever
+    check_inside(path, os.path.dirname(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # O_NOFOLLOW: a link planted after the check is refused (ELOOP), not written through.
+    flags_ = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(os.path.realpath(path), flags_, 0o666)
+    with os.fdopen(fd, "a") as f:
       f.write(line + "\n")
     return
   target = epath.Path(os.fspath(path))
@@ -167,87 +212,224 @@ def _umask() -> int:
   return mask
 
 
+def _within(path: str, root: str) -> bool:
+  return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_inside(path: str, root: str) -> str:
+  """`path` with its links resolved; `StorageError` if that leads out of `root` (resolved too).
+
+  A link in a workdir received from elsewhere (`metrics.jsonl -> ~/.bashrc`, `samples ->
+  /etc`) must not make a command write outside it. Links that stay inside are followed.
+  """
+  real, real_root = os.path.realpath(path), os.path.realpath(root)
+  if not _within(real, real_root):
+    raise StorageError(
+        f"{path} leads out of {root} through a symbolic link (to {real}): flowergan writes "
+        "nothing through such a link; remove the link or choose another path."
+    )
+  return real
+
+
+def _creatable_in(directory: str) -> str | None:
+  """Why no file can be created in `directory` (made with its parents if missing), or None."""
+  existing = os.path.abspath(directory)
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    return f"{existing} is a file, not a folder"
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    return f"{existing} is not writable ({e.strerror or type(e).__name__})"
+  return None
+
+
+def destination_problem(
+    path: str,
+    *,
+    folder: bool = False,
+    append: bool = False,
+    new: bool = False,
+    root: str | None = None,
+) -> str | None:
+  """Why `path` cannot be written as a file (`folder`: as a folder of files), or None.
+
+  For checks before anything is computed or written, so that a command that writes several
+  files writes all of them or none. Nothing is created: the nearest existing folder is probed
+  with a temporary file, which also catches read-only mounts and root on immutable folders.
+  `append`: an existing file is appended to, so it must itself be writable. `new` (a folder): it
+  must not exist or be empty. `root`: the folder `path` must stay in, links followed (default:
+  the folder `path` is in; see `check_inside`). Remote (`gs://`) paths are left to the write.
+  """
+  if is_remote(path):
+    return None
+  path = os.path.abspath(path)
+  real = os.path.realpath(path)
+  real_root = os.path.realpath(root if root is not None else os.path.dirname(path))
+  if not _within(real, real_root):
+    return f"it leads out of {root or os.path.dirname(path)} through a symbolic link (to {real})"
+  if folder:
+    if os.path.lexists(path) and not os.path.isdir(path):
+      return "it is a file, not a folder" if os.path.isfile(path) else "it is not a folder"
+    if new and os.path.isdir(path) and os.listdir(path):
+      return "it is a folder that is not empty (nothing in it is replaced)"
+    return _creatable_in(path)
+  if os.path.isdir(path):
+    return "it is a directory"
+  if os.path.lexists(path) and not os.path.isfile(path):
+    return "it exists and is not a regular file"
+  if append and os.path.exists(path) and not os.access(path, os.W_OK):
+    return "it is not writable"
+  return _creatable_in(os.path.dirname(path))
+
+
+def check_destinations(
+    outputs: Sequence[tuple[str, str, bool]], *, root: str | None = None
+) -> None:
+  """`StorageError` naming the first output `(name, path, is_folder)` that cannot be written
+  (`destination_problem`), or two that are the same file, before any is written; `name` says
+  which flag or file gave the path."""
+  seen = {}
+  for name, path, folder in outputs:
+    problem = destination_problem(path, folder=folder, root=root)
+    if problem:
+      raise StorageError(f"cannot write to {path} ({name}): {problem}; choose another path.")
+    key = path if is_remote(path) else os.path.realpath(path)
+    if key in seen:
+      raise StorageError(
+          f"{seen[key]} and {name} name the same file ({path}): choose another path."
+      )
+    seen[key] = name
+
+
 @contextlib.contextmanager
-def atomic_file(path: str) -> Iterator[str]:
+def atomic_file(path: str, *, root: str | None = None) -> Iterator[str]:
   """Yields a temporary path beside `path`; on success it becomes `path` (one rename).
 
-  The finished file gets the permissions of a plain `open(path, 'w')` (the user's umask), not
-  the 0600 of the temporary file. On any error the temporary file is removed and `path` is left
-  as it was. A `path` that exists and is not a regular file is refused (`check_regular_file`)
-  before anything is written.
+  The temporary name is unpredictable and created exclusively (`mkstemp`), so a link planted
+  at a guessed name is never written through; the rename replaces a link planted at `path`
+  itself rather than following it. The finished file gets the permissions of a plain
+  `open(path, 'w')` (the user's umask), not the 0600 of the temporary file. On any error the
+  temporary file is removed and `path` is left as it was. Refused before anything is written:
+  a `path` that exists and is not a regular file (`check_regular_file`), and one that leads out
+  of `root` (default: its own folder) through a link (`check_inside`).
   """
+  path = os.path.abspath(path)
   check_regular_file(path)
-  directory = os.path.dirname(os.path.abspath(path))
+  target = check_inside(path, root if root is not None else os.path.dirname(path))
+  directory = os.path.dirname(target)
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
   os.close(fd)
   try:
     yield tmp
     os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
+    os.replace(tmp, target)
   except BaseException:
-    if os.path.exists(tmp):
+    if os.path.lexists(tmp):
       os.remove(tmp)
     raise
 
 
-def _sibling_temporary_directory(path: str) -> str:
-  """A new hidden directory beside `path` (same file system: it can be renamed into place);
-  a `path` that exists and is not a directory is refused first."""
+def _sibling_temporary_directory(path: str, root: str | None) -> tuple[str, str]:
+  """`path` resolved (`check_inside`) and a new hidden directory beside it (same file system:
+  it can be renamed into place); a `path` that exists and is not a directory is refused first."""
+  path = os.path.abspath(path)
   check_directory(path)
-  parent = os.path.dirname(os.path.abspath(path))
+  target = check_inside(path, root if root is not None else os.path.dirname(path))
+  parent = os.path.dirname(target)
   os.makedirs(parent, exist_ok=True)
-  return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+  return target, tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str) -> Iterator[str]:
+def atomic_directory(
+    path: str, *, root: str | None = None, keep_theirs: bool = True
+) -> Iterator[str]:
   """Yields a temporary directory beside `path`; on success it becomes `path` (one rename).
 
-  If another process created `path` meanwhile, theirs is kept and ours is discarded. On any
-  error the temporary directory is removed. A `path` that exists and is not a directory is
-  refused before anything is written.
+  If another process created `path` meanwhile, theirs is kept and ours is discarded (with
+  `keep_theirs=False`: `StorageError`, ours discarded). An empty folder at `path` is replaced.
+  On any error or interrupt the temporary directory is removed. A `path` that exists and is
+  not a directory, or that leads out of `root` (default: its folder), is refused first.
   """
-  tmp = _sibling_temporary_directory(path)
+  target, tmp = _sibling_temporary_directory(path, root)
   try:
     yield tmp
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-      os.rename(tmp, path)
+      os.rename(tmp, target)
     except OSError:
-      if not os.path.isdir(path):  # not a lost race with another process: a real error
+      if not os.path.isdir(target):  # not a lost race with another process: a real error
         raise
+      if not keep_theirs:
+        raise StorageError(
+            f"{path} appeared while flowergan was writing it and is not empty: nothing of it "
+            "was replaced; choose another path."
+        ) from None
       shutil.rmtree(tmp, ignore_errors=True)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
 
 
+def check_new_folder(path: str, *, what: str) -> None:
+  """`StorageError` unless `path` is missing or an empty folder (`what`: the flag)."""
+  if os.path.lexists(path) and (not os.path.isdir(path) or os.listdir(path)):
+    kind = "a folder that is not empty" if os.path.isdir(path) else "not a folder"
+    raise StorageError(
+        f"{what}={path} already exists and is {kind}: choose a new folder (flowergan replaces "
+        "nothing in it)."
+    )
+
+
 @contextlib.contextmanager
-def atomic_files_into(path: str) -> Iterator[str]:
+def new_folder(path: str, *, what: str, root: str | None = None) -> Iterator[str]:
+  """A new folder at `path`, written whole or not at all (`atomic_directory`); `path` must be
+  missing or empty, before and at the end (`check_new_folder`)."""
+  check_new_folder(path, what=what)
+  with atomic_directory(path, root=root, keep_theirs=False) as tmp:
+    yield tmp
+
+
+@contextlib.contextmanager
+def atomic_files_into(path: str, *, root: str | None = None) -> Iterator[str]:
   """Yields a temporary directory beside `path`; on success its files move into `path`.
 
   All of them or none: if the block fails (a full disk), the temporary directory goes and
   `path` is left as it was. A new `path` appears with one rename; into an existing one the files
-  are moved one by one (renames need no space), replacing files of the same names; any of those
-  names that is not a regular file, or a `path` that is not a directory, is refused before
-  anything is moved.
+  are moved one by one (renames need no space), replacing files of the same names (a link of
+  that name is replaced, not followed); any of those names that is not a regular file, or a
+  `path` that is not a directory or leads out of `root` (default: its folder), is refused
+  before anything is moved.
   """
-  tmp = _sibling_temporary_directory(path)
+  target, tmp = _sibling_temporary_directory(path, root)
   try:
     yield tmp
     os.chmod(tmp, 0o777 & ~_umask())
-    if not os.path.exists(path):
+    if not os.path.exists(target):
       with contextlib.suppress(OSError):  # created meanwhile: moved in file by file below
-        os.rename(tmp, path)
+        os.rename(tmp, target)
         return
     names = sorted(os.listdir(tmp))
     for name in names:
-      check_regular_file(os.path.join(path, name))
+      check_regular_file(os.path.join(target, name))
     for name in names:
-      os.replace(os.path.join(tmp, name), os.path.join(path, name))
+      os.replace(os.path.join(tmp, name), os.path.join(target, name))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def make_folder(path: str, *, root: str | None = None) -> str:
+  """`path` as a folder (with its parents) that stays in `root` (default: its parent); the
+  folder resolved. For folders that other writers fill (a run's workdir, its checkpoints)."""
+  path = os.path.abspath(path)
+  check_directory(path)
+  target = check_inside(path, root if root is not None else os.path.dirname(path))
+  os.makedirs(target, exist_ok=True)
+  return target
 
 
 def file_sha256(path: str) -> str:

@@ -198,3 +198,134 @@ def test_atomic_files_into_refuse_a_name_taken_by_a_special_file_before_moving_a
       _write(os.path.join(tmp, "b.txt"), "b")
   assert os.listdir(path) == ["b.txt"] and stat.S_ISFIFO(os.stat(path / "b.txt").st_mode)
   assert os.listdir(tmp_path) == ["out"]
+
+
+# ------------------------------------------------------------ the one writer (issue 26)
+
+
+def _outside(tmp_path):
+  """A folder with a file that no write may reach, and the file's text."""
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  _write(outside / "victim.txt", "precious")
+  return outside
+
+
+def test_no_write_follows_a_link_out_of_its_folder(tmp_path):
+  outside = _outside(tmp_path)
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "metrics.jsonl").symlink_to(outside / "victim.txt")
+  (run / "out.png").symlink_to(outside / "victim.txt")
+  with pytest.raises(storage.StorageError, match="leads out of .* through a symbolic link"):
+    storage.append_line(str(run / "metrics.jsonl"), "{}")
+  for writer in (storage.write_bytes, lambda p, d: storage.copy_file(str(run / "x"), p)):
+    with pytest.raises(storage.StorageError, match="symbolic link") as e:
+      writer(str(run / "out.png"), b"data")
+    assert "\n" not in str(e.value)
+  assert _read(outside / "victim.txt") == "precious" and os.listdir(outside) == ["victim.txt"]
+  assert sorted(os.listdir(run)) == ["metrics.jsonl", "out.png"]  # no temporary file left
+
+
+def test_a_folder_linked_out_of_the_workdir_is_refused_for_every_writer(tmp_path):
+  outside = _outside(tmp_path)
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "samples").symlink_to(outside)
+  root = str(run)
+  with pytest.raises(storage.StorageError, match="symbolic link"):
+    storage.write_bytes(str(run / "samples" / "a.png"), b"x", root=root)
+  for writer in (storage.atomic_files_into, storage.atomic_directory):
+    with pytest.raises(storage.StorageError, match="symbolic link"):
+      with writer(str(run / "samples"), root=root):
+        pytest.fail("the block must not run")
+  with pytest.raises(storage.StorageError, match="symbolic link"):
+    storage.make_folder(str(run / "samples" / "sub"), root=root)
+  problem = storage.destination_problem(str(run / "samples"), folder=True, root=root)
+  assert problem and "symbolic link" in problem
+  assert os.listdir(outside) == ["victim.txt"]
+
+
+def test_links_that_stay_inside_are_followed(tmp_path):
+  (tmp_path / "real").mkdir()
+  (tmp_path / "samples").symlink_to("real")
+  (tmp_path / "real" / "m.jsonl").touch()
+  (tmp_path / "metrics.jsonl").symlink_to("real/m.jsonl")
+  storage.write_bytes(str(tmp_path / "samples" / "a.png"), b"x", root=str(tmp_path))
+  storage.append_line(str(tmp_path / "real" / "m.jsonl"), "1")
+  storage.append_line(str(tmp_path / "metrics.jsonl"), "2")  # into a folder inside: followed
+  assert (tmp_path / "real" / "a.png").read_bytes() == b"x"
+  assert _read(tmp_path / "real" / "m.jsonl") == "1\n2\n"
+  assert (tmp_path / "metrics.jsonl").is_symlink()
+  assert (tmp_path / "samples").is_symlink()
+
+
+def test_the_temporary_name_is_unpredictable_and_never_a_planted_link(tmp_path):
+  outside = _outside(tmp_path)
+  path = tmp_path / "site" / "model.onnx"
+  path.parent.mkdir()
+  # What export used to write through: `<out>.tmp<pid>` planted as a link.
+  (path.parent / f"model.onnx.tmp{os.getpid()}").symlink_to(outside / "victim.txt")
+  names = set()
+  for _ in range(2):
+    with storage.atomic_file(str(path)) as tmp:
+      assert os.path.dirname(tmp) == str(path.parent) and not os.path.islink(tmp)
+      assert str(os.getpid()) not in os.path.basename(tmp)
+      names.add(tmp)
+      _write(tmp, "model")
+  assert len(names) == 2 and _read(path) == "model" and not path.is_symlink()
+  assert _read(outside / "victim.txt") == "precious"
+
+
+def test_new_folder_refuses_a_non_empty_folder_and_appears_whole(tmp_path):
+  full = tmp_path / "site"
+  full.mkdir()
+  _write(full / "index.html", "mine")
+  with pytest.raises(storage.StorageError, match="--out=.* not empty") as e:
+    with storage.new_folder(str(full), what="--out"):
+      pytest.fail("the block must not run")
+  assert "\n" not in str(e.value) and _read(full / "index.html") == "mine"
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with storage.new_folder(str(empty), what="--out") as tmp:
+    _write(os.path.join(tmp, "a.txt"), "a")
+    assert os.listdir(empty) == []
+  assert os.listdir(empty) == ["a.txt"]
+  with pytest.raises(KeyboardInterrupt):  # Ctrl-C: nothing left, the rerun is not refused
+    with storage.new_folder(str(tmp_path / "new"), what="--dataset") as tmp:
+      _write(os.path.join(tmp, "a.txt"), "a")
+      raise KeyboardInterrupt
+  assert sorted(os.listdir(tmp_path)) == ["empty", "site"]
+
+
+def test_new_folder_keeps_one_filled_meanwhile(tmp_path):
+  path = tmp_path / "site"
+  with pytest.raises(storage.StorageError, match="appeared while"):
+    with storage.new_folder(str(path), what="--out") as tmp:
+      _write(os.path.join(tmp, "ours.txt"), "ours")
+      path.mkdir()
+      _write(path / "theirs.txt", "theirs")
+  assert os.listdir(path) == ["theirs.txt"] and os.listdir(tmp_path) == ["site"]
+
+
+def test_check_destinations_names_the_first_bad_one_before_any_write(tmp_path):
+  (tmp_path / "out.json").mkdir()
+  os.mkfifo(tmp_path / "fifo")
+  ok = str(tmp_path / "out")
+  with pytest.raises(storage.StorageError, match=r"out.json \(the metadata\): it is a directory"):
+    storage.check_destinations([("--out", ok, False), ("the metadata", ok + ".json", False)])
+  with pytest.raises(storage.StorageError, match="not a regular file"):
+    storage.check_destinations([("--out", str(tmp_path / "fifo"), False)])
+  with pytest.raises(storage.StorageError, match="name the same file"):
+    storage.check_destinations([("--out", ok, False), ("--save_z", ok, False)])
+  assert sorted(os.listdir(tmp_path)) == ["fifo", "out.json"]
+
+
+def test_save_npy_and_npz_write_atomically(tmp_path):
+  np = pytest.importorskip("numpy")
+  storage.save_npy(str(tmp_path / "z.npy"), np.arange(3, dtype=np.float32))
+  storage.save_npz(str(tmp_path / "a.npz"), {"x": np.ones(2)})
+  assert np.load(tmp_path / "z.npy").tolist() == [0, 1, 2]
+  with np.load(tmp_path / "a.npz") as npz:
+    assert npz["x"].tolist() == [1, 1]
+  assert sorted(os.listdir(tmp_path)) == ["a.npz", "z.npy"]
