@@ -25,9 +25,7 @@ import hashlib
 import json
 import logging as std_logging
 import os
-import shutil
 import sys
-import tempfile
 from importlib import resources
 
 import flax.linen as nn
@@ -35,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
 
-from flowergan import __version__, cli, demo_app, errors, models, trained
+from flowergan import __version__, cli, demo_app, errors, models, storage, trained
 
 FORMATS = ("onnx", "stablehlo", "web")
 INPUTS = ("z", "class_weights")
@@ -183,36 +181,46 @@ def metadata_json(exportable: Exportable) -> bytes:
 
 
 def write_file(path: str, data: bytes) -> None:
-  """Writes `data` whole (a temporary file renamed over `path`), or raises ExportError."""
-  tmp = f"{path}.tmp{os.getpid()}"
+  """Writes `data` whole through flowergan's one writer (`storage.write_bytes`: an
+  unpredictable temporary name beside `path`, renamed; no link followed out of its folder;
+  a special file refused), or raises ExportError."""
   try:
-    with open(tmp, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
+    storage.write_bytes(path, data)
+  except storage.StorageError as e:
+    raise ExportError(str(e)) from None
   except OSError as e:
-    if os.path.exists(tmp):
-      os.remove(tmp)
     raise ExportError(f"cannot write {path} ({e.strerror}): choose a writable --out.") from None
 
 
-def check_writable(directory: str) -> None:
-  """Refuses, before the slow export, a folder that is missing or cannot take a file."""
-  if not os.path.isdir(directory):
-    raise ExportError(f"no folder {directory}: create it or choose another --out.")
-  try:
-    with tempfile.TemporaryFile(dir=directory):
-      pass
-  except OSError as e:
-    raise ExportError(f"cannot write in {directory} ({e.strerror}): choose a writable --out.")
+def destinations(fmt: str, out: str) -> list[tuple[str, str, bool]]:
+  """What `fmt` writes at `out`: `(what, path, is_folder)`, as `storage.destination_problem`
+  checks them."""
+  if fmt == "stablehlo":
+    return [("--out", out, False), ("its metadata file", f"{out}.json", False)]
+  return [("--out", out, fmt == "web")]
+
+
+def check_destinations(fmt: str, out: str) -> None:
+  """Refuses, before the slow export and before any file is written, a destination that cannot
+  be written: a missing or read-only folder, a FIFO or device, a directory where a file goes, a
+  link out of its folder, and for `web` a folder that exists and is not empty."""
+  if fmt != "web" and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+    raise ExportError(f"no folder {os.path.dirname(out)}: create it or choose another --out.")
+  for what, path, folder in destinations(fmt, out):
+    problem = storage.destination_problem(path, folder=folder, new=folder)
+    if problem:
+      raise ExportError(f"cannot write {path} ({what}): {problem}; choose another --out.")
 
 
 def export_onnx(exportable: Exportable, out: str) -> list[str]:
+  check_destinations("onnx", out)
   write_file(out, onnx_bytes(exportable))
   return [out]
 
 
 def export_stablehlo(exportable: Exportable, out: str) -> list[str]:
-  """`out` (the serialized export) and `out.json` (its metadata)."""
+  """`out` (the serialized export) and `out.json` (its metadata), both checked first."""
+  check_destinations("stablehlo", out)
   write_file(out, stablehlo_bytes(exportable))
   write_file(f"{out}.json", metadata_json(exportable))
   return [out, f"{out}.json"]
@@ -249,12 +257,19 @@ def write_site(exportable: Exportable, out: str, runtime_dir: str | None = None)
   checked by its SRI hash."""
   if runtime_dir is not None:
     check_runtime_dir(runtime_dir)
-  if os.path.exists(out) and not os.path.isdir(out):
-    raise ExportError(f"--out={out} is a file: pass a folder for --format=web.")
+  check_destinations("web", out)
   try:
-    os.makedirs(out, exist_ok=True)
+    with storage.new_folder(out, what="--out") as tmp:  # the whole site or nothing
+      written = _write_site_files(exportable, tmp, runtime_dir)
+  except storage.StorageError as e:
+    raise ExportError(str(e)) from None
   except OSError as e:
-    raise ExportError(f"cannot create {out} ({e.strerror}): choose a writable --out.") from None
+    raise ExportError(f"cannot write the site to {out} ({e.strerror}).") from None
+  return [os.path.join(out, os.path.relpath(path, tmp)) for path in written]
+
+
+def _write_site_files(exportable: Exportable, out: str, runtime_dir: str | None) -> list[str]:
+  """The site's files in the new folder `out`."""
   written = []
   model = os.path.join(out, SITE_MODEL)
   write_file(model, onnx_bytes(exportable))
@@ -271,9 +286,8 @@ def write_site(exportable: Exportable, out: str, runtime_dir: str | None = None)
   else:
     vendored = os.path.join(out, SITE_RUNTIME_DIR)
     try:
-      os.makedirs(vendored, exist_ok=True)
       for name in RUNTIME_FILES:
-        shutil.copyfile(os.path.join(runtime_dir, name), os.path.join(vendored, name))
+        storage.copy_file(os.path.join(runtime_dir, name), os.path.join(vendored, name))
         written.append(os.path.join(vendored, name))
     except OSError as e:
       raise ExportError(f"cannot copy the runtime into {vendored} ({e.strerror}).") from None
@@ -295,10 +309,9 @@ def export(workdir: str, fmt: str, out: str, *, step=None, runtime_dir=None) -> 
     raise ExportError(f"--out={out} is a folder: pass a file name for --format={fmt}.")
   if fmt != "web" and runtime_dir is not None:
     raise ExportError("--runtime is for --format=web only.")
-  if fmt != "web":
-    check_writable(os.path.dirname(os.path.abspath(out)))
-  elif runtime_dir is not None:
+  if fmt == "web" and runtime_dir is not None:
     check_runtime_dir(runtime_dir)
+  check_destinations(fmt, out)
   exportable = load_exportable(workdir, step)
   if fmt == "onnx":
     return export_onnx(exportable, out)

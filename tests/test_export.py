@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from importlib import resources
 
 import jax
@@ -208,3 +209,77 @@ def test_page_runtime_pin_matches_the_npm_package():
   assert export.file_sri(str(dist / export.RUNTIME_SCRIPT)) == export.RUNTIME_SRI
   html = export.index_html(export.RUNTIME_CDN + export.RUNTIME_SCRIPT, export.RUNTIME_SRI)
   assert f'integrity="{export.RUNTIME_SRI}"' in html and "onnxruntime-web@1.30.0" in html
+
+
+# ------------------------------------------ destinations (issue 26): checked first, all of them
+
+
+def _refused(out, fmt, *needles):
+  """export() of `fmt` to `out` fails in one line naming `needles`, before reading the run (the
+  workdir does not exist: a check that let it through would fail with 'no checkpoint')."""
+  with pytest.raises(export.ExportError) as e:
+    export.export(str(out.parent / "no_run"), fmt, str(out))
+  message = str(e.value)
+  assert "\n" not in message and "checkpoint" not in message, message
+  for needle in needles:
+    assert needle in message, message
+
+
+def test_export_refuses_every_destination_it_would_replace_before_writing_any(tmp_path):
+  site = tmp_path / "site"
+  site.mkdir()
+  (site / "index.html").write_text("my page")
+  _refused(site, "web", "not empty")
+  os.mkfifo(tmp_path / "fifo")
+  _refused(tmp_path / "fifo", "web", "not a folder")
+  _refused(tmp_path / "fifo", "onnx", "not a regular file")
+  fifo_site = tmp_path / "fifo_site"
+  fifo_site.mkdir()
+  os.mkfifo(fifo_site / "model.onnx")
+  _refused(fifo_site, "web", "not empty")
+  os.mkfifo(tmp_path / "g.jax.json")
+  _refused(tmp_path / "g.jax", "stablehlo", "g.jax.json", "not a regular file")
+  (tmp_path / "h.jax.json").mkdir()
+  _refused(tmp_path / "h.jax", "stablehlo", "h.jax.json", "is a directory")
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  (outside / "victim").write_text("precious")
+  (site / "g.onnx").symlink_to(outside / "victim")
+  _refused(site / "g.onnx", "onnx", "symbolic link")
+  assert (site / "index.html").read_text() == "my page" and (outside / "victim").read_text()
+  assert sorted(os.listdir(tmp_path)) == [
+      "fifo",
+      "fifo_site",
+      "g.jax.json",
+      "h.jax.json",
+      "outside",
+      "site",
+  ]  # no g.jax, no h.jax
+  assert os.listdir(fifo_site) == ["model.onnx"] and os.path.exists(tmp_path / "fifo")
+
+
+def test_site_appears_whole_through_the_one_writer(tmp_path, monkeypatch):
+  # No network: the conversion is tested above; metadata needs only these fields.
+  generator = types.SimpleNamespace(image_size=16)
+  exportable = export.Exportable(generator, {}, ["a", "b"], step=1, info={"z_dim": 8})
+  monkeypatch.setattr(export, "onnx_bytes", lambda *args, **kwargs: b"model")
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  (outside / "victim").write_text("precious")
+  out = tmp_path / "site"
+  # The old writer's guessable temporary name, planted as a link: never written through.
+  (tmp_path / f"model.onnx.tmp{os.getpid()}").symlink_to(outside / "victim")
+  written = export.write_site(exportable, str(out))
+  assert sorted(os.path.relpath(p, out) for p in written) == sorted(os.listdir(out))
+  assert (out / "model.onnx").read_bytes() == b"model"
+  assert (outside / "victim").read_text() == "precious"
+  assert sorted(os.listdir(tmp_path)) == ["model.onnx.tmp" + str(os.getpid()), "outside", "site"]
+
+  def interrupted(exportable):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(export, "metadata_json", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    export.write_site(exportable, str(tmp_path / "half"))
+  assert not (tmp_path / "half").exists()  # nothing half written, no temporary folder
+  assert sorted(os.listdir(tmp_path)) == ["model.onnx.tmp" + str(os.getpid()), "outside", "site"]
