@@ -2,6 +2,9 @@
 folder layout that `data.source='folder:DIR'` reads back, the manifest and noise file, refusals."""
 
 import json
+import os
+import subprocess
+import sys
 
 import ml_collections
 import numpy as np
@@ -103,3 +106,49 @@ def test_dataset_refuses_counts_out_of_bounds_in_one_line(tmp_path, num_per_clas
   assert "\n" not in str(e.value) and str(num_per_class) in str(e.value)
   assert not list(tmp_path.iterdir())
   dataset_writer.check_dataset_request(str(tmp_path / "d"), dataset_writer.MAX_PER_CLASS)
+
+
+def test_ctrl_c_while_writing_a_dataset_leaves_nothing_and_the_rerun_works(workdir, tmp_path):
+  """Ctrl-C after some images were written: the line says no partial file is left, and it is
+  true (no PNG, no noise.npy, no temporary folder), so the advised rerun is not refused."""
+  out = tmp_path / "synth"
+  script = (
+      "import runpy, sys\n"
+      "from flowergan import imaging\n"
+      "save, calls = imaging.save_png, []\n"
+      "def save_then_stop(*args):\n"
+      "  calls.append(1)\n"
+      "  if len(calls) == 3:\n"
+      "    raise KeyboardInterrupt\n"
+      "  save(*args)\n"
+      "imaging.save_png = save_then_stop\n"
+      "sys.argv = ['sample.py'] + sys.argv[1:]\n"
+      f"runpy.run_path({str(tiny_run.REPO / 'sample.py')!r}, run_name='__main__')\n"
+  )
+  result = subprocess.run(
+      [sys.executable, "-c", script, f"--workdir={workdir}", f"--dataset={out}"],
+      env=tiny_run.env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+  assert "SIGINT (Ctrl-C): interrupted; no partial file is left" in result.stderr
+  assert os.listdir(tmp_path) == []  # not the images written before, not the temporary folder
+  model = trained.load_trained(str(workdir))
+  dataset_writer.write_dataset(model, str(out), 2)  # the rerun is not refused
+  assert sorted(os.listdir(out)) == ["dandelion", "manifest.json", "marigold", "noise.npy"]
+  assert os.listdir(tmp_path) == ["synth"]
+
+
+def test_a_dataset_folder_linked_out_of_its_folder_or_special_is_refused(tmp_path):
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  (tmp_path / "here").mkdir()
+  (tmp_path / "here" / "link").symlink_to(outside)  # an empty folder, elsewhere
+  os.mkfifo(tmp_path / "here" / "fifo")
+  for name, needle in [("here/link", "symbolic link"), ("here/fifo", "not an empty folder")]:
+    with pytest.raises(imaging.ImageError, match=needle) as e:
+      dataset_writer.check_dataset_request(str(tmp_path / name), 1)
+    assert "\n" not in str(e.value)
+  assert os.listdir(outside) == []
