@@ -22,15 +22,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-import zipfile
-import zlib
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.linalg
 from absl import app, flags, logging
 from PIL import Image
 
-from flowergan import cli, errors, inception, metrics
+from flowergan import cli, errors, inception, metrics, untrusted
 
 IMAGE_EXTENSIONS = ("bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp")
 # Images decoded at once: a folder of any length is read and fed to the network in chunks.
@@ -115,7 +115,13 @@ def folder_features(
   chunks = []
   for i in range(0, len(files), READ_CHUNK):
     images = read_images(files[i : i + READ_CHUNK])
-    chunks.append(inception.extract_features(variables, images, batch_size=batch_size, mesh=mesh))
+    features = inception.extract_features(variables, images, batch_size=batch_size, mesh=mesh)
+    if not np.isfinite(features).all():  # sqrtm of NaN statistics would run for minutes
+      raise FidError(
+          f"the Inception features of {folder} are not finite (NaN or infinite): check the "
+          "Inception weights file."
+      )
+    chunks.append(features)
   seconds = time.perf_counter() - start
   logging.info(
       "%s: %d images of %dx%d, %.1f s (%.2f images/s)",
@@ -139,26 +145,20 @@ def statistics(features) -> tuple[np.ndarray, np.ndarray]:
 
 def load_statistics(path: str) -> tuple[np.ndarray, np.ndarray]:
   """(mu, sigma) of an .npz as `pytorch-fid --save-stats` writes it (no pickles); a damaged
-  file, one without pool3 `mu` and `sigma`, or one with non-finite values is refused."""
-  again = "write it again with --save-stats"
-  try:
-    with np.load(path, allow_pickle=False) as npz:
-      mu, sigma = np.asarray(npz["mu"], np.float64), np.asarray(npz["sigma"], np.float64)
-  except KeyError as e:
-    raise FidError(f"{path} is not an .npz of FID statistics (no {e}): {again}.") from None
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-    # numpy's own text for a non-zip file is advice to allow pickles: not given here.
-    raise FidError(
-        f"{path} is damaged or not an .npz of FID statistics ({type(e).__name__}): {again}."
-    ) from None
+  file, one without pool3 `mu` and `sigma`, or one with non-finite values is refused
+  (`flowergan.untrusted`: shapes checked before any array is read)."""
   d = inception.FEATURE_DIM
-  if mu.shape != (d,) or sigma.shape != (d, d):
-    raise FidError(
-        f"{path}: mu {mu.shape} and sigma {sigma.shape} are not pool3 statistics ({d}, {d}x{d})."
+  try:
+    arrays = untrusted.read_npz(
+        path,
+        {"mu": (d,), "sigma": (d, d)},
+        where=f"{path} (FID statistics)",
+        advice="write it again with --save-stats",
+        dtype_kinds="f",
     )
-  if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-    raise FidError(f"{path} holds non-finite (NaN or infinite) statistics: {again}.")
-  return mu, sigma
+  except untrusted.UntrustedFileError as e:
+    raise FidError(str(e)) from None
+  return np.asarray(arrays["mu"], np.float64), np.asarray(arrays["sigma"], np.float64)
 
 
 def is_statistics_file(path: str) -> bool:
@@ -177,7 +177,17 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2) -> float:
         "Inception weights."
     )
   try:
-    return metrics.frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2)
+    with warnings.catch_warnings(record=True) as caught:
+      # scipy's LinAlgWarning ("Matrix is singular ...") holds for every FID of fewer than 2048
+      # images and pytorch-fid prints none: a detail for --verbosity=1, not the console.
+      warnings.simplefilter("always", scipy.linalg.LinAlgWarning)
+      value = metrics.frechet_distance_sqrtm(mu1, sigma1, mu2, sigma2)
+    for warning in caught:
+      if issubclass(warning.category, scipy.linalg.LinAlgWarning):
+        logging.info("sqrtm: %s", cli.one_line(warning.message))
+      else:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return value
   except ValueError as e:  # sqrtm left an imaginary part: the product is far from PSD
     raise FidError(f"the Fréchet distance failed ({e}); use more images.") from None
 
@@ -340,6 +350,16 @@ def main(argv, inception_flag, batch_size_flag, cache_dir_flag):
   print(f"FID: {value}")
 
 
+def run() -> None:
+  """The command: its flags, one-line errors and stops (`cli.run`), the quiet console."""
+  defined = _define_flags()
+
+  def main_with_flags(argv):
+    cli.quiet_logs()  # JAX's "Unable to initialize backend" and similar INFO lines
+    main(argv, *defined)
+
+  cli.run(main_with_flags, positional=("DIR_A", "DIR_B"))
+
+
 if __name__ == "__main__":
-  _flags = _define_flags()
-  app.run(lambda argv: main(argv, *_flags), flags_parser=cli.parse_flags)
+  run()

@@ -31,7 +31,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from flowergan import batching, errors, storage
+from flowergan import batching, errors, storage, untrusted
 from flowergan import mesh as mesh_lib
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -266,7 +266,7 @@ def load_weights(
         WEIGHTS_FILE,
     )
   cached = cache_path(sha256, cache_dir)
-  arrays = _read_cache(cached)
+  arrays = _read_cache(cached, path)
   if arrays is None:
     arrays = _arrays_from_state_dict(read_state_dict(path, flag), path)
     try:
@@ -274,27 +274,33 @@ def load_weights(
         with open(tmp, "wb") as f:
           np.savez(f, **arrays)
       logging.info("Inception weights cached in %s", cached)
-    except OSError as e:  # a read-only cache costs the next run a torch.load, nothing else
-      logging.warning("could not cache the Inception weights in %s: %s", cached, e)
+    except (OSError, storage.StorageError) as e:  # a read-only cache costs a torch.load later
+      logging.warning(
+          "could not cache the Inception weights in %s: %s", cached, " ".join(str(e).split())
+      )
   return _variables(arrays)
 
 
-def _read_cache(cached: str) -> dict[str, np.ndarray] | None:
-  """The cached arrays, or None when absent or not the expected layout (then rebuilt)."""
-  if not os.path.isfile(cached):
+def _read_cache(cached: str, weights: str) -> dict[str, np.ndarray] | None:
+  """The cached arrays, or None when absent; a damaged one (truncated, foreign, another
+  layout, not finite) is rebuilt from `weights` with a one-line warning (`flowergan.untrusted`)."""
+  if not os.path.lexists(cached):
     return None
+  expected = {}
+  for names, shape in expected_layout().values():
+    expected["/".join(names)] = (
+        (shape[2], shape[3], shape[1], shape[0]) if len(shape) == 4 else shape
+    )
+  where = f"the Inception weights cache {cached}"
   try:
-    with np.load(cached, allow_pickle=False) as npz:
-      arrays = {k: npz[k] for k in npz.files}
-  except (OSError, ValueError) as e:
-    logging.warning("ignoring the unreadable Inception cache %s: %s", cached, e)
+    arrays = untrusted.read_npz(cached, expected, where=where, dtype_kinds="f", extra_keys=False)
+    wrong = [k for k, v in arrays.items() if v.dtype != np.float32]
+    if wrong:
+      raise untrusted.UntrustedFileError(f"{where} holds {wrong[0]} as {arrays[wrong[0]].dtype}")
+    return arrays
+  except untrusted.UntrustedFileError as e:
+    logging.warning("%s; rebuilding it from %s.", str(e).rstrip("."), weights)
     return None
-  try:
-    _check_layout(arrays, cached)
-  except InceptionError as e:
-    logging.warning("ignoring the Inception cache %s: %s", cached, e)
-    return None
-  return arrays
 
 
 def read_state_dict(path: str, flag: str = "--inception") -> dict[str, np.ndarray]:
@@ -340,20 +346,15 @@ def _arrays_from_state_dict(state_dict: dict[str, np.ndarray], path: str) -> dic
     value = np.asarray(state_dict[key], np.float32)
     if value.shape != shape:
       raise InceptionError(f"{path}: {key} has shape {value.shape}, the network needs {shape}.")
+    if not np.isfinite(value).all():  # the features would be NaN, and sqrtm of them endless
+      raise InceptionError(
+          f"{path}: {key} holds non-finite values (NaN or infinity); {WEIGHTS_FILE} holds none:"
+          " get the published file again."
+      )
     if value.ndim == 4:
       value = value.transpose(2, 3, 1, 0)
     arrays["/".join(names)] = value
   return arrays
-
-
-def _check_layout(arrays: dict[str, np.ndarray], where: str) -> None:
-  for names, shape in expected_layout().values():
-    key = "/".join(names)
-    if key not in arrays:
-      raise InceptionError(f"{where}: missing {key}.")
-    want = (shape[2], shape[3], shape[1], shape[0]) if len(shape) == 4 else shape
-    if arrays[key].shape != want or arrays[key].dtype != np.float32:
-      raise InceptionError(f"{where}: {key} has shape {arrays[key].shape}, expected {want}.")
 
 
 def _variables(arrays: dict[str, np.ndarray]) -> dict:

@@ -94,3 +94,55 @@ def test_foreign_files_are_refused_in_one_line(tmp_path):
     with pytest.raises(inception.InceptionError, match=expected) as e:
       inception.load_weights(str(path), cache_dir=str(tmp_path / "cache"))
     assert "\n" not in str(e.value)
+
+
+def _damage(path, how: str) -> None:
+  """Empty, half of it, bytes that are no zip, or a readable .npz of the layout with a NaN."""
+  data = open(path, "rb").read()
+  if how == "empty":
+    data = b""
+  elif how == "truncated":
+    data = data[: len(data) // 2]
+  elif how == "garbage":
+    data = os.urandom(4096)
+  with open(path, "wb") as f:
+    f.write(data)
+  if how == "nan":
+    with np.load(path) as npz:
+      arrays = dict(npz)
+    first = sorted(arrays)[0]
+    arrays[first] = np.full_like(arrays[first], np.nan)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "garbage", "nan"])
+def test_a_damaged_weights_cache_is_rebuilt_with_a_one_line_warning(weights, tmp_path, caplog, how):
+  """A damaged `<sha256>.npz` cache used to be a BadZipFile/EOFError traceback in every later
+  run (fid, evaluate.py --inception): now one warning line, the same variables from the weights
+  file, and the cache written again whole."""
+  cache_dir = str(tmp_path / "cache")
+  first = inception.load_weights(weights, cache_dir=cache_dir)
+  cached = inception.cache_path(storage.file_sha256(weights), cache_dir)
+  _damage(cached, how)
+  caplog.clear()
+  second = inception.load_weights(weights, cache_dir=cache_dir)
+  jax.tree.map(np.testing.assert_array_equal, first, second)
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  warnings = [w for w in warnings if "not the published" not in w]  # random test weights
+  assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+  assert cached in warnings[0] and f"rebuilding it from {weights}" in warnings[0]
+  with np.load(cached) as npz:  # rebuilt: readable and finite again
+    assert all(np.isfinite(npz[k]).all() for k in npz.files)
+
+
+def test_weights_holding_nan_are_refused_before_any_feature(weights, tmp_path):
+  """A valid weights file with one NaN: one line naming the tensor (it used to give NaN
+  features, then a sqrtm that ran for minutes)."""
+  torch, _, _ = ref.import_reference()
+  state = torch.load(weights, map_location="cpu", weights_only=True)
+  state["Conv2d_1a_3x3.conv.weight"][0, 0, 0, 0] = float("nan")
+  bad = tmp_path / "nan.pth"
+  torch.save(state, bad)
+  with pytest.raises(inception.InceptionError, match="non-finite") as e:
+    inception.load_weights(str(bad), cache_dir=str(tmp_path / "cache"))
+  assert "Conv2d_1a_3x3.conv.weight" in str(e.value) and "\n" not in str(e.value)
