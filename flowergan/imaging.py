@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -134,56 +133,19 @@ def grid_format(out: str) -> str | None:
 
 
 def output_problem(path: str, *, folder: bool = False, append: bool = False) -> str | None:
-  """Why `path` cannot be written as a file (`folder`: as a folder of files), or None.
-
-  For checks before anything is computed or written, so that a command that writes several
-  files writes all of them or none. Nothing is created: the nearest existing folder is probed
-  with a temporary file, which also catches read-only mounts and root on immutable folders.
-  `append`: an existing file is appended to, so it must itself be writable. Remote (`gs://`)
-  paths are left to the write itself.
-  """
-  if storage.is_remote(path):
-    return None
-  if folder:
-    if os.path.lexists(path) and not os.path.isdir(path):
-      return "it is a file, not a folder"
-    return _creatable_in(path)
-  if os.path.isdir(path):
-    return "it is a directory"
-  if os.path.lexists(path) and not os.path.isfile(path):
-    return "it exists and is not a regular file"
-  if append and os.path.exists(path) and not os.access(path, os.W_OK):
-    return "it is not writable"
-  return _creatable_in(os.path.dirname(os.path.abspath(path)))
+  """Why `path` cannot be written as a file (`folder`: as a folder of files), or None: see
+  `storage.destination_problem` (flowergan's one writer checks every destination)."""
+  return storage.destination_problem(path, folder=folder, append=append)
 
 
-def _creatable_in(directory: str) -> str | None:
-  """Why no file can be created in `directory` (made with its parents if missing), or None."""
-  existing = os.path.abspath(directory)
-  while not os.path.lexists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    return f"{existing} is a file, not a folder"
+def check_outputs(outputs: Sequence[tuple[str, str, bool]], *, root: str | None = None) -> None:
+  """Refuses outputs `(name, path, is_folder)` that cannot all be written, or two that are the
+  same file, before any is written (`storage.check_destinations`; `root`: the folder they must
+  stay in, links followed); `name` says which flag gave the path."""
   try:
-    with tempfile.TemporaryFile(dir=existing):
-      pass
-  except OSError as e:
-    return f"{existing} is not writable ({e.strerror or type(e).__name__})"
-  return None
-
-
-def check_outputs(outputs: Sequence[tuple[str, str, bool]]) -> None:
-  """Refuses outputs `(name, path, is_folder)` that cannot all be written (`output_problem`), or
-  two that are the same file, before any is written; `name` says which flag gave the path."""
-  seen = {}
-  for name, path, folder in outputs:
-    problem = output_problem(path, folder=folder)
-    if problem:
-      raise ImageError(f"cannot write to {path} ({name}): {problem}; choose another path.")
-    key = path if storage.is_remote(path) else os.path.realpath(path)
-    if key in seen:
-      raise ImageError(f"{seen[key]} and {name} name the same file ({path}): choose another path.")
-    seen[key] = name
+    storage.check_destinations(outputs, root=root)
+  except storage.StorageError as e:
+    raise ImageError(str(e)) from None
 
 
 def write_images(
@@ -221,8 +183,7 @@ def write_walk(images: np.ndarray, png_path: str, gif_path: str) -> None:
   least 256 px, nearest-neighbour), each written atomically."""
   try:
     save_png(strip(images), png_path)
-    with storage.atomic_file(gif_path) as tmp, open(tmp, "wb") as f:
-      f.write(gif_bytes(images, scale=max(1, 256 // images.shape[1])))
+    storage.write_bytes(gif_path, gif_bytes(images, scale=max(1, 256 // images.shape[1])))
   except OSError as e:
     raise ImageError(
         f"cannot write the walk to {png_path} ({e.strerror}): choose a writable --out."

@@ -86,8 +86,9 @@ def parse_seed_pair(text: str) -> tuple[int, int]:
 def save_z(path: str, z: np.ndarray) -> None:
   """Writes the noise `z` (N, z_dim) float32 to `path` (a .npy file, written atomically)."""
   try:
-    with storage.atomic_file(path) as tmp, open(tmp, "wb") as f:
-      np.save(f, np.asarray(z, np.float32), allow_pickle=False)
+    storage.save_npy(path, np.asarray(z, np.float32))
+  except storage.StorageError:
+    raise
   except OSError as e:
     raise LatentError(f"cannot write the noise to {path} ({e.strerror}).") from None
 

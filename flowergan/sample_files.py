@@ -9,7 +9,7 @@ anything is read or written, loads the run, answers the request and writes its f
 
 from __future__ import annotations
 
-from flowergan import config_checks, dataset_writer, imaging, latents, sampling, trained
+from flowergan import config_checks, dataset_writer, imaging, latents, sampling, storage, trained
 
 
 def write_request(
@@ -33,6 +33,10 @@ def check_request(workdir: str, request: sampling.SampleRequest) -> None:
     dataset_writer.check_dataset_request(request.dataset, request.num_per_class)
     return
   imaging.check_outputs(outputs(workdir, request))
+  if not request.out and not storage.is_remote(workdir):
+    # The default outputs go into `<workdir>/samples/`: not through a link out of the workdir.
+    defaults = [o for o in outputs(workdir, request) if o[0] != "--save_z"]
+    imaging.check_outputs(defaults, root=workdir)
 
 
 def parse_step(value: int | str | None) -> int | str | None:

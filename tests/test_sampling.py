@@ -200,3 +200,23 @@ def test_sample_out_extension_picks_the_format(tmp_path_factory, tmp_path):
   )
   cli_run.assert_one_line_error(result, "'.gif' is not an image format here", ".webp")
   assert not (tmp_path / "grid.gif").exists()
+
+
+def test_default_outputs_are_not_written_through_a_link_out_of_the_workdir(tmp_path):
+  """`workdir/samples` linked to a folder outside: sample.py's default grid and walk are
+  refused before the checkpoint is read (the workdir holds none here); a --out is the user's."""
+  from flowergan import imaging, sample_files
+
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "samples").symlink_to(outside)
+  for request in (
+      sampling.SampleRequest(label="all"),
+      sampling.SampleRequest(label="a", interpolate="1,2"),
+  ):
+    with pytest.raises(imaging.ImageError, match="leads out of .*run through a symbolic link"):
+      sample_files.check_request(str(workdir), request)
+  sample_files.check_request(str(workdir), sampling.SampleRequest(out=str(tmp_path / "g.png")))
+  assert os.listdir(outside) == [] and sorted(os.listdir(tmp_path)) == ["outside", "run"]
