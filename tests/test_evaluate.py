@@ -96,3 +96,27 @@ def test_metrics_are_printed_when_appending_them_fails(workdir, tmp_path):
   )
   cli_run.assert_one_line_error(result, "cannot append", "No space left on device")
   assert "class consistency" in result.stdout
+
+
+def test_nothing_is_appended_through_a_link_out_of_the_workdir(tmp_path):
+  """`metrics.jsonl` or `eval/` linked outside the workdir: refused before computing, and the
+  append itself refuses too (it used to append to the outside file)."""
+  from flowergan import errors
+
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  victim = outside / "victim.jsonl"
+  victim.write_text("precious\n")
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / evaluate.METRICS_FILE).symlink_to(victim)
+  with pytest.raises(evaluate.EvaluationError, match="symbolic link") as e:
+    evaluate.check_results_writable(str(run))
+  assert "\n" not in str(e.value)
+  with pytest.raises(errors.FlowerganError, match="symbolic link"):
+    evaluate.append_metrics(str(run), {"step": 1})
+  (run / evaluate.METRICS_FILE).unlink()
+  (run / "eval").symlink_to(outside)
+  with pytest.raises(evaluate.EvaluationError, match="symbolic link"):
+    evaluate.check_results_writable(str(run))
+  assert victim.read_text() == "precious\n" and os.listdir(outside) == ["victim.jsonl"]
