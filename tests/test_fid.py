@@ -46,6 +46,10 @@ def test_command_prints_the_fid_of_pytorch_fid(weights, tmp_path):
   want = ref.reference_fid(weights, a, b)
   assert want > 1.0
   assert float(lines[1].removeprefix("FID: ")) == pytest.approx(want, rel=1e-3)
+  # The console at the default verbosity: the one warning about these random test weights,
+  # none of JAX's INFO lines ("Unable to initialize backend 'tpu'") or scipy's LinAlgWarning.
+  others = [line for line in run.stderr.splitlines() if "is not the published" not in line]
+  assert others == [], run.stderr[-3000:]
 
 
 def test_fid_of_299_px_folders_is_pytorch_fids(weights, tmp_path):
