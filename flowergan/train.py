@@ -190,6 +190,8 @@ def train_and_evaluate(
   is_main = jax.process_index() == 0
   with workdir_guard.claim(workdir) if is_main else contextlib.nullcontext():
     _sync_processes("flowergan: workdir claimed")
+    if is_main:  # every output the run will write, before training (issue 26)
+      workdir_guard.check_run_outputs(os.fspath(workdir), evaluates=config.eval_every >= 0)
     workdir_guard.check_writable(checkpointing.checkpoint_dir(workdir), what="checkpoint folder")
     return _train(config, workdir, mesh)
 

@@ -53,6 +53,38 @@ def check_writable(directory: str, *, what: str = "workdir") -> None:
     ) from None
 
 
+# What a training run writes in its workdir besides the checkpoints folder and the lock:
+# (what, path in the workdir, is a folder, written only when the run evaluates). clu's TensorBoard
+# writer puts its event files in the workdir itself, checked by `check_writable`.
+RUN_OUTPUTS = (
+    ("the sample grids", "samples", True, False),
+    ("the checkpoints", "checkpoints", True, False),
+    ("the damaged checkpoints set aside", "damaged_checkpoints", True, False),
+    ("the evaluation's metrics", "metrics.jsonl", False, True),
+    ("the evaluation's classifier cache", "eval", True, True),
+)
+
+
+def check_run_outputs(workdir: str, *, evaluates: bool) -> None:
+  """Refuses, before any data is read or any step trained, a workdir where one of the run's
+  outputs (`RUN_OUTPUTS`) cannot be written: a directory where a file goes (`metrics.jsonl`), a
+  file, FIFO or read-only folder where a folder goes, or a link that leads out of the workdir.
+  Without this a finished run given more steps trained them and then failed before saving.
+  """
+  if storage.is_remote(workdir):
+    return
+  for what, name, folder, for_evaluation in RUN_OUTPUTS:
+    if for_evaluation and not evaluates:
+      continue
+    path = os.path.join(workdir, name)
+    problem = storage.destination_problem(path, folder=folder, append=not folder, root=workdir)
+    if problem:
+      raise WorkdirError(
+          f"cannot write {what} to {path}: {problem}; fix or remove it, or pass another "
+          "--workdir (nothing was trained)."
+      )
+
+
 @contextlib.contextmanager
 def claim(workdir: str, *, take_lock: bool = True) -> Iterator[None]:
   """Checks that `workdir` is writable and holds its lock for the duration of the block."""

@@ -11,6 +11,7 @@ import pytest
 from flowergan import checkpoint_recovery, checkpointing, config_checks
 from flowergan import train as train_lib
 from flowergan import trained as trained_lib
+from flowergan import workdir_guard
 from tests import cli_run, damaged_checkpoints
 
 TINY_FLAGS = cli_run.TINY_FLAGS
@@ -168,3 +169,18 @@ def test_written_files_follow_the_umask(trained, tmp_path):
   result = _run("sample.py", f"--workdir={workdir}", f"--out={out}", devices=1)
   assert result.returncode == 0, result.stderr[-3000:]
   assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+
+
+def test_outputs_are_checked_before_training_so_a_finished_run_loses_nothing(trained, tmp_path):
+  """A finished run given more steps, its `metrics.jsonl` a directory: it used to train the new
+  steps and fail in the final evaluation before saving them. Now: one line, before step 5."""
+  workdir = damaged_checkpoints.copy_run(trained[0], tmp_path / "run")
+  (workdir / "metrics.jsonl").mkdir()
+  config = damaged_checkpoints.tiny_training_config(trained[1], num_steps=6)
+  config.eval_every = 0  # the final evaluation appends to metrics.jsonl
+  before = damaged_checkpoints.files(workdir)
+  with pytest.raises(workdir_guard.WorkdirError, match="metrics.jsonl: it is a directory") as e:
+    train_lib.train_and_evaluate(config, str(workdir))
+  assert "\n" not in str(e.value) and "nothing was trained" in str(e.value)
+  assert damaged_checkpoints.files(workdir) - {"train.lock"} == before - {"train.lock"}
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]

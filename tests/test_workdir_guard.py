@@ -86,3 +86,30 @@ def test_unwritable_workdir_is_refused_before_the_first_step(tmp_path):
     train_lib.train_and_evaluate(config, str(tmp_path / "run"))
   result = _run("train.py", *TINY_FLAGS, "--workdir=/proc/flowergan/run", devices=1)
   _assert_one_line_error(result, "cannot write to the workdir /proc/flowergan/run")
+
+
+def test_every_output_of_a_run_is_checked_before_it_trains(tmp_path):
+  """Each output of `RUN_OUTPUTS` that cannot be written, or leads out of the workdir through a
+  link, is refused in one line before any data is read (no cache, no checkpoint appears)."""
+  outside = tmp_path / "outside"
+  outside.mkdir()
+  cases = [
+      ("samples", lambda p: p.symlink_to(outside), "leads out of"),
+      ("samples", lambda p: p.write_text(""), "it is a file, not a folder"),
+      ("checkpoints", lambda p: p.symlink_to(outside), "leads out of"),
+      ("metrics.jsonl", lambda p: p.symlink_to(outside / "m.jsonl"), "leads out of"),
+      ("metrics.jsonl", os.mkfifo, "not a regular file"),
+      ("eval", lambda p: p.symlink_to(outside), "leads out of"),
+  ]
+  for i, (name, make, needle) in enumerate(cases):
+    workdir = tmp_path / f"run{i}"
+    workdir.mkdir()
+    make(workdir / name)
+    config = _config(tmp_path, num_steps=1)
+    config.eval_every = 0
+    with pytest.raises(workdir_guard.WorkdirError, match=needle) as e:
+      train_lib.train_and_evaluate(config, str(workdir))
+    assert "\n" not in str(e.value) and name in str(e.value)
+    assert sorted(os.listdir(workdir)) == sorted([name, workdir_guard.LOCK_FILE]), name
+  assert os.listdir(outside) == [] and not (tmp_path / "cache").exists()
+  workdir_guard.check_run_outputs(str(tmp_path / "run4"), evaluates=False)  # metrics not written
