@@ -270,9 +270,7 @@ def load_weights(
   if arrays is None:
     arrays = _arrays_from_state_dict(read_state_dict(path, flag), path)
     try:
-      with storage.atomic_file(cached) as tmp:
-        with open(tmp, "wb") as f:
-          np.savez(f, **arrays)
+      storage.save_npz(cached, arrays)
       logging.info("Inception weights cached in %s", cached)
     except (OSError, storage.StorageError) as e:  # a read-only cache costs a torch.load later
       logging.warning(

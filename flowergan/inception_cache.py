@@ -101,6 +101,4 @@ def _read_real_features(path, num: int) -> np.ndarray | None:
 
 
 def _write_real_features(path, features: np.ndarray) -> None:
-  buffer = io.BytesIO()
-  np.savez(buffer, features=features, protocol=np.asarray(inception.PROTOCOL))
-  storage.write_bytes(path, buffer.getvalue())
+  storage.save_npz(path, {"features": features, "protocol": np.asarray(inception.PROTOCOL)})

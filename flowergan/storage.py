@@ -90,6 +90,15 @@ def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
   write_bytes(path, buffer.getvalue())
 
 
+def write_new_file(path: str, data: bytes) -> None:
+  """Creates `path` with `data`, exclusively and without following a link: for the files of a
+  folder being built under a temporary name (`atomic_directory`, `new_folder`), which is what
+  makes them atomic; many threads may call it (no umask juggling: `open` applies the umask)."""
+  fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+  with os.fdopen(fd, "wb") as f:
+    f.write(data)
+
+
 def copy_file(source: str, path: str, *, root: str | None = None) -> None:
   """A copy of the regular file `source` at `path`, written like `write_bytes`."""
   with atomic_file(path, root=root) as tmp:

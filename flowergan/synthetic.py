@@ -26,6 +26,7 @@ machines where TensorFlow is absent.
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -279,10 +280,14 @@ def write_dataset(
 
   from PIL import Image  # local: keep `import flowergan.synthetic` cheap
 
+  from flowergan import storage
+
   def one(job):
     label, i = job
-    Image.fromarray(render_image(label, seed, i, size)).save(
-        os.path.join(directory, CLASS_NAMES[label], f"{i:06d}.png")
+    buffer = io.BytesIO()
+    Image.fromarray(render_image(label, seed, i, size)).save(buffer, format="PNG")
+    storage.write_new_file(
+        os.path.join(directory, CLASS_NAMES[label], f"{i:06d}.png"), buffer.getvalue()
     )
 
   for name in CLASS_NAMES:
