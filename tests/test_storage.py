@@ -375,3 +375,15 @@ def test_every_write_goes_through_the_one_writer():
   assert _WRITE_CALL.search('with open(tmp, "wb") as f:')  # the pattern finds what it must
   assert _WRITE_CALL.search("shutil.copyfile(a, b)") and _WRITE_CALL.search("np.save(f, z)")
   assert not _WRITE_CALL.search("storage.write_bytes(path, data)")
+
+
+def test_write_new_file_creates_only_and_never_through_a_link(tmp_path):
+  outside = _outside(tmp_path)
+  folder = tmp_path / "building"
+  folder.mkdir()
+  storage.write_new_file(str(folder / "a.png"), b"a")
+  (folder / "b.png").symlink_to(outside / "victim.txt")
+  for name in ("a.png", "b.png"):
+    with pytest.raises(FileExistsError):
+      storage.write_new_file(str(folder / name), b"new")
+  assert (folder / "a.png").read_bytes() == b"a" and _read(outside / "victim.txt") == "precious"
