@@ -5,7 +5,8 @@ Image files end in .jpg/.jpeg/.png/.bmp/.gif/.webp (any case) and are decoded by
 `flowergan.decoding`; the other files are skipped and counted in its one warning. Only regular
 files are opened (links followed): FIFOs, sockets, devices and broken links are counted in that
 warning too; every real folder is listed once, and links that loop back (`a/loop -> ..`) are
-named there and not followed. Hidden files (`.*`) are ignored.
+named there and not followed. Hidden files (`.*`) are ignored; a hidden subfolder of PATH is
+refused unless `data.classes` names the classes (a class name cannot start with '.').
 
 Multi-host: the sorted file list of every class is sharded `files[process_index::process_count]`,
 so every process holds a disjoint part of every class.
@@ -106,6 +107,16 @@ def load_folder(
     raise data_errors.data_error(
         f"Data folder {root} has no class subfolders: put the images in "
         f"{root}/<class_name>/ (one subfolder per class), or use data.source='synthetic'."
+    )
+  hidden = sorted(
+      d for d in os.listdir(root) if d.startswith(".") and os.path.isdir(os.path.join(root, d))
+  )
+  if hidden and not classes:
+    # Every subfolder is a class, and a class name cannot start with '.' (it names files):
+    # skipping it silently trained a model of the other classes only.
+    raise data_errors.data_error(
+        f"Data folder {root} has the hidden subfolder '{hidden[0]}': class names cannot start "
+        "with '.'; rename it, move it out of the folder, or list the classes in data.classes."
     )
   if classes:
     classes = [str(c) for c in classes]

@@ -206,3 +206,19 @@ def test_a_folder_with_only_a_loop_says_so_in_its_own_warning(tmp_path, caplog):
   assert (
       "1 links lead to a folder already read" in msg and "a/loop" in msg and "Skipped" not in msg
   ), msg
+
+
+def test_a_hidden_class_folder_is_refused_unless_the_classes_are_named(tmp_path):
+  """`.hidden/` beside `tulip/` used to be skipped silently and a 1-class model trained; a class
+  name cannot start with '.', so the folder is refused in one line saying what to do. Naming
+  the classes in data.classes reads them and leaves the hidden folder alone."""
+  for name in ("tulip", ".hidden"):
+    (tmp_path / name).mkdir()
+    Image.new("RGB", (20, 20), (9, 0, 0)).save(tmp_path / name / "x.png")
+  with pytest.raises(data_errors.DataError) as e:
+    data_sources.load_images(data_config(source=f"folder:{tmp_path}"))
+  assert_one_line_error(e, "'.hidden'", "cannot start with '.'", "data.classes")
+  _, _, names = data_sources.load_images(
+      data_config(source=f"folder:{tmp_path}", classes=("tulip",))
+  )
+  assert names == ["tulip"]
