@@ -14,15 +14,15 @@ encode with `flowergan.imaging`. ALL draws each flower's class from the seed, wh
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
 from collections.abc import Mapping
 
 import numpy as np
+from absl import logging
 
-from flowergan import errors, imaging, sampling, trained
+from flowergan import errors, imaging, sampling, trained, untrusted
 
 ALL = "ALL"  # the original's radio option for "every class"
 # The controls of both pages: this one, and the static one (`python -m flowergan.export
@@ -240,18 +240,21 @@ def stored_steps(workdir: str) -> list[int]:
 
 def step_metrics(workdir: str, step: int) -> dict | None:
   """The last evaluation of `step` in `workdir/metrics.jsonl`, or None (no file, no record of
-  that step; unreadable lines are skipped)."""
+  that step). Lines that do not parse (not UTF-8, not JSON) are skipped with one warning: one
+  bad line costs that line, not the file (`untrusted.read_jsonl`)."""
   path = os.path.join(workdir, "metrics.jsonl")
-  try:
-    with open(path) as f:
-      lines = [line for line in f if line.strip()]
-  except (OSError, UnicodeDecodeError):
+  if not os.path.exists(path):
     return None
-  for line in reversed(lines):
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError:
-      continue
+  try:
+    records, bad = untrusted.read_jsonl(path)
+  except untrusted.UntrustedFileError as e:
+    logging.warning("%s: the page shows no evaluation numbers.", str(e).rstrip("."))
+    return None
+  if bad:
+    logging.warning(
+        "%s: skipped line(s) %s that are not UTF-8 JSON.", path, untrusted.describe_lines(bad)
+    )
+  for record in reversed(records):
     if isinstance(record, dict) and record.get("step") == step:
       return record
   return None

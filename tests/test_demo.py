@@ -401,3 +401,14 @@ def test_metrics_line_reads_the_last_evaluation_of_the_step(tmp_path):
       "Evaluation at step 40: class consistency 1.000 / 0.500, FD 0.500, "
       "KID×10³ 1.23 ± 0.40, SWD×10³ 61.2."
   )
+
+
+def test_a_line_that_is_not_utf8_costs_that_line_not_the_evaluation(tmp_path, caplog):
+  """One non-UTF-8 line in metrics.jsonl made the page say "No evaluation of step 4": now that
+  line is skipped with one warning naming it, and the evaluation of step 4 is still shown."""
+  good = json.dumps({"step": 4, "fd": 0.25}).encode()
+  (tmp_path / "metrics.jsonl").write_bytes(b"\xff\xfe broken \xc3\n" + good + b"\n")
+  caplog.set_level("WARNING")
+  assert demo_app.step_metrics(str(tmp_path), 4) == {"step": 4, "fd": 0.25}
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and "skipped line(s) 1 " in warnings[0], warnings
