@@ -37,6 +37,12 @@ from flowergan import default_config, hyperparameters
 
 VARIANTS = ("demo", "tiny")
 
+# The small-data recipe (docs/small_data.md, measured on 30–180 real digits per class): adaptive
+# augmentation of the critic's inputs (flowergan/ada.py) with DiffAugment's colour-free
+# policies. On any variant: --config.train.ada.enabled=True
+# --config.train.diffaugment=translation,cutout
+SMALL_DATA_OVERRIDES = {"train.ada.enabled": True, "train.diffaugment": "translation,cutout"}
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The paper's model, or with `arg` one of `VARIANTS` (`config_flags` passes `file.py:arg`).

@@ -184,6 +184,22 @@ def _train_problems(train) -> list[str | None]:
           f"config.train.diffaugment has unknown policies {bad} (valid: "
           f"{', '.join(DIFFAUGMENT_POLICIES)}, comma-separated)"
       )
+  out.extend(_ada_problems(train.get("ada")))
+  return out
+
+
+def _ada_problems(ada) -> list[str | None]:
+  """`config.train.ada` (flowergan.ada): flags are booleans, the target a share in (0, 1)."""
+  if ada is None:
+    return []
+  out = [
+      f"config.train.ada.{name} must be True or False, got {ada[name]!r}"
+      for name in ("enabled", "hue")
+      if name in ada and not isinstance(ada[name], bool)
+  ]
+  out.append(_real_in(ada, "config.train.ada", "target", 0.0, 1.0, low_open=True))
+  out.extend(_int_at_least(ada, "config.train.ada", ("interval",), 1))
+  out.append(_real_in(ada, "config.train.ada", "kimg", 0.0, low_open=True))
   return out
 
 

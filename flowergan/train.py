@@ -108,6 +108,7 @@ def _format_progress(step, num_steps, steps_per_sec, images_per_step, metrics) -
       f"{steps_per_sec * images_per_step:.3g} img/s | ETA {eta} | "
       f"critic {metrics['critic_loss']:.4g} W {metrics['wasserstein']:.4g} "
       f"GP {metrics['gradient_penalty']:.4g} gen {metrics['generator_loss']:.4g}"
+      + (f" | ADA p {metrics['ada_p']:.3f}" if "ada_p" in metrics else "")
   )
 
 
@@ -462,8 +463,12 @@ def _evaluate(run: _Run, state, step: int) -> dict:
       eval_config=evaluate.eval_config_of(run.config),
       inception_network=run.inception,
       workdir=run.workdir if run.is_main else None,  # the classifier cache too: process 0 only
-      write=run.is_main,
+      write=run.is_main and state.ada is None,
   )
+  if state.ada is not None:  # ADA's p beside the evaluation it explains, in metrics.jsonl
+    results["ada_p"] = float(jax.device_get(state.ada.p))
+    if run.is_main:
+      evaluate.append_metrics(run.workdir, results)
   if run.is_main:
     run.writer.write_scalars(step, report.scalars(results))
     print(f"evaluation at step {step}:\n" + report.format_table(results, class_names), flush=True)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from flowergan import ada as ada_lib
 from flowergan import losses
 from flowergan.mesh import batch_sharding, replicated
 from flowergan.models import (
@@ -44,6 +45,9 @@ class TrainState:
   d_params: PyTree
   d_opt_state: PyTree
   ema_params: PyTree  # exponential moving average of g_params, used for sampling
+  # ADA's p and heuristic (flowergan.ada); None without ADA, so that a run without it has the
+  # same pytree (and checkpoints) as before ADA existed.
+  ada: ada_lib.AdaState | None = None
 
 
 def ema_decay_at(step, decay: float, warmup: bool):
@@ -79,6 +83,7 @@ class WGANGP:
   ema_decay: float = 0.999
   ema_warmup: bool = True
   augment_fn: AugmentFn | None = None  # DiffAugment on the critic's inputs, or None
+  ada: AdaSettings | None = None  # adaptive augmentation of the critic's inputs, or None
 
   @property
   def num_classes(self) -> int:
@@ -98,6 +103,7 @@ class WGANGP:
         d_params=d_vars["params"],
         d_opt_state=self.d_tx.init(d_vars["params"]),
         ema_params=g_vars["params"],
+        ada=None if self.ada is None else ada_lib.init_state(),
     )
 
   def generate(self, params, batch_stats, z, labels) -> jax.Array:
@@ -106,30 +112,41 @@ class WGANGP:
         {"params": params, "batch_stats": batch_stats}, z, labels, train=False
     )
 
-  def _augment(self, images, key):
-    return images if self.augment_fn is None else self.augment_fn(images, key)
+  def _augment(self, images, key, ada_p=None):
+    """DiffAugment and/or ADA (with probability `ada_p`), each with its own key."""
+    if self.augment_fn is not None:
+      images = self.augment_fn(images, key)
+    if self.ada is not None and ada_p is not None:
+      images = ada_lib.augment(images, jax.random.fold_in(key, 1), ada_p, hue=self.ada.hue)
+    return images
 
-  def critic_objective(self, d_params, real, fake, labels, keys):
+  def critic_objective(self, d_params, real, fake, labels, keys, ada_p=None):
     """The critic's WGAN-GP loss and `(Wasserstein estimate, penalty)`.
 
     `keys` = (penalty interpolation, augmentation, augmentation inside the penalty).
     """
+    loss, (w_dist, gp, _) = self._critic_terms(d_params, real, fake, labels, keys, ada_p)
+    return loss, (w_dist, gp)
+
+  def _critic_terms(self, d_params, real, fake, labels, keys, ada_p=None):
+    """`critic_objective` with ADA's heuristic too: loss, (W estimate, penalty, real_above_fake)."""
     k_gp, k_aug, k_aug_gp = keys
     # One critic call on real ++ fake: one large batch runs faster than two halves.
     scores = self.critic.apply(
         {"params": d_params},
-        self._augment(jnp.concatenate([real, fake]), k_aug),
+        self._augment(jnp.concatenate([real, fake]), k_aug, ada_p),
         jnp.concatenate([labels, labels]),
     )
     real_scores, fake_scores = jnp.split(scores, 2)
     critic_fn = lambda x: self.critic.apply(
-        {"params": d_params}, self._augment(x, k_aug_gp), labels
+        {"params": d_params}, self._augment(x, k_aug_gp, ada_p), labels
     )
     gp = losses.gradient_penalty(critic_fn, real, fake, k_gp)
     loss = losses.critic_loss(real_scores, fake_scores) + self.gp_weight * gp
-    return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp)
+    ranked = jax.lax.stop_gradient(ada_lib.real_above_fake(real_scores, fake_scores))
+    return loss, (losses.wasserstein_estimate(real_scores, fake_scores), gp, ranked)
 
-  def generator_objective(self, g_params, g_batch_stats, d_params, z, labels, aug_key):
+  def generator_objective(self, g_params, g_batch_stats, d_params, z, labels, aug_key, ada_p=None):
     """The generator's loss against the critic `d_params`, and its new BatchNorm statistics."""
     fake, g_vars = self.generator.apply(
         {"params": g_params, "batch_stats": g_batch_stats},
@@ -138,10 +155,10 @@ class WGANGP:
         train=True,
         mutable=["batch_stats"],
     )
-    scores = self.critic.apply({"params": d_params}, self._augment(fake, aug_key), labels)
+    scores = self.critic.apply({"params": d_params}, self._augment(fake, aug_key, ada_p), labels)
     return losses.generator_loss(scores), g_vars["batch_stats"]
 
-  def critic_update(self, g_params, carry, xs):
+  def critic_update(self, g_params, carry, xs, ada_p=None):
     d_params, d_opt_state, g_batch_stats = carry
     real, labels, key = xs
     k_z, k_gp, k_aug, k_aug_gp = jax.random.split(key, 4)
@@ -155,8 +172,8 @@ class WGANGP:
     )
     fake = jax.lax.stop_gradient(fake)
 
-    (loss, (w_dist, gp)), grads = jax.value_and_grad(self.critic_objective, has_aux=True)(
-        d_params, real, fake, labels, (k_gp, k_aug, k_aug_gp)
+    (loss, (w_dist, gp, ranked)), grads = jax.value_and_grad(self._critic_terms, has_aux=True)(
+        d_params, real, fake, labels, (k_gp, k_aug, k_aug_gp), ada_p
     )
     updates, d_opt_state = self.d_tx.update(grads, d_opt_state, d_params)
     d_params = optax.apply_updates(d_params, updates)
@@ -165,20 +182,36 @@ class WGANGP:
         wasserstein=w_dist,
         gradient_penalty=gp,
         critic_grad_norm=optax.tree.norm(grads),
+        real_above_fake=ranked,  # ADA's overfitting heuristic, also a diagnostic without ADA
     )
     return (d_params, d_opt_state, g_vars["batch_stats"]), metrics
 
-  def generator_update(self, g_params, g_opt_state, g_batch_stats, d_params, labels, key):
+  def generator_update(
+      self, g_params, g_opt_state, g_batch_stats, d_params, labels, key, ada_p=None
+  ):
     """One generator step against the critic `d_params`: (params, opt state, batch stats,
     loss, gradients)."""
     k_z, k_aug = jax.random.split(key)
     z = jax.random.normal(k_z, (labels.shape[0], self.z_dim))
 
     (g_loss, g_batch_stats), g_grads = jax.value_and_grad(self.generator_objective, has_aux=True)(
-        g_params, g_batch_stats, d_params, z, labels, k_aug
+        g_params, g_batch_stats, d_params, z, labels, k_aug, ada_p
     )
     updates, g_opt_state = self.g_tx.update(g_grads, g_opt_state, g_params)
     return (optax.apply_updates(g_params, updates), g_opt_state, g_batch_stats, g_loss, g_grads)
+
+  def _adapted(self, ada_state, ranked, image_shape):
+    """ADA's state after this iteration's heuristic `ranked` (None without ADA)."""
+    if ada_state is None:
+      return None
+    return ada_lib.update(
+        ada_state,
+        ranked,
+        images_per_step=image_shape[0] * image_shape[1],  # real images the critic saw
+        target=self.ada.target,
+        interval=self.ada.interval,
+        kimg=self.ada.kimg,
+    )
 
   def iteration(self, state: TrainState, batch: dict, key: jax.Array) -> tuple[TrainState, dict]:
     """One training iteration. `batch['image']`: (n_critic, B, S, S, 3) in [-1, 1],
@@ -194,8 +227,9 @@ class WGANGP:
     key = jax.random.fold_in(key, state.step)
     k_critic, k_z = jax.random.split(key)
     critic_keys = jax.random.split(k_critic, self.n_critic)
+    ada_p = None if state.ada is None else state.ada.p
     (d_params, d_opt_state, g_batch_stats), d_metrics = jax.lax.scan(
-        lambda carry, xs: self.critic_update(state.g_params, carry, xs),
+        lambda carry, xs: self.critic_update(state.g_params, carry, xs, ada_p),
         (state.d_params, state.d_opt_state, state.g_batch_stats),
         (images, labels, critic_keys),
         # Unrolled: XLA:CPU runs the while-loop form of this scan many times slower (docs/performance.md); n_critic is small, so unrolling costs only some compile time.
@@ -204,7 +238,7 @@ class WGANGP:
 
     # The generator's labels follow the class distribution of the data the critic sees.
     g_params, g_opt_state, g_batch_stats, g_loss, g_grads = self.generator_update(
-        state.g_params, state.g_opt_state, g_batch_stats, d_params, labels[-1], k_z
+        state.g_params, state.g_opt_state, g_batch_stats, d_params, labels[-1], k_z, ada_p
     )
 
     new_state = TrainState(
@@ -217,13 +251,38 @@ class WGANGP:
         ema_params=ema_update(
             state.ema_params, g_params, state.step, self.ema_decay, self.ema_warmup
         ),
+        ada=self._adapted(state.ada, jnp.mean(d_metrics["real_above_fake"]), images.shape),
     )
     metrics = {name: jnp.mean(value) for name, value in d_metrics.items()}
+    if new_state.ada is not None:
+      metrics["ada_p"] = new_state.ada.p
     metrics.update(generator_loss=g_loss, generator_grad_norm=optax.tree.norm(g_grads))
     finite = _all_finite(metrics) & _all_finite(new_state)
     metrics["finite"] = finite
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     return new_state, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaSettings:
+  """`config.train.ada` as the step uses it (flowergan.ada: what each one means)."""
+
+  target: float = 0.6
+  interval: int = 4
+  kimg: float = 500.0
+  hue: bool = False
+
+  @classmethod
+  def from_config(cls, ada_config) -> AdaSettings | None:
+    """The settings of `config.train.ada`, or None when it is off (or absent)."""
+    if ada_config is None or not ada_config.get("enabled", False):
+      return None
+    return cls(
+        target=float(ada_config.target),
+        interval=int(ada_config.interval),
+        kimg=float(ada_config.kimg),
+        hue=bool(ada_config.hue),
+    )
 
 
 def make_optimizers(
@@ -260,6 +319,7 @@ def wgangp_from_config(config, num_classes: int, augment_fn: AugmentFn | None = 
       ema_decay=config.train.ema_decay,
       ema_warmup=config.train.ema_warmup,
       augment_fn=augment_fn,
+      ada=AdaSettings.from_config(config.train.get("ada")),
   )
 
 
