@@ -47,9 +47,24 @@ STABLEHLO_PLATFORMS = ("cpu", "cuda", "tpu")
 RUNTIME_VERSION = "1.30.0"
 RUNTIME_CDN = f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{RUNTIME_VERSION}/dist/"
 RUNTIME_SCRIPT = "ort.wasm.min.js"
-RUNTIME_FILES = (RUNTIME_SCRIPT, "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 RUNTIME_SRI = "sha384-Bw6URI+Gvoadw0do7/QrSHUC9D1vCYYK5OSqChFyhyV5mzPL4oe2rOAFljAnS8Sq"
-SITE_FILES = ("index.html", "flowers.js", "flowers.css")  # flowergan/site/, copied as they are
+# Its build with WebGPU (JSEP), loaded instead where the browser offers a GPU adapter. Not
+# ort.webgpu.min.js: its newer WebGPU backend drew wrong images of this generator (1.30.0 and
+# 1.31.1, Chromium 156's SwiftShader adapter; this one matched onnxruntime within 1e-5).
+RUNTIME_WEBGPU_SCRIPT = "ort.min.js"
+RUNTIME_WEBGPU_SRI = "sha384-N94xSNjPDbfBJj4+QINst0nbHpcCm8kc1qNlIP/wA0muqjR3aVyIuDkMeccPrLvQ"
+RUNTIME_FILES = (
+    RUNTIME_SCRIPT,
+    "ort-wasm-simd-threaded.mjs",
+    "ort-wasm-simd-threaded.wasm",
+    RUNTIME_WEBGPU_SCRIPT,
+    "ort-wasm-simd-threaded.jsep.mjs",
+    "ort-wasm-simd-threaded.jsep.wasm",
+)
+# flowergan/site/, copied as they are; worker.js runs the model, coi.js is the service worker
+# that gives the page cross-origin isolation (threads) on hosts that send no COOP/COEP headers.
+SITE_FILES = ("index.html", "flowers.js", "flowers.css", "worker.js", "coi.js")
+WEIGHTS = ("float32", "float16")  # --weights: float16 halves the file, compute stays float32
 SITE_MODEL, SITE_METADATA, SITE_RUNTIME_DIR = "model.onnx", "model.json", "ort"
 
 
@@ -134,8 +149,9 @@ def metadata(exportable: Exportable) -> dict:
   }
 
 
-def onnx_model(exportable: Exportable):
-  """The generator as an `onnx.ModelProto` (opset `ONNX_OPSET`, batch dimension 'N')."""
+def onnx_model(exportable: Exportable, weights: str = "float32"):
+  """The generator as an `onnx.ModelProto` (opset `ONNX_OPSET`, batch dimension 'N'), its
+  weights stored in `weights` (`float16_weights`)."""
   # Lazily: only exports need them (the `export` extra). jax2onnx logs a warning with a
   # traceback for each optional plugin whose library (equinox, dm-pix…) is not installed.
   for name in ("jax2onnx", "onnx_ir"):  # and onnx_ir one line per unannotated shape
@@ -157,12 +173,41 @@ def onnx_model(exportable: Exportable):
   del model.metadata_props[:]
   for key, value in metadata(exportable).items():
     model.metadata_props.add(key=key, value=json.dumps(value))
+  if weights == "float16":
+    float16_weights(model)
   onnx.checker.check_model(model)
   return model
 
 
-def onnx_bytes(exportable: Exportable) -> bytes:
-  return onnx_model(exportable).SerializeToString()
+def float16_weights(model, min_size: int = 1024) -> None:
+  """Stores `model`'s float32 initializers of `min_size` values or more as float16, each read
+  back through a Cast to float32: half the file, the same float32 computation (every runtime
+  and op runs it) on weights rounded to float16. The smaller ones (biases, BatchNorm's
+  per-channel values) stay float32: at 128² they cost 7 KB, and with them in float16 a few
+  pixels of the test noise differed by 3/255 from float32's instead of at most 2."""
+  import numpy as np
+  from onnx import TensorProto, helper, numpy_helper
+
+  graph = model.graph
+  casts = []
+  for initializer in graph.initializer:
+    if initializer.data_type != TensorProto.FLOAT or np.prod(initializer.dims) < min_size:
+      continue
+    name = initializer.name
+    values = numpy_helper.to_array(initializer).astype(np.float16)
+    initializer.CopyFrom(numpy_helper.from_array(values, f"{name}_float16"))
+    casts.append(
+        helper.make_node(
+            "Cast", [f"{name}_float16"], [name], to=TensorProto.FLOAT, name=f"{name}_cast"
+        )
+    )
+  nodes = list(graph.node)
+  del graph.node[:]
+  graph.node.extend(casts + nodes)
+
+
+def onnx_bytes(exportable: Exportable, weights: str = "float32") -> bytes:
+  return onnx_model(exportable, weights).SerializeToString()
 
 
 def stablehlo_bytes(exportable: Exportable, platforms=STABLEHLO_PLATFORMS) -> bytes:
@@ -212,9 +257,9 @@ def check_destinations(fmt: str, out: str) -> None:
       raise ExportError(f"cannot write {path} ({what}): {problem}; choose another --out.")
 
 
-def export_onnx(exportable: Exportable, out: str) -> list[str]:
+def export_onnx(exportable: Exportable, out: str, weights: str = "float32") -> list[str]:
   check_destinations("onnx", out)
-  write_file(out, onnx_bytes(exportable))
+  write_file(out, onnx_bytes(exportable, weights))
   return [out]
 
 
@@ -242,16 +287,29 @@ def check_runtime_dir(runtime_dir: str) -> None:
     )
 
 
-def index_html(runtime_src: str, integrity: str | None) -> str:
-  """The page with its runtime's `<script>` tag filled in."""
+def index_html(
+    runtime_src: str,
+    integrity: str | None,
+    webgpu_src: str | None = None,
+    webgpu_integrity: str | None = None,
+) -> str:
+  """The page with its runtime filled in: where worker.js loads the WebAssembly build
+  (`runtime_src`) and the WebGPU build from (default: beside it), with their SRI hashes."""
   template = resources.files("flowergan").joinpath("site", "index.html").read_text()
-  sri = f' integrity="{integrity}" crossorigin="anonymous"' if integrity else ""
-  tag = f'<script id="ort-runtime" src="{runtime_src}"{sri}></script>'
+  webgpu_src = webgpu_src or runtime_src.rsplit("/", 1)[0] + "/" + RUNTIME_WEBGPU_SCRIPT
+  sri = f' data-integrity="{integrity}"' if integrity else ""
+  webgpu_sri = f' data-webgpu-integrity="{webgpu_integrity}"' if webgpu_integrity else ""
+  tag = (
+      f'<meta id="ort-runtime" name="ort-runtime" content="{runtime_src}"{sri}'
+      f' data-webgpu="{webgpu_src}"{webgpu_sri}>'
+  )
   return template.replace("<!-- RUNTIME -->", tag)
 
 
-def write_site(exportable: Exportable, out: str, runtime_dir: str | None = None) -> list[str]:
-  """A folder any static host serves: the page, its script and style, `model.onnx`,
+def write_site(
+    exportable: Exportable, out: str, runtime_dir: str | None = None, weights: str = "float32"
+) -> list[str]:
+  """A folder any static host serves: the page, its scripts and style, `model.onnx`,
   `model.json`; with `runtime_dir` (onnxruntime-web's `dist`) the runtime too, in `ort/`,
   so that the page needs no network; without it the page loads the runtime from the CDN,
   checked by its SRI hash."""
@@ -260,7 +318,7 @@ def write_site(exportable: Exportable, out: str, runtime_dir: str | None = None)
   check_destinations("web", out)
   try:
     with storage.new_folder(out, what="--out") as tmp:  # the whole site or nothing
-      written = _write_site_files(exportable, tmp, runtime_dir)
+      written = _write_site_files(exportable, tmp, runtime_dir, weights)
   except storage.StorageError as e:
     raise ExportError(str(e)) from None
   except OSError as e:
@@ -268,11 +326,13 @@ def write_site(exportable: Exportable, out: str, runtime_dir: str | None = None)
   return [os.path.join(out, os.path.relpath(path, tmp)) for path in written]
 
 
-def _write_site_files(exportable: Exportable, out: str, runtime_dir: str | None) -> list[str]:
+def _write_site_files(
+    exportable: Exportable, out: str, runtime_dir: str | None, weights: str
+) -> list[str]:
   """The site's files in the new folder `out`."""
   written = []
   model = os.path.join(out, SITE_MODEL)
-  write_file(model, onnx_bytes(exportable))
+  write_file(model, onnx_bytes(exportable, weights))
   written.append(model)
   for name, data in ((SITE_METADATA, metadata_json(exportable)),):
     write_file(os.path.join(out, name), data)
@@ -282,7 +342,12 @@ def _write_site_files(exportable: Exportable, out: str, runtime_dir: str | None)
     write_file(os.path.join(out, name), data)
     written.append(os.path.join(out, name))
   if runtime_dir is None:
-    html = index_html(RUNTIME_CDN + RUNTIME_SCRIPT, RUNTIME_SRI)
+    html = index_html(
+        RUNTIME_CDN + RUNTIME_SCRIPT,
+        RUNTIME_SRI,
+        RUNTIME_CDN + RUNTIME_WEBGPU_SCRIPT,
+        RUNTIME_WEBGPU_SRI,
+    )
   else:
     vendored = os.path.join(out, SITE_RUNTIME_DIR)
     try:
@@ -291,15 +356,21 @@ def _write_site_files(exportable: Exportable, out: str, runtime_dir: str | None)
         written.append(os.path.join(vendored, name))
     except OSError as e:
       raise ExportError(f"cannot copy the runtime into {vendored} ({e.strerror}).") from None
-    script = os.path.join(vendored, RUNTIME_SCRIPT)
-    html = index_html(f"{SITE_RUNTIME_DIR}/{RUNTIME_SCRIPT}", file_sri(script))
+    html = index_html(
+        f"{SITE_RUNTIME_DIR}/{RUNTIME_SCRIPT}",
+        file_sri(os.path.join(vendored, RUNTIME_SCRIPT)),
+        f"{SITE_RUNTIME_DIR}/{RUNTIME_WEBGPU_SCRIPT}",
+        file_sri(os.path.join(vendored, RUNTIME_WEBGPU_SCRIPT)),
+    )
   index = os.path.join(out, SITE_FILES[0])
   write_file(index, html.encode())
   written.append(index)
   return written
 
 
-def export(workdir: str, fmt: str, out: str, *, step=None, runtime_dir=None) -> list[str]:
+def export(
+    workdir: str, fmt: str, out: str, *, step=None, runtime_dir=None, weights="float32"
+) -> list[str]:
   """Loads `workdir`'s generator and writes `fmt` to `out`; returns the paths written."""
   if fmt not in FORMATS:
     raise ExportError(f"unknown --format={fmt!r}: use one of {', '.join(FORMATS)}.")
@@ -309,15 +380,19 @@ def export(workdir: str, fmt: str, out: str, *, step=None, runtime_dir=None) -> 
     raise ExportError(f"--out={out} is a folder: pass a file name for --format={fmt}.")
   if fmt != "web" and runtime_dir is not None:
     raise ExportError("--runtime is for --format=web only.")
+  if weights not in WEIGHTS:
+    raise ExportError(f"unknown --weights={weights!r}: use one of {', '.join(WEIGHTS)}.")
+  if fmt == "stablehlo" and weights != "float32":
+    raise ExportError("--weights=float16 is for --format=onnx and web; stablehlo is float32.")
   if fmt == "web" and runtime_dir is not None:
     check_runtime_dir(runtime_dir)
   check_destinations(fmt, out)
   exportable = load_exportable(workdir, step)
   if fmt == "onnx":
-    return export_onnx(exportable, out)
+    return export_onnx(exportable, out, weights)
   if fmt == "stablehlo":
     return export_stablehlo(exportable, out)
-  return write_site(exportable, out, runtime_dir)
+  return write_site(exportable, out, runtime_dir, weights)
 
 
 def _define_flags():
@@ -332,6 +407,12 @@ def _define_flags():
           "web: onnxruntime-web's dist folder to copy into the site (no network needed); "
           "default: the page loads it from the CDN.",
       ),
+      flags.DEFINE_string(
+          "weights",
+          "float32",
+          "onnx, web: how the weights are stored, float32 or float16 (half the file; computed "
+          "in float32 all the same, images within a few 1/255 of float32's).",
+      ),
   )
 
 
@@ -343,7 +424,7 @@ def parse_step(text: str | None) -> int | str | None:
   return int(text)
 
 
-def main(argv, workdir_flag, step_flag, format_flag, out_flag, runtime_flag):
+def main(argv, workdir_flag, step_flag, format_flag, out_flag, runtime_flag, weights_flag):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}: pass flags only.")
   if not flags.FLAGS["verbosity"].present:
@@ -357,6 +438,7 @@ def main(argv, workdir_flag, step_flag, format_flag, out_flag, runtime_flag):
         out_flag.value,
         step=parse_step(step_flag.value),
         runtime_dir=runtime_flag.value,
+        weights=weights_flag.value,
     )
   except errors.FlowerganError as e:
     sys.exit(f"error: {cli.one_line(e)}")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
+import shutil
+import tempfile
 import threading
 import time
 
@@ -18,6 +21,60 @@ from tests import demo_browser
 
 find_browser = demo_browser.find_browser
 chromium = demo_browser.chromium
+
+# Chromium's software WebGPU adapter (SwiftShader's Vulkan, shipped with Debian's chromium):
+# the page's WebGPU path runs without a GPU, slowly (checked with Chromium 156).
+WEBGPU_FLAGS = ("--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan")
+
+
+@contextlib.contextmanager
+def chromium_webgpu(paths: tuple[str, str]):
+  """A headless Chromium whose pages get WebGPU from the software adapter."""
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+
+  browser, driver_path = paths
+  profile = tempfile.mkdtemp(prefix="flowergan-chromium-")
+  options = webdriver.ChromeOptions()
+  options.binary_location = browser
+  for flag in (
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-dev-shm-usage",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+      f"--user-data-dir={profile}",
+      "--window-size=1200,900",
+      *WEBGPU_FLAGS,
+  ):
+    options.add_argument(flag)
+  driver = None
+  try:
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(120)
+    yield driver
+  finally:
+    if driver is not None:
+      driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def set_options(driver, options: dict) -> None:
+  """`window.flowerganOptions` (backend, threads) for every page this driver loads next."""
+  driver.execute_cdp_cmd(
+      "Page.addScriptToEvaluateOnNewDocument",
+      {"source": f"window.flowerganOptions = {json.dumps(options)};"},
+  )
+
+
+def backend(driver) -> dict:
+  """What the page runs on: {backend, threads, isolated, adapter} and the page's own words."""
+  return driver.execute_script(
+      "return Object.assign({crossOriginIsolated: self.crossOriginIsolated,"
+      " info: document.getElementById('info').textContent}, flowergan.backend);"
+  )
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

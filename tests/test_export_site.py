@@ -1,8 +1,10 @@
 """The static page (python -m flowergan.export --format=web) in a real headless Chromium.
 
 The site is written with the runtime copied from web/node_modules (`npm ci --prefix web`), so
-the page needs no network. Skips when Chromium or the runtime is missing, unless
-FLOWERGAN_REQUIRE_BROWSER=1 (set by .ci/run, which installs both), where that fails instead.
+the page needs no network; http.server serves it, which sends no COOP/COEP headers (the page's
+service worker, coi.js, gives it cross-origin isolation). Skips when Chromium or the runtime is
+missing, unless FLOWERGAN_REQUIRE_BROWSER=1 (set by .ci/run, which installs both), where that
+fails instead.
 """
 
 import json
@@ -12,9 +14,12 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import urllib.request
 
 import numpy as np
+import onnx
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 
 from flowergan import export, imaging, sampling, trained
 from tests import export_helpers, site_browser, tiny_config, tiny_run
@@ -63,7 +68,16 @@ def site(browser, tmp_path_factory):
   )
   assert result.returncode == 0, result.stderr[-3000:]
   names = sorted(p.name for p in out.iterdir())
-  assert names == ["flowers.css", "flowers.js", "index.html", "model.json", "model.onnx", "ort"]
+  assert names == [
+      "coi.js",
+      "flowers.css",
+      "flowers.js",
+      "index.html",
+      "model.json",
+      "model.onnx",
+      "ort",
+      "worker.js",
+  ]
   return out, workdir
 
 
@@ -76,20 +90,98 @@ def random_site(browser, tmp_path_factory):
   return out, generator, variables
 
 
-def test_page_draws_the_generators_pixels(browser, random_site):
+def _float16_copy(folder, tmp_path):
+  """`folder` with its model's weights stored as float16 (`export.float16_weights`)."""
+  copy = tmp_path / "float16"
+  shutil.copytree(folder, copy)
+  model = onnx.load(str(copy / export.SITE_MODEL))
+  export.float16_weights(model)
+  onnx.save(model, str(copy / export.SITE_MODEL))
+  return copy
+
+
+def _expected_pixels(generator, variables, z, weights):
+  return imaging.to_uint8((np.asarray(generator.apply(variables, z, weights, train=False)) + 1) / 2)
+
+
+def test_page_runs_in_a_worker_on_every_core_with_the_generators_pixels(
+    browser, random_site, tmp_path
+):
   folder, generator, variables = random_site
   z, weights = export_helpers.inputs(49, seed=5)
-  expected = imaging.to_uint8(
-      (np.asarray(generator.apply(variables, z, weights, train=False)) + 1) / 2
-  )
+  expected = _expected_pixels(generator, variables, z, weights)
   assert expected.astype(float).std() > 40  # flowers over the whole range, not near-flat ones
+  float16 = _float16_copy(folder, tmp_path)
+  sizes = [os.path.getsize(f / export.SITE_MODEL) for f in (folder, float16)]
+  assert sizes[1] < 0.55 * sizes[0]
   with site_browser.static_server(folder) as url, site_browser.chromium(browser) as driver:
-    driver.get(url)
+    with urllib.request.urlopen(url) as response:  # a host that sends no isolation headers
+      assert "Cross-Origin-Embedder-Policy" not in response.headers
+    driver.get(f"{url}/?seed=1&grid=7")
     site_browser.wait_for_draws(driver, 1)
+    # Isolated by coi.js, so the runtime runs on every core (this machine's 2 and more).
+    cores = driver.execute_script("return navigator.hardwareConcurrency;")
+    ran = site_browser.backend(driver)
+    assert ran["crossOriginIsolated"] and ran["isolated"]
+    assert ran["backend"] == "wasm" and ran["threads"] == min(cores, 8) and ran["threads"] >= 2
+    assert f"(WebAssembly, {ran['threads']} threads)" in ran["info"]
     site_browser.render(driver, z, weights)
     shown = site_browser.grid_pixels(driver)
     assert shown.shape == (49, 32, 32, 3)
     assert np.abs(shown.astype(int) - expected.astype(int)).max() <= 2
+
+    # While a 7×7 grid is generated the page answers each key press at its next frame, and
+    # each newer request stops the older one in the worker (no queue of stale grids).
+    driver.execute_script(
+        "window.longTasks = []; new PerformanceObserver((list) => window.longTasks.push("
+        "...list.getEntries().map((e) => e.duration))).observe({type: 'longtask'});"
+        "flowergan.answers.length = 0;"
+    )
+    drawn = len(driver.execute_script("return flowergan.timings;"))
+    driver.find_element("id", "new").click()
+    ActionChains(driver).send_keys("rrrr").perform()
+    site_browser.wait_for_draws(driver, drawn + 1)
+    time.sleep(0.3)  # a stale grid would be drawn after this one
+    answers = driver.execute_script("return flowergan.answers;")
+    presses = [a for a in answers if a["type"] == "keydown"]
+    assert len(presses) == 4 and all(a["busy"] for a in presses)
+    assert max(a["ms"] for a in answers) <= 100, answers
+    assert max(driver.execute_script("return window.longTasks;"), default=0) <= 100
+    assert len(driver.execute_script("return flowergan.timings;")) == drawn + 1
+    assert driver.execute_script("return flowergan.superseded;") >= 4
+    latest = site_browser.grid_pixels(driver)
+    driver.get(driver.current_url)  # the link of the grid shown: the last request's flowers
+    site_browser.wait_for_draws(driver, 1)
+    np.testing.assert_array_equal(site_browser.grid_pixels(driver), latest)
+
+  # Float16 weights: half the file, pixels within 2/255 of flowergan's float32 ones.
+  with site_browser.static_server(float16) as url, site_browser.chromium(browser) as driver:
+    driver.get(url)
+    site_browser.wait_for_draws(driver, 1)
+    site_browser.render(driver, z, weights)
+    assert np.abs(site_browser.grid_pixels(driver).astype(int) - expected.astype(int)).max() <= 2
+
+
+def test_page_uses_webgpu_where_offered(browser, random_site):
+  """Chromium's software adapter (SwiftShader) stands in for a GPU: "auto" leaves a software
+  adapter to WebAssembly (faster on the same CPU); asked for, WebGPU draws the same pixels."""
+  folder, generator, variables = random_site
+  z, weights = export_helpers.inputs(4, seed=6)
+  expected = _expected_pixels(generator, variables, z, weights)
+  with site_browser.static_server(folder) as url, site_browser.chromium_webgpu(browser) as driver:
+    driver.get(f"{url}/?grid=1")
+    site_browser.wait_for_draws(driver, 1)
+    assert site_browser.backend(driver)["backend"] == "wasm"
+    assert driver.execute_async_script(
+        "navigator.gpu.requestAdapter().then((a) => arguments[0](Boolean(a)));"
+    )
+    site_browser.set_options(driver, {"backend": "webgpu"})
+    driver.get(f"{url}/?grid=2")  # 4 flowers: the render below reuses the compiled shaders
+    site_browser.wait_for_draws(driver, 1, timeout=300)
+    ran = site_browser.backend(driver)
+    assert ran["backend"] == "webgpu" and "WebGPU (google swiftshader)" in ran["info"]
+    site_browser.render(driver, z, weights)
+    assert np.abs(site_browser.grid_pixels(driver).astype(int) - expected.astype(int)).max() <= 2
 
 
 def _query(driver) -> dict:

@@ -1,5 +1,7 @@
 // This Flower Does Not Exist, drawn in the visitor's browser: flowergan's generator as ONNX
-// (model.onnx, its metadata in model.json) run by onnxruntime-web's WebAssembly backend.
+// (model.onnx, its metadata in model.json) run by onnxruntime-web in a Web Worker (worker.js:
+// WebGPU where the browser offers it, WebAssembly on every core otherwise), so that the page
+// answers its controls while it generates; coi.js gives it cross-origin isolation (threads).
 //
 // Noise: a seeded PRNG written here (xoshiro128**, seeded by a 32-bit mix of the seed), not
 // Math.random and not JAX's PRNG: a seed shows the same flowers in every browser, but not the
@@ -27,7 +29,7 @@
   const SQRT_2_OVER_E = Math.sqrt(2 / Math.E);
 
   const $ = (id) => document.getElementById(id);
-  const api = { timings: [], state: null, meta: null, session: null };
+  const api = { timings: [], state: null, meta: null, backend: null, answers: [], superseded: 0 };
   window.flowergan = api; // read by the tests and the benchmark (docs/)
 
   // ---------------------------------------------------------------- messages, state on <body>
@@ -204,7 +206,7 @@
     history.replaceState(null, "", `${location.pathname}?${params}`);
   }
 
-  // ---------------------------------------------------------------- the model
+  // ---------------------------------------------------------------- the model (worker.js)
   async function loadMetadata() {
     const response = await fetch("model.json");
     if (!response.ok) throw new Error(`model.json: HTTP ${response.status}`);
@@ -225,32 +227,80 @@
     return meta;
   }
 
-  async function loadSession() {
-    const response = await fetch("model.onnx");
-    if (!response.ok) throw new Error(`model.onnx: HTTP ${response.status}`);
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+  // The runtime's files as `python -m flowergan.export` wrote them into the page: the
+  // WebAssembly and the WebGPU build, each with its SRI hash.
+  function runtimeFiles() {
+    const tag = $("ort-runtime");
+    const file = (src, integrity) => ({ src: new URL(src, location.href).href, integrity });
+    return {
+      wasm: file(tag.content, tag.dataset.integrity),
+      webgpu: file(tag.dataset.webgpu, tag.dataset.webgpuIntegrity),
+    };
   }
 
-  // Images in [-1, 1] (num × S × S × 3, NHWC) of noise rows and class-weight rows, computed
-  // CHUNK flowers at a time: the single-threaded runtime blocks the page while it runs, so the
-  // page answers between chunks (each flower's image does not depend on the others).
-  const CHUNK = 7;
-  async function generate(z, weights, num) {
-    const { z_dim: zDim, class_names: names, image_size: size } = api.meta;
-    const c = names.length;
-    const images = new Float32Array(num * size * size * 3);
-    for (let i = 0; i < num; i += CHUNK) {
-      const n = Math.min(CHUNK, num - i);
-      const feeds = {
-        z: new ort.Tensor("float32", Float32Array.from(z.slice(i * zDim, (i + n) * zDim)), [n, zDim]),
-        class_weights: new ort.Tensor("float32", Float32Array.from(weights.slice(i * c, (i + n) * c)), [n, c]),
+  // The worker holds the runtime and the model; the page sends it noise and gets RGBA pixels.
+  // Options for tests and benchmarks (window.flowerganOptions, set before the page loads):
+  // backend "auto" | "wasm" | "webgpu", threads (0: one per core).
+  let worker = null;
+  const pending = new Map(); // request id → {resolve, reject}
+  let lastId = 0;
+
+  function startWorker() {
+    const options = Object.assign({ backend: "auto", threads: 0 }, window.flowerganOptions);
+    worker = new Worker("worker.js");
+    const ready = new Promise((resolve, reject) => {
+      worker.onmessage = ({ data }) => {
+        if (data.type === "ready") resolve(data);
+        else if (data.type === "error") reject(Object.assign(new Error(data.message), data));
+        else answer(data);
       };
-      const result = await api.session.run(feeds);
-      images.set(result.images.data, i * size * size * 3);
-      await new Promise((resolve) => setTimeout(resolve, 0));
+      worker.onerror = (event) => {
+        event.preventDefault();
+        reject(Object.assign(new Error(event.message || "worker.js did not load"), { stage: "worker" }));
+      };
+    });
+    worker.postMessage({
+      type: "init",
+      runtime: runtimeFiles(),
+      model: new URL("model.onnx", location.href).href,
+      backend: options.backend,
+      threads: options.threads,
+    });
+    return ready;
+  }
+
+  function answer(data) {
+    if (data.type === "superseded") api.superseded++; // stopped in the worker (tests count)
+    const waiting = pending.get(data.id);
+    if (!waiting) return;
+    pending.delete(data.id);
+    if (data.type === "images") waiting.resolve(data.rgba);
+    else if (data.type === "superseded") waiting.resolve(null);
+    else waiting.reject(new Error(data.message));
+  }
+
+  // RGBA pixels (num × S × S × 4) of noise rows and class-weight rows, or null when a newer
+  // request superseded this one (the worker stops it at its next chunk of flowers).
+  function generate(z, weights, num) {
+    const { z_dim: zDim, class_names: names, image_size: size } = api.meta;
+    const id = ++lastId;
+    for (const [older, waiting] of pending) {
+      pending.delete(older);
+      waiting.resolve(null);
     }
-    return images;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      worker.postMessage({
+        type: "generate",
+        id,
+        z: Float32Array.from(z.slice(0, num * zDim)),
+        weights: Float32Array.from(weights.slice(0, num * names.length)),
+        num,
+        zDim,
+        classes: names.length,
+        size,
+      });
+    });
   }
 
   function oneHot(classes) {
@@ -260,19 +310,11 @@
     return weights;
   }
 
-  // Image `index` of a batch as RGBA: round((x + 1) / 2 * 255), as flowergan's to_uint8.
-  function imageData(images, index) {
+  // Image `index` of RGBA pixels from the worker.
+  function imageData(rgba, index) {
     const size = api.meta.image_size;
-    const data = new ImageData(size, size);
-    const offset = index * size * size * 3;
-    for (let p = 0; p < size * size; p++) {
-      for (let c = 0; c < 3; c++) {
-        const x = images[offset + p * 3 + c];
-        data.data[p * 4 + c] = Math.min(255, Math.max(0, Math.round(((x + 1) / 2) * 255)));
-      }
-      data.data[p * 4 + 3] = 255;
-    }
-    return data;
+    const bytes = size * size * 4;
+    return new ImageData(rgba.slice(index * bytes, (index + 1) * bytes), size, size);
   }
 
   // ---------------------------------------------------------------- drawing the grid
@@ -334,33 +376,45 @@
     }, "image/png");
   }
 
-  // ---------------------------------------------------------------- one request at a time
-  let busy = Promise.resolve();
-  function serially(task) {
-    busy = busy.then(task, task);
-    return busy;
-  }
-
-  // Draws the grid of the current settings; returns the milliseconds since the page started.
-  async function show() {
+  // ---------------------------------------------------------------- requests: the newest wins
+  // A request is answered at once (controls, URL, state "busy"); its grid comes from the worker
+  // later, unless a newer request supersedes it first (then it is never drawn).
+  function request(change) {
+    Object.assign(api.state, change);
     stopWalk();
     const s = api.state;
     writeUrl(s);
     syncControls();
+    setState("busy");
     const num = s.grid * s.grid;
     const names = api.meta.class_names;
     const classes =
       s.choice === ALL ? seedClasses(s.seed, num, names.length) : Array(num).fill(names.indexOf(s.choice));
     const start = performance.now();
     const z = seedNoise(s.seed, num, api.meta.z_dim, s.truncation);
-    const images = await generate(z, oneHot(classes), num);
-    drawGrid(images, classes, s.grid, s.choice === ALL);
-    const end = performance.now();
-    api.timings.push({ grid: s.grid, ms: end - start, since_start: end });
-    $("caption").textContent = `Seed ${s.seed} · ${s.choice} · truncation ${s.truncation}`;
-    $("info").textContent = `${num} flower${num > 1 ? "s" : ""} in ${Math.round(end - start)} ms
-      on this device · ${infoLine()}`;
-    return end;
+    return generate(z, oneHot(classes), num).then(
+      (images) => {
+        if (images === null) return; // superseded: the newer request draws
+        drawGrid(images, classes, s.grid, s.choice === ALL);
+        const end = performance.now();
+        api.timings.push({ grid: s.grid, ms: end - start, since_start: end, at: performance.timeOrigin + end });
+        $("caption").textContent = `Seed ${s.seed} · ${s.choice} · truncation ${s.truncation}`;
+        $("info").textContent = `${num} flower${num > 1 ? "s" : ""} in ${Math.round(end - start)} ms
+          on this device (${backendLine()}) · ${infoLine()}`;
+        setState("ready");
+      },
+      (error) => {
+        say(`Drawing failed (${firstLine(error)}): reload the page.`);
+        setState("error");
+      },
+    );
+  }
+
+  function backendLine() {
+    const b = api.backend;
+    if (b.backend === "webgpu") return `WebGPU${b.adapter ? ` (${b.adapter})` : ""}`;
+    const isolation = b.isolated ? "" : ", not cross-origin isolated";
+    return `WebAssembly, ${b.threads} thread${b.threads > 1 ? "s" : ""}${isolation}`;
   }
 
   function infoLine() {
@@ -369,37 +423,20 @@
     return `${m.image_size}×${m.image_size} images, ${step}, classes ${m.class_names.join(", ")}`;
   }
 
-  let latest = 0;
-  function request(change) {
-    Object.assign(api.state, change);
-    const id = ++latest;
-    return serially(async () => {
-      if (id !== latest) return; // a newer request draws the newer settings
-      setState("busy");
-      try {
-        await show();
-        setState("ready");
-      } catch (error) {
-        say(`Drawing failed (${firstLine(error)}): reload the page.`);
-        setState("error");
-      }
-    });
-  }
-
   // Test hook: draws noise `z` (num × z_dim) with class weights (num × C) into the grid, as
   // given (no PRNG), so that the pixels can be compared with flowergan's.
-  api.render = (z, weights, columns) =>
-    serially(async () => {
-      stopWalk();
-      const num = z.length / api.meta.z_dim;
-      const images = await generate(z, weights, num);
-      const c = api.meta.class_names.length;
-      const classes = Array.from({ length: num }, (_, i) => {
-        const row = Array.from(weights.slice(i * c, (i + 1) * c));
-        return row.indexOf(Math.max(...row));
-      });
-      drawGrid(images, classes, columns || Math.ceil(Math.sqrt(num)), true);
+  api.render = async (z, weights, columns) => {
+    stopWalk();
+    const num = z.length / api.meta.z_dim;
+    const images = await generate(z, weights, num);
+    if (images === null) return;
+    const c = api.meta.class_names.length;
+    const classes = Array.from({ length: num }, (_, i) => {
+      const row = Array.from(weights.slice(i * c, (i + 1) * c));
+      return row.indexOf(Math.max(...row));
     });
+    drawGrid(images, classes, columns || Math.ceil(Math.sqrt(num)), true);
+  };
   api.gridCanvas = () => gridCanvas();
   api.seedNoise = seedNoise;
 
@@ -434,7 +471,10 @@
       weights[f * c + ka] += 1 - t;
       weights[f * c + kb] += t;
     }
+    setState("busy");
     const images = await generate(z, weights, WALK_FRAMES);
+    if (images === null) return; // a newer request (a new grid) came first
+    setState("ready");
     const size = api.meta.image_size;
     const canvas = $("walk-canvas");
     canvas.width = size;
@@ -519,16 +559,17 @@
       say("");
       request({ seed: randomSeed() });
     });
-    $("walk").addEventListener("click", () =>
-      serially(async () => {
-        if (walkTimer !== null) {
-          stopWalk();
-          say("");
-        } else {
-          await walk().catch((error) => say(`The walk failed (${firstLine(error)}).`));
-        }
-      }),
-    );
+    $("walk").addEventListener("click", () => {
+      if (walkTimer !== null) {
+        stopWalk();
+        say("");
+      } else {
+        walk().catch((error) => {
+          say(`The walk failed (${firstLine(error)}).`);
+          setState("ready");
+        });
+      }
+    });
     $("download").addEventListener("click", download);
     document.addEventListener("keydown", (event) => {
       const typing = event.target instanceof HTMLInputElement && event.target.type === "number";
@@ -539,6 +580,54 @@
   }
 
   // ---------------------------------------------------------------- start
+  // Cross-origin isolation (several threads) where the server sends no COOP/COEP headers:
+  // coi.js, a service worker, adds them; a page gets them from the response that loaded it,
+  // so the first visit reloads once. Returns when the page goes on (isolated or not).
+  async function isolate() {
+    const key = "flowergan-isolation-reload";
+    const storage = (() => {
+      try {
+        return window.sessionStorage;
+      } catch {
+        return null; // storage blocked: no reload, since none could be counted
+      }
+    })();
+    if (self.crossOriginIsolated) {
+      storage?.removeItem(key);
+      return;
+    }
+    const options = window.flowerganOptions || {};
+    if (!storage || !("serviceWorker" in navigator) || !window.isSecureContext || options.isolate === false) return;
+    try {
+      await navigator.serviceWorker.register("coi.js");
+      await navigator.serviceWorker.ready;
+    } catch {
+      return; // refused (private mode, policies): one thread
+    }
+    if (storage.getItem(key)) return; // reloaded once already and still not isolated
+    storage.setItem(key, "1");
+    location.reload();
+    await new Promise(() => {}); // the reload replaces this page
+  }
+
+  // Each key press and control change, timed to the frame that shows its answer (tests and
+  // docs/measure_static_page.py read api.answers); `busy`: a grid was being generated.
+  function timeAnswers() {
+    api.answers = [];
+    for (const type of ["keydown", "input", "click"]) {
+      document.addEventListener(
+        type,
+        (event) => {
+          const busy = document.body.dataset.state === "busy";
+          requestAnimationFrame(() =>
+            api.answers.push({ type, busy, ms: performance.now() - event.timeStamp }),
+          );
+        },
+        true,
+      );
+    }
+  }
+
   async function start() {
     const served = location.protocol === "file:" ? " (open it through a web server: " +
       "python -m http.server -d FOLDER, browsers do not fetch models from file://)" : "";
@@ -547,34 +636,35 @@
         "current Chrome, Firefox, Safari or Edge with WebAssembly enabled.");
       return;
     }
-    const runtime = $("ort-runtime");
-    if (typeof ort === "undefined" || !runtime) {
-      fail(`The runtime (onnxruntime-web) did not load from ${runtime ? runtime.src : "?"}: ` +
-        "check the connection, or write the site with --runtime=web/node_modules/" +
-        "onnxruntime-web/dist to serve it beside the page.");
-      return;
-    }
-    ort.env.wasm.wasmPaths = new URL(".", runtime.src).href;
-    // Several threads need cross-origin isolation (COOP/COEP headers), which most static hosts
-    // do not send; without it the runtime uses one.
-    ort.env.wasm.numThreads = self.crossOriginIsolated ? 0 : 1;
+    await isolate();
+    const rebuild = "write the site again with python -m flowergan.export --format=web.";
+    const backend = startWorker();
+    backend.catch(() => {}); // awaited below, after model.json
     try {
       api.meta = await loadMetadata();
     } catch (error) {
-      fail(`The model's description could not be read (${firstLine(error)})${served}: ` +
-        "write the site again with python -m flowergan.export --format=web.");
+      fail(`The model's description could not be read (${firstLine(error)})${served}: ${rebuild}`);
       return;
     }
     try {
-      api.session = await loadSession();
+      api.backend = await backend;
     } catch (error) {
-      fail(`The model file could not be loaded (${firstLine(error)})${served}: ` +
-        "write the site again with python -m flowergan.export --format=web.");
+      const runtime = runtimeFiles().wasm.src;
+      if (error.stage === "runtime") {
+        fail(`The runtime (onnxruntime-web) did not load from ${runtime} (${firstLine(error)}): ` +
+          "check the connection, or write the site with --runtime=web/node_modules/" +
+          "onnxruntime-web/dist to serve it beside the page.");
+      } else if (error.stage === "worker") {
+        fail(`The page's worker.js did not start (${firstLine(error)})${served}: ${rebuild}`);
+      } else {
+        fail(`The model file could not be loaded (${firstLine(error)})${served}: ${rebuild}`);
+      }
       return;
     }
     setUpControls();
     buildClassChoices();
     bindControls();
+    timeAnswers();
     const { settings, ignored } = settingsFromUrl();
     api.state = settings;
     if (ignored.length) {
