@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from flowergan import ada, checkpointing
+from flowergan import ada, checkpointing, config_checks
 from flowergan import mesh as mesh_lib
 from flowergan import train as train_lib
 from flowergan import train_step as ts
@@ -219,3 +219,19 @@ def test_ada_p_is_written_to_metrics_jsonl_beside_the_evaluation(tmp_path, monke
   results = train_lib._evaluate(run, state, 4)
   record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
   assert record["ada_p"] == results["ada_p"] == 0.375 and record["kid"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("target", 1.0, "config.train.ada.target must be a finite number in (0, 1)"),
+        ("interval", 0, "config.train.ada.interval must be an integer >= 1"),
+        ("kimg", 0.0, "config.train.ada.kimg must be a finite number > 0"),
+    ],
+)
+def test_a_bad_ada_setting_is_one_line(field, value, needle):
+  config = tiny_config.get_config()
+  config.train.ada[field] = value
+  with pytest.raises(config_checks.ConfigError) as e:
+    config_checks.validate(config)
+  assert needle in str(e.value) and "\n" not in str(e.value)

@@ -29,6 +29,8 @@ def test_config_file_values_are_unchanged(name):
   assert actual["eval"].pop("inception_batch_size") == 64
   # The evaluation classifier's augmentation, as it was before the field existed: flips.
   assert actual["eval"].pop("classifier_augment") == "flip"
+  # Adaptive augmentation (flowergan/ada.py): off in every shipped variant.
+  assert actual["train"].pop("ada")["enabled"] is False
   # Compared as JSON text: an int that became a float (or back) differs too.
   assert json.dumps(actual, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
