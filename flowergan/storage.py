@@ -431,16 +431,6 @@ def atomic_files_into(path: str, *, root: str | None = None) -> Iterator[str]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def make_folder(path: str, *, root: str | None = None) -> str:
-  """`path` as a folder (with its parents) that stays in `root` (default: its parent); the
-  folder resolved. For folders that other writers fill (a run's workdir, its checkpoints)."""
-  path = os.path.abspath(path)
-  check_directory(path)
-  target = check_inside(path, root if root is not None else os.path.dirname(path))
-  os.makedirs(target, exist_ok=True)
-  return target
-
-
 def file_sha256(path: str) -> str:
   """The SHA-256 of a local file, read in 1 MiB chunks (weight files run to hundreds of MB)."""
   digest = hashlib.sha256()
