@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import orbax.checkpoint as ocp
+from etils import epath
 
 from flowergan import best_checkpoint, checkpoint_recovery, checkpointing, config_checks, models
 from flowergan import mesh as mesh_lib
@@ -86,13 +88,55 @@ def abstract_variables(generator: models.Generator, z_dim: int, mesh) -> dict:
 
 def read_variables(manager, step: int, generator: models.Generator, z_dim: int) -> dict:
   """The generator's variables of `step`: its `generator` item, or (version 1) those entries
-  of its `state` item; `DamagedCheckpointError` if they do not restore."""
+  of its `state` item; `DamagedCheckpointError` if they do not restore, or if the shapes that
+  the metadata's config implies are not those stored (checked before anything is read)."""
   target = abstract_variables(generator, z_dim, mesh_lib.make_mesh())
   if checkpointing.has_item(manager, step, checkpointing.GENERATOR):
-    restore = lambda: checkpointing.restore_item(manager, step, checkpointing.GENERATOR, target)
+    name = checkpointing.GENERATOR
+    restore = lambda: checkpointing.restore_item(manager, step, name, target)
   else:
-    restore = lambda: checkpointing.restore_subtrees(manager, step, checkpointing.STATE, target)
+    name = checkpointing.STATE
+    restore = lambda: checkpointing.restore_subtrees(manager, step, name, target)
+  check_stored_shapes(manager, step, name, target)
   return checkpointing.read_item(manager, step, restore)
+
+
+def _stored_shapes(manager, step: int, name: str) -> dict[str, tuple[int, ...]]:
+  """'/'-joined path → shape of every array of the item, from Orbax's tree metadata (no data)."""
+  item_dir = epath.Path(manager.directory) / str(step) / name
+  handler = ocp.PyTreeCheckpointHandler()  # the item's own tree metadata, no step metadata
+  try:
+    tree = handler.metadata(item_dir).tree
+  finally:
+    handler.close()
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if getattr(leaf, "shape", None) is not None:
+      out["/".join(str(getattr(k, "key", k)) for k in path)] = tuple(leaf.shape)
+  return out
+
+
+def check_stored_shapes(manager, step: int, name: str, target: dict) -> None:
+  """`DamagedCheckpointError` naming the first array whose stored shape is not the one the
+  step's metadata implies (a damaged or edited `metadata`: `model.z_dim` of 10¹²).
+
+  Orbax would otherwise start the restore, fail, and leave its pending reads to report
+  "Exception ignored … Traceback" blocks at exit. An item whose tree metadata does not read is
+  left to the restore, which reports it as damaged.
+  """
+  try:
+    stored = _stored_shapes(manager, step, name)
+  except Exception:  # pylint: disable=broad-except  # unreadable: the restore says it in a line
+    return
+  for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]:
+    key = "/".join(str(getattr(k, "key", k)) for k in path)
+    if key not in stored:
+      problem = f"no {key} stored, which its metadata implies"
+    elif stored[key] != tuple(leaf.shape):
+      problem = f"stored {key} is {stored[key]} but its metadata implies {tuple(leaf.shape)}"
+    else:
+      continue
+    raise DamagedCheckpointError(step, manager.directory, ValueError(problem))
 
 
 def load_trained(workdir: str, step: int | str | None = None) -> TrainedModel:

@@ -340,3 +340,24 @@ def test_every_reader_refuses_a_newer_format_in_one_line(ranked_run, tmp_path):
         damaged_checkpoints.tiny_training_config(tmp_path, num_steps=6), str(workdir)
     )
   assert damaged_checkpoints.files(workdir) - before <= {"train.lock"}
+
+
+@pytest.mark.parametrize("z_dim", [10**12, 2**40, 11])
+def test_metadata_that_does_not_fit_its_weights_is_damage_found_before_reading(
+    ranked_run, tmp_path, monkeypatch, z_dim
+):
+  """Metadata with `model.z_dim` 10¹², 2⁴⁰ (or just another size) is compared with the shapes
+  Orbax stored before any array is read: no restore starts, so none of its pending reads can
+  print "Exception ignored … Traceback" blocks at exit after the one `error:` line."""
+  workdir = damaged_checkpoints.copy_run(ranked_run, tmp_path / "run")
+  _hostile_checkpoint(workdir, **{"model.z_dim": z_dim})
+
+  def no_restore(*args, **kwargs):
+    raise AssertionError("a restore was started")
+
+  monkeypatch.setattr(checkpointing, "restore_item", no_restore)
+  with pytest.raises(checkpointing.CheckpointError) as e:
+    trained.load_trained(str(workdir))
+  message = str(e.value)
+  assert "no checkpoint" in message and "restores" in message and "\n" not in message
+  assert "but its metadata implies" in message and str(z_dim + 2) in message
