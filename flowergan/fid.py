@@ -350,15 +350,19 @@ def main(argv, inception_flag, batch_size_flag, cache_dir_flag):
   print(f"FID: {value}")
 
 
-def run() -> None:
-  """The command: its flags, one-line errors and stops (`cli.run`), the quiet console."""
-  defined = _define_flags()
+def make_main(defined):
+  """`main(argv)` of the command with the flags `_define_flags` returned."""
 
   def main_with_flags(argv):
     cli.quiet_logs()  # JAX's "Unable to initialize backend" and similar INFO lines
     main(argv, *defined)
 
-  cli.run(main_with_flags, positional=("DIR_A", "DIR_B"))
+  return main_with_flags
+
+
+def run() -> None:
+  """The command: its flags, one-line errors and stops (`cli.run`), the quiet console."""
+  cli.run(make_main(_define_flags()), positional=("DIR_A", "DIR_B"))
 
 
 if __name__ == "__main__":

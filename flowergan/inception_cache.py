@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import os
 
 import numpy as np
 from absl import logging
 
-from flowergan import default_config, inception, storage
+from flowergan import default_config, inception, storage, untrusted
 
 INCEPTION_FLAG = "--inception / config.eval.inception_weights"
 
@@ -85,19 +84,20 @@ def _real_inception_cache(workdir, fingerprint: str, weights_sha256: str):
 
 
 def _read_real_features(path, num: int) -> np.ndarray | None:
-  """The cached features (num, 2048), or None when absent or unreadable (then recomputed)."""
+  """The cached features (num, 2048), or None when absent or damaged (then recomputed, with a
+  one-line warning): read through `flowergan.untrusted` (shape checked before reading, finite)."""
   if path is None or not storage.exists(path):
     return None
+  where = f"the Inception feature cache {path}"
   try:
-    with np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False) as npz:
-      features = np.asarray(npz["features"], np.float32)
-  except Exception as e:  # pylint: disable=broad-except  # a damaged cache is recomputed
-    logging.warning("ignoring the unreadable Inception feature cache %s: %s", path, e)
+    data = storage.read_bytes(path)
+    arrays = untrusted.read_npz(
+        data, {"features": (num, inception.FEATURE_DIM)}, where=where, dtype_kinds="f"
+    )
+  except (OSError, untrusted.UntrustedFileError) as e:
+    logging.warning("%s; computing the features again.", " ".join(str(e).split()).rstrip("."))
     return None
-  if features.shape != (num, inception.FEATURE_DIM):
-    logging.warning("ignoring the Inception feature cache %s: shape %s", path, features.shape)
-    return None
-  return features
+  return np.asarray(arrays["features"], np.float32)
 
 
 def _write_real_features(path, features: np.ndarray) -> None:
