@@ -90,7 +90,10 @@ def _assert_refused(result, before, after, place, where):
 def test_hostile_destination(base, tmp_path, capfd, output, kind):
   """The command refuses the destination in one line and changes nothing already there."""
   if kind == "read_only" and AS_ROOT:
-    pytest.skip("running as root: chmod does not stop root's writes, so a read-only folder is no")
+    pytest.skip(
+        "running as root: chmod does not stop root's writes, so a read-only folder cannot be "
+        "made here (a read-only mount would need privileges the tests do not take)"
+    )
   place = _place(base, tmp_path)
   cases.make_destination(place, output, kind)
   before = cases.snapshot(tmp_path)
