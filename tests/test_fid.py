@@ -190,3 +190,15 @@ def test_command_refuses_a_truncated_statistics_file(tmp_path):
   assert run.returncode == 1 and "Traceback" not in run.stderr
   assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1
   assert "write it again with --save-stats" in run.stderr
+
+
+def test_non_finite_features_are_refused_before_their_statistics(tmp_path, monkeypatch):
+  """Features with NaN (weights that overflow) stop the command in one line before any sqrtm,
+  which on NaN statistics ran past 5 minutes."""
+  ref.write_folder(tmp_path / "a", np.zeros((2, 8, 8, 3), np.uint8))
+  monkeypatch.setattr(
+      inception, "extract_features", lambda v, x, **k: np.full((len(x), 4), np.nan, np.float32)
+  )
+  with pytest.raises(fid.FidError, match="features of .* are not finite") as e:
+    fid.folder_features(str(tmp_path / "a"), {})
+  assert "\n" not in str(e.value)
