@@ -661,6 +661,7 @@
       }
       return;
     }
+    $("backend").textContent = `Runs on ${backendLine()}.`;
     setUpControls();
     buildClassChoices();
     bindControls();
