@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowergan import checkpointing, errors, models, storage
+from flowergan import checkpointing, errors, models, storage, untrusted
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
@@ -108,6 +108,10 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   """The generator state dict of an authors' file as NumPy arrays (weights only, no code)."""
   if not os.path.isfile(path):
     raise TorchImportError(f"no file {path}: pass the authors' generator .pt file.")
+  try:  # bounded before torch reads it (the authors' files are 4.5 MiB)
+    untrusted.check_size(path, untrusted.MAX_TORCH_BYTES, "pass the authors' generator .pt file")
+  except untrusted.UntrustedFileError as e:
+    raise TorchImportError(str(e)) from None
   try:
     import torch
   except ImportError:
@@ -124,11 +128,9 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
           f"{path} needs {needs.group(1)} to load, which torch.load(weights_only=True) refuses: "
           f"flowergan reads tensors only and does not unpickle arbitrary code."
       ) from None
-    reason = (text.strip().splitlines() or [""])[0]
-    if reason.startswith("Weights only load failed"):
-      reason = "not a pickle of tensors"
     raise TorchImportError(
-        f"{path} is not a PyTorch file ({type(e).__name__}: {reason[:160]})."
+        f"{path} is not a PyTorch file ({untrusted.torch_load_reason(e)}): pass the authors' "
+        "generator .pt file."
     ) from None
   state_dict = obj.get("model_state_dict", obj) if isinstance(obj, dict) else None
   if not isinstance(state_dict, dict):

@@ -310,14 +310,15 @@ def read_state_dict(path: str, flag: str = "--inception") -> dict[str, np.ndarra
         f"reading {path} the first time needs torch (pip install torch; a CPU build is enough);"
         " later runs read flowergan's cache of it without torch."
     ) from None
+  try:  # bounded before torch reads it (the published file is 91 MiB)
+    untrusted.check_size(path, untrusted.MAX_TORCH_BYTES, f"{flag} takes {WEIGHTS_FILE}")
+  except untrusted.UntrustedFileError as e:
+    raise InceptionError(str(e)) from None
   try:
     obj = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # torch.load raises many types for foreign files; report any in a line
-    reason = (str(e).strip().splitlines() or [""])[0]
-    if reason.startswith("Weights only load failed"):
-      reason = "not a pickle of tensors only"
     raise InceptionError(
-        f"{path} is not a PyTorch weights file ({type(e).__name__}: {reason[:160]}); "
+        f"{path} is not a PyTorch weights file ({untrusted.torch_load_reason(e)}); "
         f"{flag} takes {WEIGHTS_FILE}."
     ) from None
   if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

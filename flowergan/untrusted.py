@@ -174,6 +174,24 @@ def npz_keys(source: str | bytes, *, where: str | None = None, advice: str = "")
     raise _refuse(where, f"is damaged or not an .npz ({type(e).__name__})", advice) from None
 
 
+# ------------------------------------------------------------------------------- torch files
+
+MAX_TORCH_BYTES = 1 << 30  # the FID Inception weights are 91 MiB, the authors' generator 4.5 MiB
+
+
+def torch_load_reason(error: BaseException) -> str:
+  """Why `torch.load(weights_only=True)` failed, in a few words (its own texts run to pages,
+  and the zip reader's stops mid-sentence when cut)."""
+  text = str(error).strip()
+  if "PytorchStreamReader" in text or "central directory" in text:
+    return "truncated, or not the zip archive torch.save writes"
+  if text.startswith("Weights only load failed"):
+    return "not a pickle of tensors only"
+  first = (text.splitlines() or [""])[0]
+  first = first if len(first) <= 160 else first[:160] + "…"
+  return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 # ------------------------------------------------------------------------------- JSON
 
 

@@ -115,6 +115,8 @@ def _alarm(signum, frame):
 def run_command(command: Command, args: list[str], capfd) -> Result:
   """`command args` run in this process as a user's shell runs it: exit status and console."""
   main = _activate(command)
+  for name in [n for n in flags.FLAGS if n.startswith("config.")]:
+    delattr(flags.FLAGS, name)  # ml_collections defines one per override at each parse
   flags.FLAGS.unparse_flags()
   saved_argv, sys.argv = sys.argv, [command.name, *args]
   saved_term = signal.getsignal(signal.SIGTERM)
