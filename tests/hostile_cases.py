@@ -96,6 +96,42 @@ def _activate(command: Command) -> Callable[[list[str]], None]:
   return _MAINS[command.name][0]
 
 
+def restore_process(saved: dict) -> None:
+  """Undoes what running commands here changed in this process (for the next test files of
+  the same pytest worker): their flags, the log verbosity, the quiet console, the environment."""
+  registry = flags.FLAGS
+  for name in [n for n in registry if n.startswith("config.")]:
+    delattr(registry, name)
+  if _ACTIVE[0] is not None:
+    for name in _MAINS[_ACTIVE[0]][1]:
+      if name in registry:
+        delattr(registry, name)
+    _ACTIVE[0] = None
+  if not saved["parsed"]:
+    registry.unparse_flags()
+  logging.set_verbosity(saved["verbosity"])
+  cli._quiet = saved["quiet"]  # pylint: disable=protected-access
+  sys.excepthook = saved["excepthook"]
+  os.environ.clear()
+  os.environ.update(saved["environ"])
+  absl_logger = logging.get_absl_logger()
+  for f in list(absl_logger.filters):
+    if f not in saved["filters"]:
+      absl_logger.removeFilter(f)
+
+
+def process_state() -> dict:
+  """What `restore_process` puts back."""
+  return {
+      "parsed": flags.FLAGS.is_parsed(),
+      "verbosity": logging.get_verbosity(),
+      "quiet": cli._quiet,  # pylint: disable=protected-access
+      "excepthook": sys.excepthook,
+      "environ": dict(os.environ),
+      "filters": list(logging.get_absl_logger().filters),
+  }
+
+
 @dataclasses.dataclass
 class Result:
   status: int

@@ -27,6 +27,14 @@ from tests import hostile_cases as cases
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _process_restored():
+  """The commands run in this process; the next test file of this worker finds it as it was."""
+  saved = cases.process_state()
+  yield
+  cases.restore_process(saved)
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
   """What the rows read, made once: a tiny run (the format-1 fixture of test_trained, which
