@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any
 
+import jax
 import numpy as np
 from absl import logging
 
@@ -51,8 +52,12 @@ def _cached_classifier(cache_path: str | None, fingerprint: str, settings: str):
     return None
   try:
     params, meta = classifier.load_classifier(cache_path)
-  except Exception as e:  # pylint: disable=broad-except  # unreadable cache: retrain
-    logging.warning("unreadable classifier cache %s (%s): training a new one.", cache_path, e)
+    leaves = jax.tree_util.tree_leaves(params)
+    if not all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves):
+      raise ValueError("non-finite weights (NaN or infinity)")
+  except Exception as e:  # pylint: disable=broad-except  # a damaged cache is retrained
+    reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+    logging.warning("damaged classifier cache %s (%s): training a new one.", cache_path, reason)
     return None
   if meta.get("fingerprint") != fingerprint or meta.get("settings") != settings:
     return None

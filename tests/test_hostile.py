@@ -17,11 +17,12 @@ import pathlib
 import re
 import shutil
 
+import flax
 import numpy as np
 import pytest
 from PIL import Image
 
-from flowergan import inception, inception_cache, storage, untrusted
+from flowergan import classifier_cache, inception, inception_cache, storage, untrusted
 from tests import hostile_cases as cases
 
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -237,3 +238,20 @@ def test_a_damaged_feature_cache_is_recomputed_with_one_warning(tmp_path, caplog
   assert inception_cache._read_real_features(str(path), 3) is None  # pylint: disable=protected-access
   warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
   assert len(warnings) == 1 and "computing the features again" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("damage", ["garbage", "nan"])
+def test_a_damaged_classifier_cache_is_retrained_with_one_warning(tmp_path, caplog, damage):
+  path = str(tmp_path / "classifier.msgpack")
+  if damage == "garbage":
+    (tmp_path / "classifier.msgpack").write_bytes(b"\xc1 not msgpack\n" * 3)
+  else:
+    data = {
+        "params": {"dense": {"kernel": np.array([[np.nan]], np.float32)}},
+        "meta": {"fingerprint": "f", "settings": "s"},
+    }
+    (tmp_path / "classifier.msgpack").write_bytes(flax.serialization.msgpack_serialize(data))
+  caplog.set_level("WARNING")
+  assert classifier_cache._cached_classifier(path, "f", "s") is None  # pylint: disable=protected-access
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and "training a new one" in warnings[0] and "\n" not in warnings[0]
