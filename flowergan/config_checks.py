@@ -21,6 +21,7 @@ CHOICES = {
     "model.conditioning": ("projection", "concat"),
     "model.critic_normalization": ("none", "layernorm"),
     "model.generator_conv": ("auto", "dots", "lax"),
+    "model.generator_padding": ("zeros", "reflect"),
     "model.critic_conv": ("auto", "im2col", "lax"),
     "train.dtype": ("float32", "bfloat16"),
 }

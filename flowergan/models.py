@@ -84,6 +84,35 @@ def upsample2x_bilinear(x: jax.Array) -> jax.Array:
   return along(along(x, 1), 2)
 
 
+PADDINGS = ("zeros", "reflect")  # `Generator.padding`: how its 3×3 convolutions see the border
+
+
+def reflect_pad1(x: jax.Array) -> jax.Array:
+  """NHWC images padded by one pixel on each side with their reflection (PyTorch's
+  padding_mode='reflect': the pad copies the row or column next to the edge), written with
+  slices as `upsample2x_bilinear` is, so that every exporter handles it."""
+
+  def along(x, axis):
+    n = x.shape[axis]
+    take = lambda start: jax.lax.slice_in_dim(x, start, start + 1, axis=axis)
+    return jnp.concatenate([take(min(1, n - 1)), x, take(max(n - 2, 0))], axis=axis)
+
+  return along(along(x, 1), 2)
+
+
+def conv_padded(conv: nn.Module, x: jax.Array, mode: str) -> jax.Array:
+  """`conv` (a 3×3 conv with padding 1) of `x`, padding the border by `mode`: 'zeros' is the
+  conv itself (the original); 'reflect' reflect-pads `x` by one pixel and drops the outputs
+  that saw the conv's zeros. That equals an unpadded conv of the reflect-padded input, but
+  keeps the padded conv: XLA:CPU runs an unpadded one with its gradients 2–3× slower
+  (docs/demo_quality.md)."""
+  if mode not in PADDINGS:
+    raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {mode!r}.")
+  if mode == "zeros":
+    return conv(x)
+  return conv(reflect_pad1(x))[:, 1:-1, 1:-1, :]
+
+
 class ConvBlock(nn.Module):
   """Conv → BatchNorm → ReLU, the original generator's block (3×3 convs, or the 4×4 seed conv,
   or a stride-2 transposed 4×4 conv for upsample='transpose').
@@ -91,6 +120,7 @@ class ConvBlock(nn.Module):
   Attributes:
     conv: the convolution module (`nn.Conv` or a partial of it, see `Generator`); unused with
       `transpose`, which is always XLA's own `nn.ConvTranspose`.
+    padding_mode: 'zeros' (the original) or 'reflect' (3×3 convs only, see `Generator`).
   """
 
   features: int
@@ -99,6 +129,7 @@ class ConvBlock(nn.Module):
   transpose: bool = False
   dtype: Dtype = jnp.float32
   conv: ModuleDef = nn.Conv
+  padding_mode: str = "zeros"
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -113,6 +144,7 @@ class ConvBlock(nn.Module):
           dtype=self.dtype,
           name="conv",
       )
+      x = conv(x)
     else:
       conv = self.conv(
           self.features,
@@ -122,7 +154,8 @@ class ConvBlock(nn.Module):
           dtype=self.dtype,
           name="conv",
       )
-    x = conv(x)
+      # The seed conv (1×1 → 4×4, padding 3) pads only zeros: nothing there to reflect.
+      x = conv(x) if self.kernel_size != 3 else conv_padded(conv, x, self.padding_mode)
     x = nn.BatchNorm(
         use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype, name="bn"
     )(x)
@@ -160,6 +193,9 @@ class Generator(nn.Module):
     conv: the convolution module of the (non-transposed) convolutions: `nn.Conv` (XLA's own),
       or `functools.partial(nn.Conv, conv_general_dilated=fn)` with a formulation from
       `flowergan.ops` (same parameters, same function; `build_models` picks it from the config).
+    padding: how the 3×3 convolutions pad the border: 'zeros' (the original) or 'reflect'
+      (the demo variant's: with zeros its 500 steps leave a dark frame, docs/demo_quality.md).
+      The same parameters either way; the 4×4 seed conv on the 1×1 input always pads zeros.
   """
 
   image_size: int = 128
@@ -168,6 +204,7 @@ class Generator(nn.Module):
   upsample: str = "bilinear"
   dtype: Dtype = jnp.float32
   conv: ModuleDef = nn.Conv
+  padding: str = "zeros"
 
   def class_weights(self, labels, dtype) -> jax.Array:
     """The class input: one-hot of integer `labels` (N,), or `labels` itself when it is already
@@ -207,12 +244,14 @@ class Generator(nn.Module):
             transpose=transpose,
             dtype=self.dtype,
             conv=self.conv,
+            padding_mode=self.padding,
             name=f"block_{index}",
         )(x, train)
         index += 1
-    x = self.conv(
+    to_rgb = self.conv(
         3, (3, 3), padding=1, kernel_init=torch_default_init, dtype=self.dtype, name="to_rgb"
-    )(x)
+    )
+    x = conv_padded(to_rgb, x, self.padding)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -324,6 +363,7 @@ def build_generator(
       upsample=model_config.upsample,
       dtype=dtype,
       conv=conv_module(model_config.generator_conv, role="generator"),
+      padding=model_config.generator_padding,
   )
 
 

@@ -39,6 +39,7 @@ BAD_VALUES = [
     ("data", "max_rotation_deg", -5.0, "max_rotation_deg"),
     ("train", "batch_size", 0, "batch_size must be an integer >= 1"),
     ("data", "source", "hdf5:x", "'folder:PATH'"),
+    ("model", "generator_padding", "circular", "must be one of 'zeros', 'reflect'"),
 ]
 
 
@@ -52,13 +53,14 @@ def test_each_bad_config_value_is_one_line(section, field, value, needle):
 
 
 def test_the_shipped_configs_are_valid_and_the_choices_match_the_code():
-  from flowergan import diffaugment, ops
+  from flowergan import diffaugment, models, ops
 
   for variant in (None, "demo", "tiny"):
     config_checks.validate(tiny_config.load_config_file(tiny_config.CONFIG_FILE, variant))
   assert config_checks.DIFFAUGMENT_POLICIES == diffaugment.VALID_POLICIES
   for role in ("generator", "critic"):
     assert config_checks.CHOICES[f"model.{role}_conv"] == ops.CONV_CHOICES[role]
+  assert config_checks.CHOICES["model.generator_padding"] == models.PADDINGS
 
 
 @pytest.mark.parametrize("mode, keep", [("lowest", 1), ("min", 0), ("max", "2")])

@@ -29,6 +29,8 @@ def test_config_file_values_are_unchanged(name):
   assert actual["eval"].pop("inception_batch_size") == 64
   # The evaluation classifier's augmentation, as it was before the field existed: flips.
   assert actual["eval"].pop("classifier_augment") == "flip"
+  # The generator's padding: the original's zeros, reflection in the demo (and tiny) variant.
+  assert actual["model"].pop("generator_padding") == ("zeros" if name == "paper" else "reflect")
   # Adaptive augmentation (flowergan/ada.py): off in every shipped variant.
   assert actual["train"].pop("ada")["enabled"] is False
   # Compared as JSON text: an int that became a float (or back) differs too.
@@ -78,13 +80,17 @@ def test_a_stored_config_lacking_a_field_gets_the_one_default_of_default_config(
 
   stored = tiny_config.get_config().to_dict()
   del stored["data"]["source"], stored["model"]["generator_conv"]
+  del stored["model"]["generator_padding"]  # the tiny variant's is 'reflect'
   config = default_config.from_stored(stored)
   defaults = default_config.get_config()
   assert config.data.source == defaults.data.source == "tfds:oxford_flowers102"
   assert config.model.generator_conv == defaults.model.generator_conv == "auto"
+  # Checkpoints from before the field trained with zeros: they sample the same pixels.
+  assert config.model.generator_padding == defaults.model.generator_padding == "zeros"
   config_checks.validate(config)
   generator = models.build_generator(config.model, image_size=16, num_classes=2)
   assert generator.conv == models.conv_module("auto", role="generator")
+  assert generator.padding == "zeros"
 
 
 def test_a_stored_config_from_before_best_checkpoint_is_not_ranked():

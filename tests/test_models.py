@@ -100,6 +100,55 @@ def test_bilinear_upsample_matches_align_corners_false():
   )
 
 
+def test_reflect_pad1_matches_numpy_reflect():
+  x = jax.random.normal(jax.random.key(8), (2, 5, 4, 3))
+  expected = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+  np.testing.assert_array_equal(models.reflect_pad1(x), expected)
+
+
+@pytest.mark.parametrize("generator_conv", ["lax", "dots"])
+def test_a_reflect_padded_conv_is_the_unpadded_conv_of_the_reflected_input(generator_conv):
+  x = jax.random.normal(jax.random.key(10), (2, 6, 6, 4))
+  kernel = jax.random.normal(jax.random.key(11), (3, 3, 4, 5))
+  conv = models.conv_module(generator_conv, role="generator")(5, (3, 3), padding=1)
+  variables = {"params": {"kernel": kernel, "bias": jnp.arange(5.0)}}
+  out = conv.apply(variables, x, method=lambda m, x: models.conv_padded(m, x, "reflect"))
+  reflected = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+  expected = jax.lax.conv_general_dilated(
+      reflected, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
+  np.testing.assert_allclose(out, expected + jnp.arange(5.0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("generator_conv", ["lax", "dots"])
+def test_reflect_padding_draws_no_border_where_zeros_do(generator_conv):
+  """Averaging kernels (the same at every tap) map a uniform map to a uniform map, except where
+  a conv pads zeros: there the border differs (the demo's frame). Reflect padding leaves none;
+  the parameters are the same (`zeros` is the original, which checkpoints restore into)."""
+  conv = models.conv_module(generator_conv, role="generator")
+  uniform = lambda k: jnp.full(k.shape, 1.0 / (k.shape[0] * k.shape[1] * k.shape[2]))
+  images = {}
+  for padding in models.PADDINGS:
+    gen = models.Generator(image_size=16, width=4, conv=conv, padding=padding)
+    variables = _generator_vars(gen, z_dim=8)
+    variables = {
+        "params": {
+            name: {**p, "conv": {**p["conv"], "kernel": uniform(p["conv"]["kernel"])}}
+            if name.startswith("block_")
+            else {**p, "kernel": uniform(p["kernel"])}
+            for name, p in variables["params"].items()
+        },
+        "batch_stats": variables["batch_stats"],
+    }
+    z = jnp.abs(jax.random.normal(jax.random.key(9), (2, 8)))  # positive: no ReLU zeroes it
+    images[padding] = gen.apply(variables, z, jnp.array([0, 1]), train=False)
+    images[padding + "_params"] = jax.tree.map(jnp.shape, variables["params"])
+  assert images["zeros_params"] == images["reflect_params"]
+  spread = lambda x: float((x.max(axis=(1, 2)) - x.min(axis=(1, 2))).max())
+  assert spread(images["reflect"]) < 1e-5
+  assert spread(images["zeros"]) > 1e-2
+
+
 @pytest.mark.parametrize("generator_conv,critic_conv", [("lax", "lax"), ("dots", "im2col")])
 def test_parameter_names_do_not_depend_on_conv(generator_conv, critic_conv):
   """Checkpoints restore whichever convolution formulation the config picks."""
