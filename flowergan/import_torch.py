@@ -207,6 +207,10 @@ def imported_variables(state_dict: dict, expected: dict) -> dict:
 
 def import_file(path: str, workdir: str, config) -> tuple[int, str]:
   """Writes the checkpoint; returns (image size, checkpoint directory)."""
+  try:  # a new run directory: nothing of the user's is mixed into it (before the file is read)
+    storage.check_new_folder(os.fspath(workdir), what="--workdir")
+  except storage.StorageError as e:
+    raise TorchImportError(str(e)) from None
   state_dict = read_state_dict(path)
   size = infer_image_size(state_dict, config, path)
   config = import_config(config, size)

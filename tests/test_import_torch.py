@@ -164,7 +164,7 @@ def test_imported_workdir_refuses_to_train_without_fresh_critic(authors_files, t
   assert int(state.step) == import_torch.IMPORTED_STEP
   # A second import into the same workdir is refused and overwrites nothing.
   again = _import(path, workdir)
-  assert again.returncode != 0 and "already has checkpoints" in again.stderr
+  assert again.returncode != 0 and "is a folder that is not empty" in again.stderr
 
 
 def _damaged(g, change):
