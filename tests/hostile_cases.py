@@ -23,6 +23,7 @@ import pathlib
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable
@@ -363,9 +364,36 @@ def make_destination(place: Place, output: Output, kind: str) -> None:
     target.mkdir()
     (target / "keep.txt").write_text("the user's own file\n")
   elif kind == "read_only":
-    target.parent.chmod(0o555)
+    make_read_only(target.parent)
   else:
     raise ValueError(kind)
+
+
+def make_read_only(folder: pathlib.Path) -> None:
+  """Makes `folder` read-only, undone by `undo_read_only`.
+
+  chmod does not stop root, so as root the folder is also bind-mounted read-only over itself,
+  which needs the mount privilege root usually has (the caller checks that writes fail).
+  """
+  folder.chmod(0o555)
+  if os.geteuid() != 0:
+    return
+  mounted = _run_quietly("mount", "--bind", str(folder), str(folder))
+  if mounted and not _run_quietly("mount", "-o", "remount,bind,ro", str(folder)):
+    _run_quietly("umount", str(folder))
+
+
+def undo_read_only(folder: pathlib.Path) -> None:
+  if os.geteuid() == 0:  # os.path.ismount misses a bind mount of the same filesystem
+    _run_quietly("umount", str(folder))
+  folder.chmod(0o755)
+
+
+def _run_quietly(*command: str) -> bool:
+  try:
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+  except OSError:
+    return False
 
 
 # ------------------------------------------------------------------------------- inputs
