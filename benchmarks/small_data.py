@@ -16,7 +16,9 @@ Writes `<out>.json` (every number, per run and step, with `real_above_fake` and 
 the run), `<out>.md` (the table) and `<out>.png` (GAN-train against steps). docs/small_data.md
 has the command and the results:
 
-    nice -n 10 python -m benchmarks.small_data --out=docs/small_data_results
+    nice -n 10 python -m benchmarks.small_data --out=docs/small_data_results \
+      --image_size=16 --width=16 --batch_size=16 --steps=300 --eval_every=100 \
+      --seeds=0,1 --subsets=30,60,all --flowers=30 --classifier_steps=200
 """
 
 from __future__ import annotations
@@ -420,7 +422,7 @@ def plot(results, path: str) -> None:
     def xy(step, acc):
       return x0 + m + (w - 2 * m) * step / steps, h - m - (h - 2 * m) * acc
 
-    draw.rectangle([xy(0, 0), xy(steps, 1)], outline=(160, 160, 160))
+    draw.rectangle([xy(0, 1), xy(steps, 0)], outline=(160, 160, 160))
     for acc in (0.25, 0.5, 0.75):
       draw.text((x0 + 2, xy(0, acc)[1] - 5), f"{acc:.2f}", fill=(90, 90, 90))
     runs = [r for r in results["runs"] if r["data"] == data]
