@@ -22,13 +22,20 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run to measure (none: only the real images).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_NO_EMA = flags.DEFINE_bool("no_ema", False, "Measure the raw generator weights, not the EMA.")
-_NUM = flags.DEFINE_integer("num_per_class", 256, "Images per class, generated and real.")
-_RING = flags.DEFINE_integer("ring", 2, "Width in pixels of the outer ring.")
-_SIZE = flags.DEFINE_integer("size", 32, "Image size of the real images without --workdir.")
-_PICTURE = flags.DEFINE_string("picture", None, "Also write the labelled sample grids (PNG).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags, defined only when it runs (tests import this file beside the entry
+  points, whose flags share these names)."""
+  flags.DEFINE_string("workdir", None, "Run to measure (none: only the real images).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_bool("no_ema", False, "Measure the raw generator weights, not the EMA.")
+  flags.DEFINE_integer("num_per_class", 256, "Images per class, generated and real.")
+  flags.DEFINE_integer("ring", 2, "Width in pixels of the outer ring.")
+  flags.DEFINE_integer("size", 32, "Image size of the real images without --workdir.")
+  flags.DEFINE_string("picture", None, "Also write the labelled sample grids (PNG).")
+
 
 LUMA = np.array([0.299, 0.587, 0.114])  # Rec. 601 weights of R, G, B
 
@@ -163,21 +170,23 @@ def report(name: str, images: np.ndarray, ring: int) -> dict:
 
 def main(argv):
   del argv
-  size, data_size, data_seed = _SIZE.value, _NUM.value, 0
+  size, data_size, data_seed = FLAGS.size, FLAGS.num_per_class, 0
   generated = None
-  if _WORKDIR.value:
-    images, model = generated_images(_WORKDIR.value, _STEP.value, not _NO_EMA.value, _NUM.value)
+  if FLAGS.workdir:
+    images, model = generated_images(
+        FLAGS.workdir, FLAGS.step, not FLAGS.no_ema, FLAGS.num_per_class
+    )
     size, data_seed = model.image_size, int(model.config.data.synthetic_seed)
     if model.config.data.source != "synthetic":
       sys.exit(
-          f"error: {_WORKDIR.value} did not train on the synthetic data; measure a run that did"
+          f"error: {FLAGS.workdir} did not train on the synthetic data; measure a run that did"
       )
-    data_size = min(_NUM.value, int(model.config.data.synthetic_num_per_class))
-    weights = "raw" if _NO_EMA.value else "EMA"
-    generated = report(f"generated (step {model.step}, {weights})", images, _RING.value)
-    if _PICTURE.value:
-      write_picture(model, _PICTURE.value)
-  real = report(f"real ({data_size}/class)", real_images(size, data_size, data_seed), _RING.value)
+    data_size = min(FLAGS.num_per_class, int(model.config.data.synthetic_num_per_class))
+    weights = "raw" if FLAGS.no_ema else "EMA"
+    generated = report(f"generated (step {model.step}, {weights})", images, FLAGS.ring)
+    if FLAGS.picture:
+      write_picture(model, FLAGS.picture)
+  real = report(f"real ({data_size}/class)", real_images(size, data_size, data_seed), FLAGS.ring)
   if generated is not None:
     print(
         f"generated − real: ring luma {generated['ring_luma'] - real['ring_luma']:+.3f}, "
@@ -186,4 +195,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
