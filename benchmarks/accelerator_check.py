@@ -90,7 +90,7 @@ def accelerator_config(*, tiny: bool, dtype: str) -> ConfigSection:
   sections = {
       "data": {"image_size": hyperparameters.IMAGE_SIZE, "classes": synthetic.CLASS_NAMES},
       "model": dict(hyperparameters.MODEL),
-      "train": dict(hyperparameters.TRAIN, dtype=dtype),
+      "train": dict(hyperparameters.TRAIN, dtype=dtype, ada=ConfigSection(**hyperparameters.ADA)),
   }
   if tiny:
     for name, fields in hyperparameters.TINY.items():

@@ -45,10 +45,12 @@ from flowergan import models as flax_models
 
 
 class TorchGenerator(nn.Module):
-  """`flowergan.models.Generator` (upsample='bilinear') in NCHW; output (N, 3, S, S)."""
+  """`flowergan.models.Generator` (upsample='bilinear') in NCHW; output (N, 3, S, S); `padding`
+  is the 3×3 convolutions' border ('zeros' or 'reflect', torch's `padding_mode`)."""
 
-  def __init__(self, image_size=128, num_classes=2, width=64, z_dim=64):
+  def __init__(self, image_size=128, num_classes=2, width=64, z_dim=64, padding="zeros"):
     super().__init__()
+    self.padding = padding
     self.num_classes = num_classes
     self.z_dim = z_dim
     self.blocks = nn.ModuleList()
@@ -62,12 +64,12 @@ class TorchGenerator(nn.Module):
         self.blocks.append(self._block(cin, features, 3, 1))
         self.upsample_before.append(j == 0)
         cin = features
-    self.to_rgb = nn.Conv2d(cin, 3, 3, padding=1)
+    self.to_rgb = nn.Conv2d(cin, 3, 3, padding=1, padding_mode=padding)
 
-  @staticmethod
-  def _block(cin, cout, k, pad):
+  def _block(self, cin, cout, k, pad):
+    mode = self.padding if k == 3 else "zeros"  # the seed conv (1×1 → 4×4) pads zeros
     return nn.Sequential(
-        nn.Conv2d(cin, cout, k, padding=pad),
+        nn.Conv2d(cin, cout, k, padding=pad, padding_mode=mode),
         nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1),
         nn.ReLU(),
     )
@@ -350,7 +352,7 @@ def from_flax(
   g, d = gan.generator, gan.critic
   if g.upsample != "bilinear":
     raise NotImplementedError("The PyTorch reference implements upsample='bilinear' only.")
-  generator = TorchGenerator(g.image_size, g.num_classes, g.width, gan.z_dim)
+  generator = TorchGenerator(g.image_size, g.num_classes, g.width, gan.z_dim, g.padding)
   critic = TorchCritic(d.image_size, d.num_classes, d.width, d.conditioning, d.normalization)
   if state is not None:
     load_flax_params(
@@ -470,7 +472,7 @@ def torch_outputs(gan, state, inputs: ComparisonInputs, *, fake: np.ndarray) -> 
   gradients keyed like Flax's params; the generator's pre-BatchNorm conv biases are left out:
   their gradient is zero in exact arithmetic, rounding noise on both sides, and frozen)."""
   g, d = gan.generator, gan.critic
-  tg = TorchGenerator(g.image_size, g.num_classes, g.width, gan.z_dim)
+  tg = TorchGenerator(g.image_size, g.num_classes, g.width, gan.z_dim, g.padding)
   tc = TorchCritic(d.image_size, d.num_classes, d.width, d.conditioning, d.normalization)
   load_flax_params(
       tg, tc, g_params=state.g_params, g_batch_stats=state.g_batch_stats, d_params=state.d_params

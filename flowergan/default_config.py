@@ -96,15 +96,7 @@ def _train() -> ml_collections.ConfigDict:
 
 def _ada() -> ml_collections.ConfigDict:
   """`config.train.ada`: adaptive augmentation of the critic's inputs (`flowergan.ada`); off."""
-  ada = ml_collections.ConfigDict()
-  ada.enabled = False  # off: the paper's recipe; on: the small-data recipe (docs/small_data.md)
-  # p rises while more than `target` of the (real, generated) pairs of a critic batch are
-  # ranked real first (`real_above_fake`, shift-invariant), and falls below it.
-  ada.target = 0.6
-  ada.interval = 4  # iterations between adjustments of p (StyleGAN2-ADA: 4 minibatches)
-  ada.kimg = 500.0  # thousands of real images for p to cross [0, 1] (StyleGAN2-ADA's 500)
-  ada.hue = False  # hue rotation changes what a colour-defined class looks like: off
-  return ada
+  return ml_collections.ConfigDict(dict(hyperparameters.ADA))
 
 
 def _eval() -> ml_collections.ConfigDict:

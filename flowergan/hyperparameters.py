@@ -55,11 +55,22 @@ TRAIN = {
     "fresh_critic": False,
 }
 
+# `config.train.ada`: adaptive augmentation of the critic's inputs (`flowergan.ada`), off: the
+# paper's recipe. p rises while more than `target` of the (real, generated) pairs of a critic
+# batch are ranked real first (`real_above_fake`, shift-invariant), and falls below it.
+ADA = {
+    "enabled": False,  # on: the small-data candidate (docs/small_data.md)
+    "target": 0.6,
+    "interval": 4,  # iterations between adjustments of p (StyleGAN2-ADA: 4 minibatches)
+    "kimg": 500.0,  # thousands of real images for p to cross [0, 1] (StyleGAN2-ADA's 500)
+    "hue": False,  # hue rotation changes what a colour-defined class looks like: off
+}
+
 # The `tiny` variant's network and training, by section: what the tests (and the accelerator
 # check's --tiny) run in seconds on a CPU. configs/cwgan128.py shrinks its data set, logging and
 # evaluation.
 TINY = {
     "data": {"image_size": 16},
-    "model": {"z_dim": 8, "width": 8, "critic_width": 8},
+    "model": {"z_dim": 8, "width": 8, "critic_width": 8, "generator_padding": "reflect"},
     "train": {"batch_size": 8, "n_critic": 2, "num_steps": 4},
 }

@@ -267,15 +267,15 @@ class WGANGP:
 class AdaSettings:
   """`config.train.ada` as the step uses it (flowergan.ada: what each one means)."""
 
-  target: float = 0.6
-  interval: int = 4
-  kimg: float = 500.0
-  hue: bool = False
+  target: float
+  interval: int
+  kimg: float
+  hue: bool
 
   @classmethod
   def from_config(cls, ada_config) -> AdaSettings | None:
     """The settings of `config.train.ada`, or None when it is off (or absent)."""
-    if ada_config is None or not ada_config.get("enabled", False):
+    if ada_config is None or not ada_config.enabled:
       return None
     return cls(
         target=float(ada_config.target),

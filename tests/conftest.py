@@ -3,7 +3,10 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
+
+import pytest
 
 # Must happen before jax is imported anywhere, so multi-device code paths are exercised on CPU.
 os.environ["XLA_FLAGS"] = (
@@ -31,3 +34,16 @@ def _session_compilation_cache() -> None:
 
 
 _session_compilation_cache()
+
+
+@pytest.fixture(autouse=True)
+def _shell_signal_dispositions():
+  """Each test starts as a user's shell starts a command: Ctrl-C not ignored.
+
+  A process inherits an ignored SIGINT across exec, so a library that leaves it ignored in a
+  pytest worker would make every later Ctrl-C test of that worker see a command that cannot be
+  stopped (seen in CI, in one xdist worker only). Put back, the tests check the command itself.
+  """
+  if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+  yield

@@ -75,6 +75,19 @@ def _load_main(command: Command) -> Callable[[list[str]], None]:
 
 _MAINS: dict[str, tuple[Callable, dict]] = {}  # command → (main, its flags)
 _ACTIVE: list[str | None] = [None]
+# Flags that other test files' imports defined (benchmarks.bench's --config, …): hidden while the
+# commands run here, whose flags may share their names, and put back by `restore_process`.
+_HIDDEN: dict[str, flags.Flag] = {}
+
+
+def _hide_foreign_flags() -> None:
+  registry = flags.FLAGS
+  ours = {name for _, defined in _MAINS.values() for name in defined}
+  for name in list(registry):
+    module = registry.find_module_defining_flag(name) or ""
+    if name not in ours and not module.startswith("absl"):
+      _HIDDEN[name] = registry[name]
+      delattr(registry, name)
 
 
 def _activate(command: Command) -> Callable[[list[str]], None]:
@@ -86,6 +99,7 @@ def _activate(command: Command) -> Callable[[list[str]], None]:
     for name in _MAINS[_ACTIVE[0]][1]:
       if name in registry:
         delattr(registry, name)
+  _hide_foreign_flags()
   if command.name in _MAINS:
     for name, flag in _MAINS[command.name][1].items():
       registry[name] = flag
@@ -108,6 +122,10 @@ def restore_process(saved: dict) -> None:
       if name in registry:
         delattr(registry, name)
     _ACTIVE[0] = None
+  for name, flag in _HIDDEN.items():
+    if name not in registry:
+      registry[name] = flag
+  _HIDDEN.clear()
   if not saved["parsed"]:
     registry.unparse_flags()
   logging.set_verbosity(saved["verbosity"])

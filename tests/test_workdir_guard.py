@@ -82,7 +82,9 @@ def test_unwritable_workdir_is_refused_before_the_first_step(tmp_path):
       train_lib.train_and_evaluate(config, str(workdir))
   (tmp_path / "run").mkdir()
   (tmp_path / "run" / "checkpoints").write_text("")
-  with pytest.raises(workdir_guard.WorkdirError, match="checkpoint folder .* is a file"):
+  with pytest.raises(
+      workdir_guard.WorkdirError, match="cannot write the checkpoints to .*: it is a file"
+  ):
     train_lib.train_and_evaluate(config, str(tmp_path / "run"))
   result = _run("train.py", *TINY_FLAGS, "--workdir=/proc/flowergan/run", devices=1)
   _assert_one_line_error(result, "cannot write to the workdir /proc/flowergan/run")
