@@ -28,10 +28,8 @@ from absl import logging
 from etils import epath
 from flax import traverse_util
 
-from flowergan import errors
-from flowergan import best_checkpoint, checkpoint_recovery, checkpointing, config_checks
-from flowergan import imaging, sampling, storage, trained
-from flowergan import workdir_guard
+from flowergan import best_checkpoint, checkpoint_recovery, checkpointing, config_checks, errors
+from flowergan import imaging, sampling, storage, trained, workdir_guard
 from flowergan import mesh as mesh_lib
 from flowergan import train_step as ts
 
@@ -65,7 +63,7 @@ class _StopRequest:
 @contextlib.contextmanager
 def _graceful_stop():
   stop = _StopRequest()
-  if jax.process_count() > 1 or not _in_main_thread():
+  if jax.process_count() > 1 or threading.current_thread() is not threading.main_thread():
     yield stop  # only the main thread may install handlers
     return
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -74,10 +72,6 @@ def _graceful_stop():
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
-
-
-def _in_main_thread() -> bool:
-  return threading.current_thread() is threading.main_thread()
 
 
 def _augment_fn(config):
@@ -191,7 +185,7 @@ def train_and_evaluate(
   is_main = jax.process_index() == 0
   with workdir_guard.claim(workdir) if is_main else contextlib.nullcontext():
     _sync_processes("flowergan: workdir claimed")
-    if is_main:  # every output the run will write, before training (issue 26)
+    if is_main:  # every output the run will write, checked before training
       workdir_guard.check_run_outputs(os.fspath(workdir), evaluates=config.eval_every >= 0)
     workdir_guard.check_writable(checkpointing.checkpoint_dir(workdir), what="checkpoint folder")
     return _train(config, workdir, mesh)
@@ -463,13 +457,12 @@ def _evaluate(run: _Run, state, step: int) -> dict:
       eval_config=evaluate.eval_config_of(run.config),
       inception_network=run.inception,
       workdir=run.workdir if run.is_main else None,  # the classifier cache too: process 0 only
-      write=run.is_main and state.ada is None,
+      write=False,  # below, with ADA's p beside the evaluation it explains
   )
-  if state.ada is not None:  # ADA's p beside the evaluation it explains, in metrics.jsonl
+  if state.ada is not None:
     results["ada_p"] = float(jax.device_get(state.ada.p))
-    if run.is_main:
-      evaluate.append_metrics(run.workdir, results)
   if run.is_main:
+    evaluate.append_metrics(run.workdir, results)
     run.writer.write_scalars(step, report.scalars(results))
     print(f"evaluation at step {step}:\n" + report.format_table(results, class_names), flush=True)
   return results
