@@ -94,8 +94,16 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def chromium(paths: tuple[str, str], *, width: int = 1600, height: int = 1300):
-  """A headless Chromium driven by Selenium with explicit binary and driver paths."""
+def chromium(
+    paths: tuple[str, str],
+    *,
+    width: int = 1600,
+    height: int = 1300,
+    gpu_flags: tuple[str, ...] | None = None,
+    script_timeout_s: int = 60,
+):
+  """A headless Chromium driven by Selenium with explicit binary and driver paths; without
+  `gpu_flags` its GPU is off, with them its pages get what those flags give (WebGPU)."""
   from selenium import webdriver
   from selenium.webdriver.chrome.service import Service
 
@@ -106,7 +114,7 @@ def chromium(paths: tuple[str, str], *, width: int = 1600, height: int = 1300):
   for flag in (
       "--headless=new",
       "--no-sandbox",
-      "--disable-gpu",
+      *(gpu_flags if gpu_flags is not None else ("--disable-gpu",)),
       "--disable-dev-shm-usage",
       "--disable-background-networking",
       "--disable-component-update",
@@ -120,7 +128,7 @@ def chromium(paths: tuple[str, str], *, width: int = 1600, height: int = 1300):
   try:
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(60)
-    driver.set_script_timeout(60)
+    driver.set_script_timeout(script_timeout_s)
     yield driver
   finally:
     if driver is not None:

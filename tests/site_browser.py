@@ -10,8 +10,6 @@ import contextlib
 import functools
 import http.server
 import json
-import shutil
-import tempfile
 import threading
 import time
 
@@ -27,38 +25,11 @@ chromium = demo_browser.chromium
 WEBGPU_FLAGS = ("--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan")
 
 
-@contextlib.contextmanager
 def chromium_webgpu(paths: tuple[str, str]):
   """A headless Chromium whose pages get WebGPU from the software adapter."""
-  from selenium import webdriver
-  from selenium.webdriver.chrome.service import Service
-
-  browser, driver_path = paths
-  profile = tempfile.mkdtemp(prefix="flowergan-chromium-")
-  options = webdriver.ChromeOptions()
-  options.binary_location = browser
-  for flag in (
-      "--headless=new",
-      "--no-sandbox",
-      "--disable-dev-shm-usage",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-      f"--user-data-dir={profile}",
-      "--window-size=1200,900",
-      *WEBGPU_FLAGS,
-  ):
-    options.add_argument(flag)
-  driver = None
-  try:
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(120)
-    yield driver
-  finally:
-    if driver is not None:
-      driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+  return demo_browser.chromium(
+      paths, width=1200, height=900, gpu_flags=WEBGPU_FLAGS, script_timeout_s=120
+  )
 
 
 def set_options(driver, options: dict) -> None:
