@@ -15,9 +15,9 @@ The part of `--config` after a colon picks the variant; the workdir defaults to
       python train.py --config=configs/cwgan128.py --config.data.source=folder:/path/to/photos
 
 * `demo` (train.py's default): the built-in synthetic flowers at 32×32 with half the widths,
-  500 steps, small enough for 2 CPU cores (measured time: docs/performance.md). Everything else is
-  the paper's model and WGAN-GP recipe, except that the generator's convs pad by reflection
-  (docs/demo_quality.md: zeros leave a dark frame after 500 steps):
+  300 steps, training and evaluation within 5 minutes on 2 idle CPU cores (measured:
+  docs/demo_quality.md). Everything else is the paper's model and WGAN-GP recipe, except that
+  the generator's convs pad by reflection (docs/demo_quality.md: zeros leave a dark frame):
 
       python train.py --config=configs/cwgan128.py:demo    # → runs/demo/samples/*.png
       python sample.py --workdir=runs/demo --label=marigold
@@ -63,17 +63,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _shrink_to_demo(config: ml_collections.ConfigDict) -> None:
-  """The `demo` variant: built-in synthetic data, 32×32, half the widths, 500 steps."""
+  """The `demo` variant: built-in synthetic data, 32×32, half the widths, 300 steps."""
   config.data.source = "synthetic"
   config.data.image_size = 32
   config.data.synthetic_num_per_class = 200
   config.model.width = 32
   config.model.critic_width = 32
-  # Reflect-padded generator convs: with the original's zeros, 500 steps leave a dark frame
-  # around every flower that the data does not have (measured: docs/demo_quality.md).
+  # Reflect-padded generator convs: with the original's zeros, the demo's steps leave a dark
+  # frame around every flower that the data does not have (measured: docs/demo_quality.md).
   config.model.generator_padding = "reflect"
   config.train.batch_size = 32
-  config.train.num_steps = 500
+  # 300, not 500: the README's command (training, its evaluation, sampling) stays within 5
+  # minutes on 2 idle cores, and FD/KID/class consistency are no worse (docs/demo_quality.md).
+  config.train.num_steps = 300
   config.log_every = 20
   config.sample_every = 100
   config.checkpoint_every = 200

@@ -29,7 +29,7 @@ MODEL = {
     "critic_conv": "auto",  # 'auto' | 'im2col' | 'lax'
     # How the generator's 3×3 convs pad the border: 'zeros' (the original's, which its weights
     # and every checkpoint from before this field were trained with) | 'reflect' (the demo
-    # variant's: with zeros its 500 steps leave a dark frame around every image,
+    # variant's: with zeros its few hundred steps leave a dark frame around every image,
     # docs/demo_quality.md). Same parameters either way.
     "generator_padding": "zeros",
 }

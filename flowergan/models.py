@@ -194,7 +194,7 @@ class Generator(nn.Module):
       or `functools.partial(nn.Conv, conv_general_dilated=fn)` with a formulation from
       `flowergan.ops` (same parameters, same function; `build_models` picks it from the config).
     padding: how the 3×3 convolutions pad the border: 'zeros' (the original) or 'reflect'
-      (the demo variant's: with zeros its 500 steps leave a dark frame, docs/demo_quality.md).
+      (the demo variant's: with zeros its few hundred steps leave a dark frame, docs/demo_quality.md).
       The same parameters either way; the 4×4 seed conv on the 1×1 input always pads zeros.
   """
 

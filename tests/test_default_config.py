@@ -44,7 +44,7 @@ def test_snapshot_holds_the_variants_documented_values():
   assert sizes == {"paper": (128, 64), "demo": (32, 32), "tiny": (16, 8)}
   assert snap["paper"]["data"]["source"] == "tfds:oxford_flowers102"
   assert snap["demo"]["data"]["source"] == snap["tiny"]["data"]["source"] == "synthetic"
-  assert [snap[n]["train"]["num_steps"] for n in ("paper", "demo", "tiny")] == [20_000, 500, 4]
+  assert [snap[n]["train"]["num_steps"] for n in ("paper", "demo", "tiny")] == [20_000, 300, 4]
   assert snap["paper"]["eval"]["num_per_class"] == 1000 and snap["tiny"]["eval"]["kid_subsets"] == 5
 
 
