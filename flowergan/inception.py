@@ -345,11 +345,10 @@ def _arrays_from_state_dict(state_dict: dict[str, np.ndarray], path: str) -> dic
     value = np.asarray(state_dict[key], np.float32)
     if value.shape != shape:
       raise InceptionError(f"{path}: {key} has shape {value.shape}, the network needs {shape}.")
-    if not np.isfinite(value).all():  # the features would be NaN, and sqrtm of them endless
-      raise InceptionError(
-          f"{path}: {key} holds non-finite values (NaN or infinity); {WEIGHTS_FILE} holds none:"
-          " get the published file again."
-      )
+    try:  # NaN weights: NaN features, and sqrtm of them endless
+      untrusted.check_finite({key: value}, path, f"{WEIGHTS_FILE} holds none: get it again")
+    except untrusted.UntrustedFileError as e:
+      raise InceptionError(str(e)) from None
     if value.ndim == 4:
       value = value.transpose(2, 3, 1, 0)
     arrays["/".join(names)] = value

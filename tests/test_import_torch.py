@@ -215,7 +215,7 @@ class _NotATensor:
         (lambda g, p: torch.save({"model_state_dict": {"w": torch.zeros(2)}}, p), "none of its"),
         (
             lambda g, p: torch.save(_damaged(g, _nan_then_inf), p),
-            "gen.2.0.weight holds 1 non-finite value(s) (NaN or infinity)",
+            "holds 1 non-finite value(s) (NaN or infinity) in gen.2.0.weight",
         ),
         (lambda g, p: None, "no file"),
         (lambda g, p: torch.save({"model_state_dict": g.state_dict()}, p), "cannot create"),
