@@ -40,18 +40,24 @@ from flowergan import synthetic
 from flowergan import train_step as ts
 from flowergan.diffaugment import diff_augment
 
-_OUT = flags.DEFINE_string("out", "/tmp/small_data", "output path without extension")
-_STEPS = flags.DEFINE_integer("steps", 600, "generator steps of every run")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", 200, "GAN-train/GAN-test/FD every ... steps")
-_SIZE = flags.DEFINE_integer("image_size", 32, "image size")
-_WIDTH = flags.DEFINE_integer("width", 32, "generator and critic width (demo: 32)")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "batch size (demo: 32)")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "training seeds")
-_SUBSETS = flags.DEFINE_list("subsets", ["30", "60", "all"], "digits per class")
-_FLOWERS = flags.DEFINE_list("flowers", ["30"], "synthetic flowers per class ('' = none)")
-_RECIPES = flags.DEFINE_list("recipes", ["paper", "diffaugment", "ada", "small_data"], "recipes")
-_CLF_STEPS = flags.DEFINE_integer("classifier_steps", 300, "steps of each classifier")
-_GEN_PER_CLASS = flags.DEFINE_integer("fd_per_class", 50, "generated images per class for FD")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags, defined only when it runs (tests import this file beside modules whose
+  flags share these names, e.g. flowergan.export's --out)."""
+  flags.DEFINE_string("out", "/tmp/small_data", "output path without extension")
+  flags.DEFINE_integer("steps", 600, "generator steps of every run")
+  flags.DEFINE_integer("eval_every", 200, "GAN-train/GAN-test/FD every ... steps")
+  flags.DEFINE_integer("image_size", 32, "image size")
+  flags.DEFINE_integer("width", 32, "generator and critic width (demo: 32)")
+  flags.DEFINE_integer("batch_size", 32, "batch size (demo: 32)")
+  flags.DEFINE_list("seeds", ["0", "1"], "training seeds")
+  flags.DEFINE_list("subsets", ["30", "60", "all"], "digits per class")
+  flags.DEFINE_list("flowers", ["30"], "synthetic flowers per class ('' = none)")
+  flags.DEFINE_list("recipes", ["paper", "diffaugment", "ada", "small_data"], "recipes")
+  flags.DEFINE_integer("classifier_steps", 300, "steps of each classifier")
+
 
 HOLDOUT_PER_CLASS = 40  # real images per class that no run trains on (GAN-train's test set)
 
@@ -98,9 +104,9 @@ def demo_config(recipe: str, total_images: int) -> ml_collections.ConfigDict:
   from configs import cwgan128
 
   config = cwgan128.get_config("demo")
-  config.data.image_size = _SIZE.value
-  config.model.width = config.model.critic_width = _WIDTH.value
-  config.train.batch_size = _BATCH.value
+  config.data.image_size = FLAGS.image_size
+  config.model.width = config.model.critic_width = FLAGS.width
+  config.train.batch_size = FLAGS.batch_size
   if recipe in ("small_data",):
     config.update_from_flattened_dict(cwgan128.SMALL_DATA_OVERRIDES)
   elif recipe == "diffaugment":
@@ -208,7 +214,7 @@ def train_classifier(images, labels, num_classes):
       images,
       labels,
       num_classes,
-      steps=_CLF_STEPS.value,
+      steps=FLAGS.classifier_steps,
       batch_size=64,
       seed=0,
       learning_rate=1e-3,
@@ -268,11 +274,11 @@ def data_sets(size: int):
   """(name, images, labels, classes, train idx, holdout idx, hflip) of every measured set."""
   out = []
   images, labels, names = digits(size)
-  for sub in _SUBSETS.value:
+  for sub in FLAGS.subsets:
     per_class = None if sub == "all" else int(sub)
     train_idx, hold_idx = split(labels, len(names), per_class)
     out.append((f"digits/{sub}", images, labels, names, train_idx, hold_idx, False))
-  for sub in [f for f in _FLOWERS.value if f]:
+  for sub in [f for f in FLAGS.flowers if f]:
     f_images, f_labels, f_names = flowers(int(sub), size)
     train_idx, hold_idx = split(f_labels, len(f_names), int(sub))
     out.append((f"flowers/{sub}", f_images, f_labels, f_names, train_idx, hold_idx, True))
@@ -280,7 +286,7 @@ def data_sets(size: int):
 
 
 def run_grid() -> dict:
-  steps, size = _STEPS.value, _SIZE.value
+  steps, size = FLAGS.steps, FLAGS.image_size
   results = {
       "settings": {
           k: flags.FLAGS[k].value
@@ -316,7 +322,7 @@ def run_grid() -> dict:
     sets.append(
         (name, images, labels, k, train_idx, hold_idx, hflip, real, judge, ceiling, judge_on_real)
     )
-  for seed in map(int, _SEEDS.value):  # outermost: a cut grid has all of the first seed
+  for seed in map(int, FLAGS.seeds):  # outermost: a cut grid has all of the first seed
     for (
         name,
         images,
@@ -330,10 +336,10 @@ def run_grid() -> dict:
         ceiling,
         judge_on_real,
     ) in sets:
-      for recipe in _RECIPES.value:
+      for recipe in FLAGS.recipes:
         key = (recipe, k, hflip)
         if key not in trainers:
-          trainers[key] = Trainer.make(demo_config(recipe, steps * _BATCH.value * 5), k, hflip)
+          trainers[key] = Trainer.make(demo_config(recipe, steps * FLAGS.batch_size * 5), k, hflip)
         t0 = time.perf_counter()
         evaluate = make_evaluator(real, labels, train_idx, hold_idx, k, judge, seed)
         evals, trace = train_run(
@@ -343,7 +349,7 @@ def run_grid() -> dict:
             k,
             seed,
             steps,
-            _EVAL_EVERY.value,
+            FLAGS.eval_every,
             evaluate,
         )
         results["runs"].append(
@@ -461,7 +467,7 @@ def plot(results, path: str) -> None:
 
 
 def write(results) -> None:
-  with open(_OUT.value + ".json", "w") as f:
+  with open(FLAGS.out + ".json", "w") as f:
     json.dump(results, f, indent=1)
 
 
@@ -469,12 +475,13 @@ def main(argv):
   del argv
   results = run_grid()
   write(results)
-  with open(_OUT.value + ".md", "w") as f:
+  with open(FLAGS.out + ".md", "w") as f:
     f.write(markdown(results))
-  plot(results, _OUT.value + ".png")
+  plot(results, FLAGS.out + ".png")
   print(markdown(results))
   print(f"wall: {results['wall_seconds']:.0f} s")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
