@@ -41,8 +41,8 @@ VARIANTS = ("demo", "tiny")
 # The candidate small-data recipe: adaptive augmentation of the critic's inputs (flowergan/ada.py)
 # with DiffAugment's colour-free policies; on any variant: --config.train.ada.enabled=True
 # --config.train.diffaugment=translation,cutout. Measured on 30 to ~140 real digits per class
-# (docs/small_data.md): in 300-step runs it did worse than the paper's recipe, so it is not the
-# default anywhere and not a recommendation.
+# (docs/small_data.md): in 300- and 1,000-step runs it did worse than the paper's recipe, so it is
+# not the default anywhere and not a recommendation.
 SMALL_DATA_OVERRIDES = {"train.ada.enabled": True, "train.diffaugment": "translation,cutout"}
 
 
