@@ -2,7 +2,6 @@
 of each run's last evaluation, with the spread, and the plot draws every run (no training here:
 the grid itself is the benchmark's command)."""
 
-
 import numpy as np
 import pytest
 from PIL import Image
