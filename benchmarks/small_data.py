@@ -229,6 +229,12 @@ def accuracy(params, images, labels, num_classes) -> float:
   return float(classifier.per_class_accuracy(np.argmax(logits, -1), labels, num_classes)[1])
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def critic_scores(critic, params, images, labels):
+  """The critic's scores of `images` (compiled once per critic and shape, not once per run)."""
+  return critic.apply({"params": params}, images, labels)
+
+
 def make_evaluator(real, labels, train_idx, hold_idx, num_classes, judge, seed):
   """`evaluate(gan, state)` → GAN-train, GAN-test, FD of the EMA generator's images."""
   counts = np.bincount(labels[train_idx], minlength=num_classes)
@@ -239,10 +245,6 @@ def make_evaluator(real, labels, train_idx, hold_idx, num_classes, judge, seed):
     z = jax.random.normal(jax.random.key(10_000 + seed), (len(labs), gan.z_dim))
     imgs = jax.jit(gan.generate)(state.ema_params, state.g_batch_stats, z, jnp.asarray(labs))
     return np.asarray(jnp.clip(imgs, -1.0, 1.0))
-
-  critic_scores = jax.jit(
-      lambda gan_critic, params, x, y: gan_critic.apply({"params": params}, x, y), static_argnums=0
-  )
 
   def train_above_heldout(gan, state) -> float:
     """The share of (training, held-out) real pairs the critic scores training first: 0.5 while
